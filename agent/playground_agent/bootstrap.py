@@ -1,0 +1,194 @@
+"""Per-instance set-up: secrets on first boot, databases, migration, admin user, folders."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import secrets
+import subprocess
+import time
+from typing import Dict, List, Optional
+
+from . import paths
+from .config import Config
+from .render import airflow_env, write_atomic
+
+PSQL = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qtAX"]
+
+
+class BootstrapError(Exception):
+    pass
+
+
+def load_state() -> Dict[str, object]:
+    try:
+        with open(paths.STATE_FILE, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(state: Dict[str, object]) -> None:
+    write_atomic(paths.STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600, 0)
+
+
+def is_first_boot(cfg: Config, state: Dict[str, object]) -> bool:
+    # As the guest agent does: a new instance id means a new machine from the image.
+    return state.get("instance_id") != cfg.instance_id
+
+
+def ensure_secrets(instance_id: str) -> Dict[str, str]:
+    """Create the per-instance secrets once; they are never logged and stay 0600 root."""
+    os.makedirs(paths.SECRETS_DIR, mode=0o700, exist_ok=True)
+    env_path = paths.SECRETS_DIR + "/airflow.env"
+    pw_path = paths.SECRETS_DIR + "/admin-password"
+    marker = paths.SECRETS_DIR + "/instance-id"
+    try:
+        with open(marker, encoding="utf-8") as fh:
+            made_for = fh.read().strip()
+    except OSError:
+        made_for = ""
+    if made_for != instance_id or not (os.path.exists(env_path) and os.path.exists(pw_path)):
+        fernet = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        content = 'AIRFLOW__CORE__FERNET_KEY="%s"\nAIRFLOW__WEBSERVER__SECRET_KEY="%s"\n' % (
+            fernet, secrets.token_hex(32))
+        write_atomic(env_path, content, 0o600, 0)
+        write_atomic(pw_path, secrets.token_urlsafe(18) + "\n", 0o600, 0)
+        write_atomic(marker, instance_id + "\n", 0o600, 0)
+    return read_env(env_path)
+
+
+def admin_password() -> str:
+    with open(paths.SECRETS_DIR + "/admin-password", encoding="utf-8") as fh:
+        return fh.read().strip()
+
+
+def read_env(path: str) -> Dict[str, str]:
+    env: Dict[str, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, value = line.split("=", 1)
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            env[key] = value
+    return env
+
+
+def _run(cmd: List[str], env: Optional[Dict[str, str]] = None, what: str = "", timeout: int = 600) -> str:
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise BootstrapError("%s failed (exit %d): %s" % (what or cmd[0], proc.returncode, " | ".join(tail)))
+    return proc.stdout
+
+
+def wait_for_postgres(timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if subprocess.run(["pg_isready", "-q", "-h", "/var/run/postgresql"]).returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise BootstrapError("PostgreSQL did not accept connections within %d s" % timeout)
+        time.sleep(0.5)
+
+
+def ensure_database(name: str, owner: str) -> bool:
+    """Create role and database if missing (names were validated as identifiers)."""
+    created = False
+    if _run(PSQL + ["-c", "SELECT 1 FROM pg_roles WHERE rolname='%s'" % owner], what="psql").strip() != "1":
+        _run(PSQL + ["-c", 'CREATE ROLE "%s" LOGIN' % owner], what="create role " + owner)
+        created = True
+    if _run(PSQL + ["-c", "SELECT 1 FROM pg_database WHERE datname='%s'" % name], what="psql").strip() != "1":
+        _run(PSQL + ["-c", 'CREATE DATABASE "%s" OWNER "%s"' % (name, owner)], what="create database " + name)
+        created = True
+    return created
+
+
+def airflow_command_env(cfg: Config, secret_env: Dict[str, str]) -> Dict[str, str]:
+    env = {"PATH": paths.AIRFLOW_VENV + "/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env.update(airflow_env(cfg, os.cpu_count() or 1))
+    env.update(secret_env)
+    return env
+
+
+def airflow(args: List[str], env: Dict[str, str], what: str) -> str:
+    return _run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args, env=env, what=what)
+
+
+def airflow_version() -> str:
+    try:
+        with open(paths.MANIFEST, encoding="utf-8") as fh:
+            return str(json.load(fh).get("components", {}).get("airflow", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def ensure_dirs(cfg: Config) -> None:
+    airflow_user = pwd.getpwnam("airflow")
+    mlflow_user = pwd.getpwnam("mlflow")
+    for path, owner in ((paths.AIRFLOW_HOME, airflow_user), (paths.LOCAL_DAGS, airflow_user),
+                        ("/var/log/airflow", airflow_user), (paths.BUCKET_MOUNT, airflow_user)):
+        os.makedirs(path, exist_ok=True)
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    if not cfg.artifacts_root.startswith("gs://"):
+        os.makedirs(cfg.artifacts_root, exist_ok=True)
+        os.chown(cfg.artifacts_root, mlflow_user.pw_uid, mlflow_user.pw_gid)
+
+
+def ensure_ssh_keys(cfg: Config) -> None:
+    """Install `ssh-keys` for images without Google's guest agent (the local image)."""
+    if os.path.exists("/usr/bin/google_guest_agent") or not cfg.ssh_keys:
+        return
+    by_user: Dict[str, List[str]] = {}
+    for k in cfg.ssh_keys:
+        by_user.setdefault(k.user, []).append(k.key)
+    for user, keys in by_user.items():
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            _run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", user], what="useradd")
+            pw = pwd.getpwnam(user)
+        ssh_dir = os.path.join(pw.pw_dir, ".ssh")
+        os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
+        os.chown(ssh_dir, pw.pw_uid, pw.pw_gid)
+        path = os.path.join(ssh_dir, "authorized_keys")
+        content = "# managed by playground-agent from the ssh-keys attribute\n" + "\n".join(keys) + "\n"
+        write_atomic(path, content, 0o600, pw.pw_gid)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def bootstrap(cfg: Config, log) -> Dict[str, object]:
+    """Everything that needs root and the local PostgreSQL; idempotent."""
+    state = load_state()
+    first = is_first_boot(cfg, state)
+    if first:
+        log("first boot of instance %s: creating per-instance secrets" % cfg.instance_id)
+    secret_env = ensure_secrets(cfg.instance_id)
+    ensure_dirs(cfg)
+    ensure_ssh_keys(cfg)
+    wait_for_postgres()
+    ensure_database("airflow", "airflow")
+    if cfg.mlflow_backend == "local":
+        ensure_database(cfg.mlflow_db_name, cfg.mlflow_db_user)
+    env = airflow_command_env(cfg, secret_env)
+    version = airflow_version()
+    if first or state.get("migrated_version") != version:
+        log("running the Airflow database migration")
+        airflow(["db", "migrate"], env, "airflow db migrate")
+        state["migrated_version"] = version
+    if first or state.get("admin_user") != cfg.airflow_admin_user:
+        existing = airflow(["users", "list", "-o", "plain"], env, "airflow users list")
+        if cfg.airflow_admin_user not in existing.split():
+            log("creating the Airflow admin user %r" % cfg.airflow_admin_user)
+            airflow(["users", "create", "--role", "Admin", "--username", cfg.airflow_admin_user,
+                     "--email", "%s@localhost" % cfg.airflow_admin_user, "--firstname", "Playground",
+                     "--lastname", "Admin", "--password", admin_password()], env, "airflow users create")
+        state["admin_user"] = cfg.airflow_admin_user
+    state["instance_id"] = cfg.instance_id
+    save_state(state)
+    return state

@@ -1,0 +1,143 @@
+"""The health report: unit states, Airflow and MLflow /health, mount, proxy, disk."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from typing import Any, Dict, List, Optional
+
+from . import paths
+from .render import write_atomic
+
+BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service"]
+
+
+def unit_state(unit: str) -> Dict[str, str]:
+    try:
+        out = subprocess.run(
+            ["systemctl", "show", unit, "--property=ActiveState,SubState,Result,NRestarts,ActiveEnterTimestamp"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {"active": "unknown"}
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {"active": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
+            "result": props.get("Result", ""), "restarts": props.get("NRestarts", "0"),
+            "since": props.get("ActiveEnterTimestamp", "")}
+
+
+def http_json(url: str, timeout: float = 3.0) -> Optional[Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read().decode("utf-8", "replace")
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body.strip()
+    except Exception:  # any failure is "not answering" for a health check
+        return None
+
+
+def airflow_health(port: int) -> Dict[str, Any]:
+    doc = http_json("http://127.0.0.1:%d/health" % port)
+    if not isinstance(doc, dict):
+        return {"ok": False, "reason": "webserver /health not answering on 127.0.0.1:%d" % port}
+    meta = (doc.get("metadatabase") or {}).get("status")
+    sched = doc.get("scheduler") or {}
+    age = None
+    beat = sched.get("latest_scheduler_heartbeat")
+    if beat:
+        try:
+            from datetime import datetime
+            age = round(time.time() - datetime.fromisoformat(beat).timestamp(), 1)
+        except ValueError:
+            age = None
+    ok = meta == "healthy" and sched.get("status") == "healthy"
+    reason = "" if ok else "metadatabase %s, scheduler %s" % (meta, sched.get("status"))
+    return {"ok": ok, "metadatabase": meta, "scheduler": sched.get("status"),
+            "heartbeat_age_s": age, "reason": reason}
+
+
+def mlflow_health(port: int) -> Dict[str, Any]:
+    doc = http_json("http://127.0.0.1:%d/health" % port)
+    ok = doc == "OK"
+    return {"ok": ok, "reason": "" if ok else "MLflow /health not answering on 127.0.0.1:%d" % port}
+
+
+def mount_state(cfg: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if not cfg or not cfg.get("dags_bucket"):
+        return {"ok": True, "state": "not configured (local DAG folder)"}
+    mounted = os.path.ismount(paths.BUCKET_MOUNT)
+    return {"ok": mounted, "state": "mounted" if mounted else "not mounted", "bucket": cfg["dags_bucket"]}
+
+
+def proxy_state(cfg: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if not cfg or not cfg.get("cloudsql_instance"):
+        return {"ok": True, "state": "not configured (MLflow on the local PostgreSQL)"}
+    st = unit_state("cloud-sql-proxy.service")
+    return {"ok": st["active"] == "active", "state": st["active"], "instance": cfg["cloudsql_instance"]}
+
+
+def disk() -> Dict[str, Any]:
+    usage = shutil.disk_usage(paths.p("/") or "/")
+    return {"total_gb": round(usage.total / 2**30, 1), "used_pct": round(100 * usage.used / usage.total, 1)}
+
+
+def memory() -> Dict[str, Any]:
+    info: Dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                key, value = line.split(":", 1)
+                info[key] = int(value.split()[0])
+    except OSError:
+        return {}
+    total = info.get("MemTotal", 0)
+    avail = info.get("MemAvailable", 0)
+    return {"total_mb": total // 1024, "used_pct": round(100 * (total - avail) / total, 1) if total else None}
+
+
+def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict[str, Any]:
+    """Build the report from live checks; `cfg` is the last good config as a dict."""
+    units: List[str] = list(BASE_UNITS)
+    if cfg:
+        units += ["airflow-scheduler@%d.service" % i for i in range(1, int(cfg["airflow_schedulers"]) + 1)]
+    unit_states = {u: unit_state(u) for u in units}
+    report: Dict[str, Any] = {
+        "schema": 1,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": config_state,
+        "units": unit_states,
+        "disk": disk(),
+        "memory": memory(),
+    }
+    if cfg:
+        report["airflow"] = airflow_health(int(cfg["airflow_port"]))
+        report["mlflow"] = mlflow_health(int(cfg["mlflow_port"]))
+        report["mount"] = mount_state(cfg)
+        report["proxy"] = proxy_state(cfg)
+    problems = [u + " is " + s["active"] for u, s in unit_states.items() if s["active"] != "active"]
+    for part in ("airflow", "mlflow", "mount", "proxy"):
+        if part in report and not report[part]["ok"]:
+            problems.append(report[part].get("reason") or "%s: %s" % (part, report[part].get("state")))
+    if config_state.get("state") != "ok":
+        problems.insert(0, "config: %s" % config_state.get("error", "not applied"))
+    report["problems"] = problems
+    report["healthy"] = not problems
+    report["last_error"] = config_state.get("error") or (problems[0] if problems else "")
+    return report
+
+
+def write_report(report: Dict[str, Any]) -> None:
+    os.makedirs(paths.RUN_DIR, exist_ok=True)
+    write_atomic(paths.STATUS_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n", 0o644, 0)
+
+
+def read_report() -> Optional[Dict[str, Any]]:
+    try:
+        with open(paths.STATUS_FILE, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None

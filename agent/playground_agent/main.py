@@ -1,0 +1,175 @@
+"""playground-agent: apply instance metadata, report health, watch for changes."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from . import bootstrap, health, paths, render
+from .config import ConfigError, parse
+from .metadata import MetadataClient, MetadataError
+
+CONFIG_STATE = paths.STATE_DIR + "/config-state.json"
+# Which services read which rendered file: a change restarts only those.
+READERS = {
+    "airflow.env": ["airflow-webserver.service", "airflow-scheduler@*.service"],
+    "mlflow.env": ["mlflow-server.service"],
+    "cloudsql-proxy.env": ["cloud-sql-proxy.service"],
+    "bucket-mount.env": ["playground-bucket-mount.service"],
+}
+
+
+def log(msg: str) -> None:
+    print("playground-agent: " + msg, file=sys.stderr, flush=True)
+
+
+def _load_json(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _save_config_state(state: Dict[str, Any]) -> None:
+    render.write_atomic(CONFIG_STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644, 0)
+
+
+def _systemctl(*args: str) -> int:
+    return subprocess.run(["systemctl"] + list(args)).returncode
+
+
+def fail(error: str) -> int:
+    """Record a failed apply: the last good config stays, nothing is started."""
+    log(error)
+    previous = _load_json(CONFIG_STATE) or {}
+    state = {"state": "error", "error": error, "generation": previous.get("generation", 0),
+             "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        _save_config_state(state)
+        health.write_report(health.collect(_load_json(paths.GOOD_CONFIG), state))
+    except OSError as exc:
+        log("could not write the health report: %s" % exc)
+    return 1
+
+
+def apply(client: MetadataClient, start: bool = True) -> int:
+    t0 = time.monotonic()
+    try:
+        doc, _ = client.read_all()
+        cfg = parse(doc)
+    except (MetadataError, ConfigError) as exc:
+        return fail(str(exc))
+    changed = render.write_all(render.render(cfg))
+    if any(p.startswith(paths.SYSTEMD_DIR) for p in changed):
+        _systemctl("daemon-reload")
+    try:
+        bootstrap.bootstrap(cfg, log)
+    except (bootstrap.BootstrapError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
+        return fail("bootstrap: %s" % exc)
+    previous = _load_json(CONFIG_STATE) or {}
+    good = cfg.to_dict()
+    generation = int(previous.get("generation", 0))
+    if _load_json(paths.GOOD_CONFIG) != good or changed:
+        generation += 1
+        render.write_atomic(paths.GOOD_CONFIG, json.dumps(good, indent=2, sort_keys=True) + "\n", 0o644, 0)
+    _save_config_state({"state": "ok", "generation": generation, "error": "",
+                        "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    restart: List[str] = []
+    for path in changed:
+        restart += READERS.get(os.path.basename(path), [])
+    if restart:
+        # try-restart touches only running units: at boot nothing is running yet.
+        _systemctl("try-restart", *restart)
+    if start:
+        _systemctl("start", "--no-block", "playground.target")
+    log("applied config generation %d in %.2f s (%d file(s) changed)" % (
+        generation, time.monotonic() - t0, len(changed)))
+    return 0
+
+
+def report(wait: float = 0.0) -> Dict[str, Any]:
+    deadline = time.monotonic() + wait
+    while True:
+        cfg = _load_json(paths.GOOD_CONFIG)
+        state = _load_json(CONFIG_STATE) or {"state": "unknown", "error": "the agent has not run"}
+        rep = health.collect(cfg, state)
+        if rep["healthy"] or time.monotonic() >= deadline or state.get("state") == "error":
+            health.write_report(rep)
+            return rep
+        time.sleep(2)
+
+
+def print_status(rep: Dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rep, indent=2, sort_keys=True))
+        return
+    print("healthy: %s   config: %s (generation %s)" % (
+        "yes" if rep["healthy"] else "NO", rep["config"].get("state"), rep["config"].get("generation")))
+    for unit, st in sorted(rep["units"].items()):
+        print("  %-36s %s/%s" % (unit, st.get("active"), st.get("sub", "")))
+    for part in ("airflow", "mlflow", "mount", "proxy"):
+        if part in rep:
+            info = rep[part]
+            print("  %-36s %s %s" % (part, "ok" if info["ok"] else "FAIL", info.get("reason") or info.get("state", "")))
+    print("  disk used %s%%, memory used %s%%" % (rep["disk"]["used_pct"], rep["memory"].get("used_pct")))
+    for problem in rep["problems"]:
+        print("problem: " + problem)
+
+
+def watch(client: MetadataClient) -> int:
+    """Long-poll the attributes and re-apply when they change (the guest agent's loop)."""
+    etag = ""
+    while True:
+        try:
+            _, new_etag = client.get("instance/attributes/", recursive=True, wait_for_change=bool(etag),
+                                     last_etag=etag)
+        except MetadataError as exc:
+            log("watch: %s; retrying in 10 s" % exc)
+            time.sleep(10)
+            continue
+        if etag and new_etag != etag:
+            log("instance attributes changed: re-applying")
+            apply(client)
+        etag = new_etag
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="playground-agent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_apply = sub.add_parser("apply", help="read metadata, write config, bootstrap, start playground.target")
+    p_apply.add_argument("--no-start", action="store_true", help="do not start playground.target")
+    p_health = sub.add_parser("health", help="write the health report (/run/playground/status.json)")
+    p_health.add_argument("--wait", type=float, default=0.0, help="seconds to wait for healthy")
+    p_status = sub.add_parser("status", help="print the health report, from live checks")
+    p_status.add_argument("--json", action="store_true", help="print the report as JSON")
+    sub.add_parser("admin-password", help="print the Airflow admin password (root only)")
+    sub.add_parser("watch", help="long-poll metadata and re-apply on change")
+    args = parser.parse_args(argv)
+
+    if args.command == "apply":
+        return apply(MetadataClient(), start=not args.no_start)
+    if args.command == "health":
+        rep = report(args.wait)
+        return 0 if rep["healthy"] else 1
+    if args.command == "status":
+        rep = report(0)
+        print_status(rep, args.json)
+        return 0 if rep["healthy"] else 1
+    if args.command == "admin-password":
+        if os.geteuid() != 0:
+            print("playground-agent: admin-password: run as root", file=sys.stderr)
+            return 1
+        print(bootstrap.admin_password())
+        return 0
+    if args.command == "watch":
+        return watch(MetadataClient())
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

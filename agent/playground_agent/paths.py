@@ -1,0 +1,26 @@
+"""Where the agent reads and writes. PLAYGROUND_ROOT prefixes every path (tests)."""
+from __future__ import annotations
+
+import os
+
+ROOT = os.environ.get("PLAYGROUND_ROOT", "")
+
+
+def p(path: str) -> str:
+    return ROOT + path
+
+
+ETC = p("/etc/playground")
+STATE_DIR = p("/var/lib/playground")
+SECRETS_DIR = p("/var/lib/playground/secrets")
+STATE_FILE = p("/var/lib/playground/state.json")
+GOOD_CONFIG = p("/var/lib/playground/config.json")
+RUN_DIR = p("/run/playground")
+STATUS_FILE = p("/run/playground/status.json")
+SYSTEMD_DIR = p("/etc/systemd/system")
+AIRFLOW_HOME = p("/var/lib/airflow")
+LOCAL_DAGS = p("/var/lib/airflow/dags")
+BUCKET_MOUNT = p("/mnt/playground-bucket")
+AIRFLOW_VENV = "/opt/airflow"
+MLFLOW_VENV = "/opt/mlflow"
+MANIFEST = p("/etc/playground/image-manifest.json")

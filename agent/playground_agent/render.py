@@ -1,0 +1,147 @@
+"""Config -> env files and unit drop-ins, written atomically; unchanged files are left alone."""
+from __future__ import annotations
+
+import grp
+import os
+import tempfile
+from typing import Dict, List, NamedTuple, Optional
+
+from . import paths
+from .config import Config
+
+
+class FileSpec(NamedTuple):
+    content: str
+    mode: int
+    group: str  # "" keeps root's group
+
+
+def _gid(group: str) -> int:
+    if not group:
+        return 0 if os.geteuid() == 0 else os.getegid()
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return 0 if os.geteuid() == 0 else os.getegid()
+
+
+def _env(values: Dict[str, str]) -> str:
+    # Values were validated to be single-line and free of quotes that matter;
+    # quoting still keeps systemd and shells reading the same thing.
+    lines = ["# written by playground-agent from instance metadata; edits are overwritten"]
+    for key in sorted(values):
+        lines.append('%s="%s"' % (key, values[key].replace("\\", "\\\\").replace('"', '\\"')))
+    return "\n".join(lines) + "\n"
+
+
+def dags_folder(cfg: Config) -> str:
+    return paths.BUCKET_MOUNT + "/dags" if cfg.dags_bucket else paths.LOCAL_DAGS
+
+
+def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
+    env = {
+        "AIRFLOW_HOME": "/var/lib/airflow",
+        "AIRFLOW__CORE__DAGS_FOLDER": dags_folder(cfg).replace(paths.ROOT, "", 1),
+        "AIRFLOW__CORE__EXECUTOR": cfg.airflow_executor,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": cfg.timezone,
+        "AIRFLOW__CORE__PARALLELISM": str(cfg.airflow_parallelism),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow@/airflow?host=/var/run/postgresql",
+        "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
+        "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(cfg.airflow_port),
+        # Two gunicorn workers are plenty for one team and keep idle memory low.
+        "AIRFLOW__WEBSERVER__WORKERS": "2",
+        "AIRFLOW__WEBSERVER__EXPOSE_CONFIG": "False",
+        "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__SCHEDULER__PARSING_PROCESSES": str(max(1, min(cpus, 2))),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": "/var/log/airflow",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:%d" % cfg.mlflow_port,
+        "PLAYGROUND_PROJECT": cfg.project_id,
+        "GOOGLE_CLOUD_PROJECT": cfg.project_id,
+    }
+    if cfg.logs_bucket:
+        env["AIRFLOW__LOGGING__REMOTE_LOGGING"] = "True"
+        env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] = "gs://%s/logs" % cfg.logs_bucket
+    return env
+
+
+def mlflow_env(cfg: Config) -> Dict[str, str]:
+    if cfg.mlflow_backend == "cloudsql":
+        # The password is appended by the agent into the secrets env file.
+        backend = "mysql+pymysql://%s:${MLFLOW_DB_PASSWORD}@127.0.0.1:%d/%s" % (
+            cfg.mlflow_db_user, cfg.cloudsql_proxy_port, cfg.mlflow_db_name)
+    else:
+        backend = "postgresql://%s@/%s?host=/var/run/postgresql" % (cfg.mlflow_db_user, cfg.mlflow_db_name)
+    return {
+        "MLFLOW_BACKEND_STORE_URI": backend,
+        "MLFLOW_ARTIFACTS_DESTINATION": cfg.artifacts_root,
+        "MLFLOW_HOST": "127.0.0.1",
+        "MLFLOW_PORT": str(cfg.mlflow_port),
+        "GOOGLE_CLOUD_PROJECT": cfg.project_id,
+    }
+
+
+def render(cfg: Config, cpus: int = 0) -> Dict[str, FileSpec]:
+    cpus = cpus or (os.cpu_count() or 1)
+    files = {
+        paths.ETC + "/airflow.env": FileSpec(_env(airflow_env(cfg, cpus)), 0o640, "airflow"),
+        paths.ETC + "/mlflow.env": FileSpec(_env(mlflow_env(cfg)), 0o640, "airflow"),
+        paths.ETC + "/cloudsql-proxy.env": FileSpec(_env({
+            "CLOUDSQL_INSTANCE": cfg.cloudsql_instance,
+            "CLOUDSQL_PROXY_PORT": str(cfg.cloudsql_proxy_port),
+        }), 0o640, "airflow"),
+        paths.ETC + "/bucket-mount.env": FileSpec(_env({
+            "BUCKET": cfg.dags_bucket,
+            "MOUNT_POINT": paths.BUCKET_MOUNT.replace(paths.ROOT, "", 1),
+        }), 0o640, "airflow"),
+    }
+    wants = ["airflow-scheduler@%d.service" % i for i in range(1, cfg.airflow_schedulers + 1)]
+    if cfg.dags_bucket:
+        wants.append("playground-bucket-mount.service")
+    if cfg.cloudsql_instance:
+        wants.append("cloud-sql-proxy.service")
+    files[paths.SYSTEMD_DIR + "/playground.target.d/10-agent.conf"] = FileSpec(
+        "# written by playground-agent: the units this instance's settings ask for\n[Unit]\n"
+        + "".join("Wants=%s\n" % w for w in wants), 0o644, "")
+    return files
+
+
+def _same(path: str, spec: FileSpec, gid: int) -> bool:
+    try:
+        st = os.stat(path)
+        with open(path, encoding="utf-8") as fh:
+            return fh.read() == spec.content and (st.st_mode & 0o7777) == spec.mode and st.st_gid == gid
+    except OSError:
+        return False
+
+
+def write_atomic(path: str, content: str, mode: int, gid: Optional[int] = None) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), mode)
+            if gid is not None and os.geteuid() == 0:
+                os.fchown(fh.fileno(), 0, gid)
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_all(files: Dict[str, FileSpec]) -> List[str]:
+    """Write what differs; return the paths that changed."""
+    changed = []
+    for path, spec in sorted(files.items()):
+        gid = _gid(spec.group)
+        if _same(path, spec, gid):
+            continue
+        write_atomic(path, spec.content, spec.mode, gid)
+        changed.append(path)
+    return changed

@@ -1,0 +1,1 @@
+"""playground: the CLI that builds the golden image and runs playgrounds."""

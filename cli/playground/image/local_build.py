@@ -1,0 +1,263 @@
+"""Build the local image: a Debian 12 rootfs provisioned by Packer over SSH.
+
+1. the debootstrap base, cached under the cache folder (reused by every build);
+2. a copy of it, booted with `systemd-nspawn --boot` sharing this machine's
+   network (so apt and pip reach the registries with the host's settings), an
+   sshd on 127.0.0.1 with a key made for this build only;
+3. `packer build -only=null.local` runs the same provisioning scripts as GCE;
+4. the container is shut down cleanly, the build's SSH access removed, the
+   manifest written, and the folder renamed into place. A failure removes the
+   half-built folder: only complete images ever carry an image name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from .. import paths
+from ..errors import PlaygroundError
+from ..prereqs import require_root, require_tools
+from . import hostinputs, profiles
+
+# What the base rootfs needs before Packer can reach it over SSH.
+BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "ca-certificates", "sudo", "iproute2"]
+BUILD_PIP_CACHE = "/var/cache/playground-build/pip"
+BUILD_CA = "/run/playground-build/ca.crt"
+
+Report = Callable[[str], None]
+
+
+def _run(cmd: list[str], log, what: str, **kw) -> None:
+    proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, **kw)
+    if proc.returncode != 0:
+        raise PlaygroundError(f"{what} failed (exit {proc.returncode}); see {log.name}")
+
+
+def base_rootfs(report: Report, log) -> Path:
+    """The cached debootstrap of Debian 12 minbase (about 45 s the first time)."""
+    key = hashlib.sha256(" ".join([hostinputs.SUITE, "minbase", *BASE_PACKAGES]).encode()).hexdigest()[:12]
+    base = paths.cache_dir() / "base" / f"debian-{hostinputs.SUITE}-{key}"
+    if (base / "etc" / "os-release").exists():
+        report(f"base rootfs from cache ({base})")
+        return base
+    mirror = hostinputs.debian_mirror()
+    tmp = base.with_name(base.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    report("debootstrap Debian 12 minbase (cached afterwards)")
+    _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), hostinputs.SUITE,
+          str(tmp), mirror], log, "debootstrap")
+    os.replace(tmp, base)
+    return base
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise PlaygroundError(f"the build container exited early (code {proc.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4).startswith(b"SSH"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise PlaygroundError(f"the build container's sshd did not answer on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def prepare_build_access(rootfs: Path, port: int, workdir: Path, log) -> Path:
+    """SSH access for Packer, for the build only (removed by remove_build_access)."""
+    key = workdir / "build_key"
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], log, "ssh-keygen")
+    ssh_dir = rootfs / "root" / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text((workdir / "build_key.pub").read_text())
+    os.chmod(ssh_dir / "authorized_keys", 0o600)
+    conf = rootfs / "etc" / "ssh" / "sshd_config.d" / "99-playground-build.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(f"Port {port}\nListenAddress 127.0.0.1\nPermitRootLogin prohibit-password\n")
+    _run(["ssh-keygen", "-A", "-f", str(rootfs)], log, "ssh-keygen -A")
+    # Debian's standard way to keep package scripts from starting daemons in a
+    # build (PostgreSQL would otherwise bind this machine's 127.0.0.1:5432).
+    policy = rootfs / "usr" / "sbin" / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    # The host's apt sources: the build's only way to the archive.
+    sources_d = rootfs / "etc" / "apt" / "sources.list.d"
+    (rootfs / "etc" / "apt" / "sources.list").write_text("")
+    for src in hostinputs.apt_source_files():
+        shutil.copy(src, sources_d / src.name if src.name != "sources.list" else rootfs / "etc/apt/sources.list")
+    return key
+
+
+def remove_build_access(rootfs: Path) -> None:
+    for rel in ("root/.ssh/authorized_keys", "etc/ssh/sshd_config.d/99-playground-build.conf", "usr/sbin/policy-rc.d"):
+        (rootfs / rel).unlink(missing_ok=True)
+    for hostkey in (rootfs / "etc" / "ssh").glob("ssh_host_*"):
+        hostkey.unlink()
+    (rootfs / "etc" / "machine-id").write_text("")
+    for leftover in (rootfs / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+        leftover.unlink()
+
+
+def stop_container(proc: subprocess.Popen, timeout: float = 90) -> None:
+    """SIGTERM makes systemd-nspawn ask the container's systemd for a clean poweroff."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def tree_checksum(root: Path) -> str:
+    """sha256 over every path, mode and file content, in a fixed order."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            st = path.lstat()
+            digest.update(f"{path.relative_to(root)}\0{st.st_mode:o}\0".encode())
+            if path.is_symlink():
+                digest.update(os.readlink(path).encode())
+            elif path.is_file():
+                with open(path, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dir_size(root: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def packer_progress(line: str) -> Optional[str]:
+    """Turn Packer's machine-readable lines into a short status, when they carry one."""
+    parts = line.rstrip("\n").split(",")
+    if len(parts) >= 5 and parts[2] == "ui" and parts[3] in ("say", "message"):
+        text = ",".join(parts[4:]).replace("%!(PACKER_COMMA)", ",").replace("\\n", " ")
+        match = re.search(r"Provisioning with shell script: .*?/?(\d\d-[\w-]+\.sh)", text)
+        if match:
+            return f"provisioning: {match.group(1)}"
+        if "==>" in text:
+            return text.split("==>", 1)[1].strip()[:100]
+    return None
+
+
+def run_packer(profile: str, port: int, key: Path, version: str, report: Report, log) -> None:
+    cmd = ["packer", "build", "-machine-readable", "-only=null.local",
+           "-var-file=" + str(profiles.var_file(profile)),
+           "-var", f"ssh_port={port}", "-var", f"ssh_private_key_file={key}",
+           "-var", f"image_version={version}",
+           "-var", f"pip_cache_dir={BUILD_PIP_CACHE}", "-var", f"build_ca_bundle={BUILD_CA}"]
+    index = hostinputs.pip_index_url()
+    if index:
+        cmd += ["-var", f"pip_index_url={index}"]
+    cmd.append(str(paths.PACKER_DIR / "template"))
+    env = dict(os.environ, CHECKPOINT_DISABLE="1", PACKER_NO_COLOR="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    errors = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log.write(line)
+        log.flush()
+        status = packer_progress(line)
+        if status:
+            report(status)
+        if ",error," in line:
+            errors.append(line.rstrip().split(",", 4)[-1].replace("\\n", " "))
+    if proc.wait() != 0:
+        detail = errors[-1] if errors else "see " + log.name
+        raise PlaygroundError(f"packer build failed: {detail[:300]}")
+
+
+def build_local(profile: str = "local", report: Report = print) -> Path:
+    """Build the local image; return its folder (which holds rootfs/ and manifest.json)."""
+    profiles.check(profile)
+    if profile != "local":
+        raise PlaygroundError(f"profile {profile!r} builds on GCE only; locally use --profile local")
+    require_root("building the local image")
+    require_tools("packer", "debootstrap", "systemd-nspawn", "ssh-keygen")
+    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    name = f"playground-{profile}-{version}"
+    out_dir = paths.images_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    building = out_dir / (name + ".building")
+    (paths.cache_dir() / "pip").mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / (name + ".log")
+    t0 = time.monotonic()
+    container: Optional[subprocess.Popen] = None
+    with open(log_path, "w") as log, tempfile.TemporaryDirectory(prefix="playground-build-") as work:
+        try:
+            base = base_rootfs(report, log)
+            report("copying the base rootfs")
+            building.mkdir()
+            rootfs = building / "rootfs"
+            _run(["cp", "-a", "--reflink=auto", str(base), str(rootfs)], log, "copy of the base rootfs")
+            port = _free_port()
+            key = prepare_build_access(rootfs, port, Path(work), log)
+            report("booting the build container")
+            container = subprocess.Popen(
+                ["systemd-nspawn", "-D", str(rootfs), "--boot", "--register=no", "--keep-unit",
+                 "--machine", "pg-build-" + version.replace("-", ""), "--resolv-conf=copy-host",
+                 f"--bind={paths.cache_dir() / 'pip'}:{BUILD_PIP_CACHE}",
+                 f"--bind-ro={hostinputs.ca_bundle()}:{BUILD_CA}"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            _wait_port(port, container, 90)
+            run_packer(profile, port, key, version, report, log)
+            report("shutting the build container down")
+            stop_container(container)
+            remove_build_access(rootfs)
+            report("writing the manifest (checksum of the image)")
+            manifest = json.loads((rootfs / "etc/playground/image-manifest.json").read_text())
+            manifest.update({
+                "name": name,
+                "source_image": f"debian {hostinputs.SUITE} minbase ({base.name})",
+                "build_seconds": round(time.monotonic() - t0, 1),
+                "size_bytes": dir_size(rootfs),
+                "checksum": "sha256:" + tree_checksum(rootfs),
+            })
+            (building / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            final = out_dir / name
+            os.replace(building, final)
+            return final
+        except BaseException:
+            if container is not None:
+                stop_container(container, timeout=30)
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+
+
+def newest_image(profile: str) -> Optional[Path]:
+    root = paths.images_dir(profile)
+    if not root.is_dir():
+        return None
+    images = sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+    return images[-1] if images else None

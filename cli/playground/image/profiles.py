@@ -1,0 +1,32 @@
+"""Image profiles are data: packer/profiles/<name>.pkrvars.hcl plus packer/locks/<name>/."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .. import paths
+from ..errors import PlaygroundError
+
+
+def known() -> list[str]:
+    return sorted(p.name.removesuffix(".pkrvars.hcl") for p in (paths.PACKER_DIR / "profiles").glob("*.pkrvars.hcl"))
+
+
+def check(profile: str) -> None:
+    if profile not in known():
+        raise PlaygroundError(f"--profile: unknown profile {profile!r}; expected one of {', '.join(known())}")
+
+
+def var_file(profile: str) -> Path:
+    check(profile)
+    return paths.PACKER_DIR / "profiles" / f"{profile}.pkrvars.hcl"
+
+
+def variables(profile: str) -> dict[str, str]:
+    """The simple `name = "value"` lines of a profile (enough for versions and labels)."""
+    values = {}
+    for line in var_file(profile).read_text().splitlines():
+        m = re.match(r'^\s*([a-z_]+)\s*=\s*"([^"]*)"', line)
+        if m:
+            values[m.group(1)] = m.group(2)
+    return values

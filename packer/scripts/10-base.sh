@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Base packages, the service users and their folders.
+set -euo pipefail
+# The file provisioner put lib.sh beside the sources.
+# shellcheck source=packer/scripts/lib.sh
+source "${PLAYGROUND_SRC:-/tmp/playground-src}/lib.sh"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086 # PYTHON_PACKAGES is a list
+apt_install $PYTHON_PACKAGES ca-certificates openssh-server sudo tzdata curl \
+  libpq5 procps iproute2 less
+
+for user in airflow mlflow; do
+  if ! id "$user" >/dev/null 2>&1; then
+    useradd --system --create-home --home-dir "/var/lib/$user" --shell /usr/sbin/nologin "$user"
+  fi
+done
+
+install -d -o root -g airflow -m 0750 /etc/playground
+install -d -o root -g root -m 0755 /var/lib/playground
+install -d -o root -g root -m 0700 /var/lib/playground/secrets
+install -d -o airflow -g airflow -m 0755 /var/lib/airflow /var/lib/airflow/dags /var/log/airflow
+# The artifact folder the original set-up had to create by hand.
+install -d -o mlflow -g mlflow -m 0755 /var/lib/playground/mlflow-artifacts
+install -d -o airflow -g airflow -m 0755 /mnt/playground-bucket

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# PostgreSQL for Airflow's (and by default MLflow's) metadata: socket and 127.0.0.1 only.
+set -euo pipefail
+# The file provisioner put lib.sh beside the sources.
+# shellcheck source=packer/scripts/lib.sh
+source "${PLAYGROUND_SRC:-/tmp/playground-src}/lib.sh"
+
+apt_install postgresql postgresql-client
+for confd in /etc/postgresql/*/main/conf.d; do
+  cat > "$confd/10-playground.conf" <<'CONF'
+# playground: local only, sized for a 2-8 vCPU machine running LocalExecutor.
+listen_addresses = '127.0.0.1'
+max_connections = 200
+shared_buffers = 256MB
+effective_cache_size = 1GB
+work_mem = 8MB
+synchronous_commit = off
+CONF
+done
+# Airflow and MLflow connect over the socket as their own OS users (peer auth):
+# no database password exists to leak. Roles are created by the agent.
+systemctl enable postgresql >/dev/null 2>&1 || true

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Airflow in its own venv under /opt/airflow, pinned by the profile's lock file.
+set -euo pipefail
+# The file provisioner put lib.sh beside the sources.
+# shellcheck source=packer/scripts/lib.sh
+source "${PLAYGROUND_SRC:-/tmp/playground-src}/lib.sh"
+
+make_venv /opt/airflow
+pip_install /opt/airflow --upgrade pip setuptools wheel
+pip_install /opt/airflow --no-deps -r "$PLAYGROUND_SRC/locks/airflow.txt"
+installed="$(/opt/airflow/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')"
+if [[ "$installed" != "$AIRFLOW_VERSION" ]]; then
+  echo "30-airflow: lock installs Airflow $installed, profile asks for $AIRFLOW_VERSION" >&2
+  exit 1
+fi
+
+# `airflow` for people on the machine: runs as the airflow user with the
+# instance's config and secrets, the way the services see them.
+cat > /usr/local/bin/airflow <<'WRAP'
+#!/bin/sh
+# Run the Airflow CLI as the airflow user with the services' environment.
+set -a
+. /etc/playground/airflow.env
+. /var/lib/playground/secrets/airflow.env
+set +a
+cd /var/lib/airflow || exit 1
+exec runuser -u airflow -- /opt/airflow/bin/airflow "$@"
+WRAP
+chmod 0755 /usr/local/bin/airflow
+install -d -o airflow -g airflow -m 0755 /var/lib/airflow/dags
+cp -r "$PLAYGROUND_SRC"/dags/. /var/lib/airflow/dags/
+chown -R airflow:airflow /var/lib/airflow/dags

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Nothing per-instance or secret leaves the build: the agent makes it at boot.
+set -euo pipefail
+
+if [[ -z "${BUILD_PIP_CACHE_DIR:-}" ]]; then
+  apt-get clean
+fi
+rm -rf /var/lib/apt/lists/* /root/.cache /var/lib/airflow/.cache /var/lib/mlflow/.cache
+rm -f /root/.bash_history /home/*/.bash_history /root/.python_history
+rm -rf /var/lib/playground/secrets/* /var/lib/playground/state.json /var/lib/playground/config*.json
+rm -f /etc/playground/*.env
+rm -rf /tmp/playground-src
+find /opt/airflow /opt/mlflow -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true
+# Host keys and machine-id are per instance (GCE's guest agent or our
+# playground-ssh-hostkeys.service make new ones at first boot).
+rm -f /etc/ssh/ssh_host_*
+truncate -s 0 /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+journalctl --rotate >/dev/null 2>&1 || true
+rm -rf /var/log/journal/*/* /var/log/*.log /var/log/apt/* 2>/dev/null || true
