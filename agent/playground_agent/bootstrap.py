@@ -151,7 +151,8 @@ def ensure_ssh_keys(cfg: Config) -> None:
         try:
             pw = pwd.getpwnam(user)
         except KeyError:
-            _run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", user], what="useradd")
+            _run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "playground-sudoers", user],
+                 what="useradd")
             pw = pwd.getpwnam(user)
         ssh_dir = os.path.join(pw.pw_dir, ".ssh")
         os.makedirs(ssh_dir, mode=0o700, exist_ok=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 import time
-
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -76,6 +77,176 @@ def image_list(profile: str = typer.Option("local", help="Image profile.")) -> N
             table.add_row(m["name"], m["built_at"], m["components"]["airflow"], m["components"]["mlflow"],
                           f"{m['size_bytes'] / 2**30:.2f} GiB", m["checksum"][:19])
     Console().print(table)
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    attrs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PlaygroundError(f"--set: expected KEY=VALUE (a metadata attribute), got {pair!r}")
+        attrs[key] = value
+    return attrs
+
+
+def _choose_provider(flag: Optional[str]) -> str:
+    from . import settings
+
+    value, source = settings.provider(flag)
+    console.print(f"provider: [bold]{value}[/bold] ({source})", highlight=False)
+    if value == "gce":
+        raise PlaygroundError("provider gce: not available in this version yet; use --provider local")
+    return value
+
+
+def _instance_name(name: Optional[str], project: Optional[str]) -> str:
+    if name:
+        return name
+    if project:
+        return project
+    raise PlaygroundError("--name or --project is required")
+
+
+@app.command()
+def launch(
+    project: str = typer.Option(..., help="GCP project id the playground works for (6-30 of a-z 0-9 -)."),
+    name: Optional[str] = typer.Option(None, help="Instance name; defaults to the project id."),
+    provider: Optional[str] = typer.Option(None, help="local or gce (else PLAYGROUND_PROVIDER, playground.toml)."),
+    profile: str = typer.Option("local", help="Image profile to launch from."),
+    set_: list[str] = typer.Option([], "--set", help="Extra metadata attribute KEY=VALUE (e.g. airflow-schedulers=2)."),
+    build: bool = typer.Option(True, help="Build the image first if there is none."),
+    timeout: float = typer.Option(300, help="Seconds to wait for the instance to turn healthy."),
+) -> None:
+    """Create a playground instance from the newest image and wait until it is healthy."""
+    from .image import local_build
+    from .local import instance
+
+    try:
+        _choose_provider(provider)
+        attrs = _settings(set_)
+        inst_name = _instance_name(name, project)
+        instance.validate_name(inst_name, project)
+        image = local_build.newest_image(profile)
+        with progress() as bar:
+            task = bar.add_task("starting", total=None)
+            report = lambda s: bar.update(task, description=s)  # noqa: E731
+            if image is None:
+                if not build:
+                    raise PlaygroundError(f"no local image for profile {profile!r}: run `playground image build`")
+                report(f"no {profile} image yet: building it")
+                image = local_build.build_local(profile, report=report)
+            t0 = time.monotonic()
+            inst, _ = instance.launch(inst_name, project, attrs, image, profile, report, timeout)
+            bar.update(task, description=f"{inst_name} healthy in {time.monotonic() - t0:.0f} s")
+    except PlaygroundError as exc:
+        fail(exc)
+    _how_to_reach(inst)
+
+
+def _how_to_reach(inst) -> None:
+    console.print(f"[green]{inst.name}[/green] is up at {inst.address} (image {Path(inst.image).name})",
+                  highlight=False)
+    console.print(f"  ssh:            playground ssh --name {inst.name}", highlight=False)
+    console.print(f"  web UIs:        playground tunnel --name {inst.name}  (Airflow :8080, MLflow :5000)",
+                  highlight=False)
+    console.print(f"  admin password: playground ssh --name {inst.name} -- sudo playground-agent admin-password",
+                  highlight=False)
+
+
+@app.command()
+def start(
+    name: str = typer.Option(..., help="Instance name."),
+    timeout: float = typer.Option(300, help="Seconds to wait for healthy."),
+) -> None:
+    """Boot a stopped instance; everything comes back by itself."""
+    from .local import instance
+
+    try:
+        with progress() as bar:
+            task = bar.add_task("booting", total=None)
+            inst, _ = instance.start(name, lambda s: bar.update(task, description=s), timeout)
+            bar.update(task, description=f"{name} healthy")
+    except PlaygroundError as exc:
+        fail(exc)
+    _how_to_reach(inst)
+
+
+@app.command()
+def stop(name: str = typer.Option(..., help="Instance name.")) -> None:
+    """Shut an instance down cleanly (services stop in order, PostgreSQL flushes)."""
+    from .local import instance
+
+    try:
+        done = instance.stop(name)
+    except PlaygroundError as exc:
+        fail(exc)
+    console.print(f"stopped {name}: " + (", ".join(done) or "it was not running"), highlight=False)
+
+
+@app.command()
+def destroy(
+    name: str = typer.Option(..., help="Instance name."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+) -> None:
+    """Remove everything launch made: processes, namespace, links, mount, files, state."""
+    from .local import instance
+
+    if not yes and not typer.confirm(f"destroy instance {name} and its data?"):
+        raise typer.Exit(1)
+    try:
+        removed = instance.destroy(name)
+    except PlaygroundError as exc:
+        fail(exc)
+    for item in removed:
+        console.print(f"removed {item}", highlight=False)
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """Show every instance with its state and age."""
+    import json
+
+    from rich.table import Table
+
+    from .local import instance
+
+    rows = []
+    for inst in instance.all_instances():
+        rows.append({"name": inst.name, "provider": "local", "project": inst.project, "profile": inst.profile,
+                     "state": "running" if instance.is_running(inst) else ("stopped" if inst.state != "creating"
+                                                                           else "incomplete"),
+                     "address": inst.address, "age_s": round(time.time() - inst.created_at)})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "provider", "project", "state", "address", "age")
+    for r in rows:
+        table.add_row(r["name"], r["provider"], r["project"], r["state"], r["address"], _age(r["age_s"]))
+    Console().print(table)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ssh(ctx: typer.Context, name: str = typer.Option(..., help="Instance name.")) -> None:
+    """Open a shell on an instance, or run the command given after --."""
+    import os
+
+    from .local import instance
+
+    try:
+        inst = instance.load(name)
+        if not instance.is_running(inst):
+            raise PlaygroundError(f"instance {name} is stopped: `playground start --name {name}`")
+    except PlaygroundError as exc:
+        fail(exc)
+    args = instance.ssh_args(inst)
+    os.execvp(args[0], args + list(ctx.args))
 
 
 def main() -> None:

@@ -17,6 +17,12 @@ for user in airflow mlflow; do
   fi
 done
 
+# Users the agent creates from the `ssh-keys` attribute (images without
+# Google's guest agent) join this group, as the guest agent's google-sudoers.
+getent group playground-sudoers >/dev/null || groupadd --system playground-sudoers
+echo '%playground-sudoers ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/playground-sudoers
+chmod 0440 /etc/sudoers.d/playground-sudoers
+
 install -d -o root -g airflow -m 0750 /etc/playground
 install -d -o root -g root -m 0755 /var/lib/playground
 install -d -o root -g root -m 0700 /var/lib/playground/secrets

@@ -1,0 +1,332 @@
+"""Local instances: the golden image booted with systemd-nspawn on this machine.
+
+Each instance lives in one folder, PLAYGROUND_HOME/instances/NAME/:
+  instance.json   what it is (record below), kept across stop/start and CLI exits
+  metadata.json   the document its metadata server serves (the GCE protocol)
+  upper/ work/    its copy-on-write layer over the pristine image
+  rootfs/         the overlay mount point while it runs
+  *.log           the container's console and the metadata server's log
+The record is written before anything is created, so a CLI killed mid-launch
+leaves an instance that `list` shows and `destroy` removes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from .. import paths
+from ..errors import PlaygroundError
+from ..prereqs import require_root, require_tools
+from . import netns
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+ZONE = "local-host1-a"
+SSH_USER = "playground"
+METADATA_PORT = 80
+Report = Callable[[str], None]
+
+
+@dataclass
+class Instance:
+    name: str
+    project: str
+    profile: str
+    image: str
+    slot: int
+    instance_id: str
+    created_at: float
+    attributes: dict = field(default_factory=dict)
+    pids: dict = field(default_factory=dict)
+    state: str = "creating"
+
+    @property
+    def dir(self) -> Path:
+        return paths.instances_dir() / self.name
+
+    @property
+    def net(self) -> dict[str, str]:
+        return netns.names(self.slot)
+
+    @property
+    def address(self) -> str:
+        return self.net["inst_ip"]
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "instance.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.dir / "instance.json")
+
+
+def load(name: str) -> Instance:
+    path = paths.instances_dir() / name / "instance.json"
+    if not path.is_file():
+        raise PlaygroundError(f"no local instance named {name!r} (see `playground list`)")
+    return Instance(**json.loads(path.read_text()))
+
+
+def all_instances() -> list[Instance]:
+    root = paths.instances_dir()
+    found = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if (d / "instance.json").is_file():
+            found.append(Instance(**json.loads((d / "instance.json").read_text())))
+    return found
+
+
+def ssh_key() -> Path:
+    """This machine's key for local instances, delivered through the `ssh-keys` attribute."""
+    key = paths.state_dir() / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "playground-local", "-f", str(key)],
+                       check=True)
+    return key
+
+
+def ssh_args(inst: Instance, timeout: int = 5) -> list[str]:
+    return ["ssh", "-i", str(ssh_key()), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", f"UserKnownHostsFile={inst.dir / 'known_hosts'}", "-o", f"ConnectTimeout={timeout}",
+            "-o", "LogLevel=ERROR", f"{SSH_USER}@{inst.address}"]
+
+
+def _alive(pid: Optional[int], marker: str) -> bool:
+    """True if pid runs and its command line mentions marker (guards against pid reuse)."""
+    if not pid:
+        return False
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+
+
+def is_running(inst: Instance) -> bool:
+    return _alive(inst.pids.get("nspawn"), str(inst.dir))
+
+
+def _kill(pid: Optional[int], marker: str, sig: int = signal.SIGTERM, timeout: float = 10) -> bool:
+    if not _alive(pid, marker):
+        return False
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while _alive(pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    return True
+
+
+def metadata_document(inst: Instance) -> dict:
+    return {
+        "instance": {
+            "id": inst.instance_id,
+            "name": inst.name,
+            "hostname": f"{inst.name}.local",
+            "zone": f"projects/0/zones/{ZONE}",
+            "machineType": "projects/0/machineTypes/local",
+            "attributes": inst.attributes,
+            "networkInterfaces": [{"ip": inst.address}],
+            "serviceAccounts": {},
+        },
+        "project": {"projectId": inst.project, "numericProjectId": 0, "attributes": {}},
+    }
+
+
+def _mounted(path: Path) -> bool:
+    return os.path.ismount(path)
+
+
+def _mount_overlay(inst: Instance) -> None:
+    rootfs = inst.dir / "rootfs"
+    if _mounted(rootfs):
+        return
+    for sub in ("upper", "work", "rootfs"):
+        (inst.dir / sub).mkdir(exist_ok=True)
+    lower = Path(inst.image) / "rootfs"
+    if not lower.is_dir():
+        raise PlaygroundError(f"the image of instance {inst.name} is gone: {lower}")
+    opts = f"lowerdir={lower},upperdir={inst.dir / 'upper'},workdir={inst.dir / 'work'}"
+    proc = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(rootfs)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise PlaygroundError(f"overlay mount for {inst.name} failed: {proc.stderr.strip()}")
+
+
+def _umount(inst: Instance) -> bool:
+    rootfs = inst.dir / "rootfs"
+    if not _mounted(rootfs):
+        return False
+    for _ in range(20):
+        if subprocess.run(["umount", str(rootfs)], capture_output=True).returncode == 0:
+            return True
+        time.sleep(0.5)
+    subprocess.run(["umount", "-l", str(rootfs)], capture_output=True)
+    return True
+
+
+def _boot(inst: Instance) -> None:
+    """Network, metadata server, overlay, container: each only if not already there."""
+    _mount_overlay(inst)
+    if not netns.exists(inst.slot):
+        netns.create(inst.slot)
+    net = inst.net
+    doc = inst.dir / "metadata.json"
+    doc.write_text(json.dumps(metadata_document(inst), indent=2))
+    if not _alive(inst.pids.get("metadata"), str(doc)):
+        with open(inst.dir / "metadata.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "playground.local.metadata_server", "--doc", str(doc),
+                 "--bind", net["host_ip"], "--port", str(METADATA_PORT)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        inst.pids["metadata"] = proc.pid
+        inst.save()
+    if not is_running(inst):
+        with open(inst.dir / "console.log", "ab") as log:
+            proc = subprocess.Popen(
+                ["systemd-nspawn", "-D", str(inst.dir / "rootfs"), "--boot", "--register=no", "--keep-unit",
+                 "--machine", f"playground-{inst.name}", "--hostname", inst.name,
+                 f"--network-namespace-path={netns.NETNS_DIR / net['netns']}", "--console=read-only",
+                 # systemd in a container reads its arguments like a kernel command line:
+                 # this points every unit at the local metadata server without changing the image.
+                 "--", f"systemd.setenv=GCE_METADATA_HOST={net['host_ip']}:{METADATA_PORT}"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        inst.pids["nspawn"] = proc.pid
+        inst.state = "running"
+        inst.save()
+
+
+def _halt(inst: Instance, timeout: float = 90) -> list[str]:
+    """Stop the container cleanly (SIGTERM = poweroff inside), then what surrounds it."""
+    done = []
+    if _kill(inst.pids.get("nspawn"), str(inst.dir), signal.SIGTERM, timeout):
+        done.append(f"container (pid {inst.pids['nspawn']})")
+    if _kill(inst.pids.get("metadata"), str(inst.dir), signal.SIGTERM, 5):
+        done.append(f"metadata server (pid {inst.pids['metadata']})")
+    done += netns.remove(inst.slot)
+    if _umount(inst):
+        done.append("overlay mount " + str(inst.dir / "rootfs"))
+    inst.pids = {}
+    return done
+
+
+def remote(inst: Instance, command: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(ssh_args(inst) + [command], capture_output=True, text=True, timeout=timeout)
+
+
+def health(inst: Instance) -> Optional[dict]:
+    try:
+        proc = remote(inst, "cat /run/playground/status.json", timeout=10)
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        return None
+
+
+def wait_healthy(inst: Instance, timeout: float, report: Report) -> dict:
+    deadline = time.monotonic() + timeout
+    last: Optional[dict] = None
+    while time.monotonic() < deadline:
+        if not is_running(inst):
+            raise PlaygroundError(f"instance {inst.name} stopped while booting; see {inst.dir / 'console.log'}")
+        rep = health(inst)
+        if rep is None:
+            report("waiting for SSH and the agent's first health report")
+        else:
+            last = rep
+            if rep.get("healthy"):
+                return rep
+            if rep.get("config", {}).get("state") == "error":
+                raise PlaygroundError(f"instance {inst.name}: the agent refused its config: {rep['config']['error']}")
+            report("starting: " + (rep.get("problems") or ["..."])[0])
+        time.sleep(2)
+    why = (last or {}).get("problems") or ["no health report over SSH"]
+    raise PlaygroundError(f"instance {inst.name} did not turn healthy within {timeout:.0f} s: {why[0]}")
+
+
+def _free_slot() -> int:
+    used = {i.slot for i in all_instances()}
+    for slot in range(1, 250):
+        if slot not in used and not netns.exists(slot) and not netns.address_in_use(netns.names(slot)["host_ip"]):
+            return slot
+    raise PlaygroundError("no free address slot for another local instance (249 in use)")
+
+
+def validate_name(name: str, project: str) -> None:
+    if not PROJECT_RE.match(project):
+        raise PlaygroundError(f"--project: expected a GCP project id (6-30 of a-z 0-9 -, starting with a letter), "
+                              f"got {project!r}")
+    if not NAME_RE.match(name):
+        raise PlaygroundError(f"--name: expected 1-31 of a-z 0-9 -, starting with a letter, got {name!r}")
+
+
+def launch(name: str, project: str, attributes: dict[str, str], image: Path, profile: str,
+           report: Report, timeout: float = 300) -> tuple[Instance, dict]:
+    validate_name(name, project)
+    require_root("a local instance")
+    require_tools("systemd-nspawn", "ip", "ssh", "ssh-keygen")
+    existing = paths.instances_dir() / name / "instance.json"
+    if existing.exists():
+        inst = load(name)
+        state = "running" if is_running(inst) else "stopped"
+        raise PlaygroundError(f"instance {name!r} already exists ({state}): `playground start --name {name}` "
+                              f"or `playground destroy --name {name}`")
+    key = ssh_key()
+    attrs = {"gcp-project": project, **attributes,
+             "ssh-keys": f"{SSH_USER}:{(key.with_suffix('.pub')).read_text().strip()}"}
+    inst = Instance(name=name, project=project, profile=profile, image=str(image), slot=_free_slot(),
+                    instance_id=str(random.randrange(10**18, 10**19)), created_at=time.time(), attributes=attrs)
+    inst.save()
+    try:
+        report(f"booting {name} at {inst.address}")
+        _boot(inst)
+        rep = wait_healthy(inst, timeout, report)
+    except BaseException:
+        report("launch failed: removing what it made")
+        destroy(name)
+        raise
+    return inst, rep
+
+
+def start(name: str, report: Report, timeout: float = 300) -> tuple[Instance, dict]:
+    require_root("a local instance")
+    inst = load(name)
+    if is_running(inst):
+        raise PlaygroundError(f"instance {name!r} is already running")
+    _boot(inst)
+    return inst, wait_healthy(inst, timeout, report)
+
+
+def stop(name: str) -> list[str]:
+    require_root("a local instance")
+    inst = load(name)
+    done = _halt(inst)
+    inst.state = "stopped"
+    inst.save()
+    return done
+
+
+def destroy(name: str) -> list[str]:
+    require_root("a local instance")
+    inst = load(name)
+    removed = _halt(inst, timeout=60)
+    if (inst.dir / "rootfs").exists() and _mounted(inst.dir / "rootfs"):
+        raise PlaygroundError(f"{inst.dir / 'rootfs'} is still mounted; nothing deleted")
+    shutil.rmtree(inst.dir)
+    removed.append("folder " + str(inst.dir))
+    return removed

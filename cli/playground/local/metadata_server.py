@@ -1,0 +1,135 @@
+"""A local server that speaks the GCE metadata protocol, for local instances and tests.
+
+What the agent relies on, as GCE does it: `Metadata-Flavor: Google` required on
+requests (403 without) and sent on answers, `?recursive=true` JSON, directory
+listings, 404 for missing keys, an ETag, and `wait_for_change=true&last_etag=`
+long polls. The document is re-read from its file on every request, so changing
+the file is how the CLI changes an instance's attributes.
+
+Run: python -m playground.local.metadata_server --doc FILE --bind IP --port N
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+PREFIX = "/computeMetadata/v1"
+MAX_WAIT = 300
+
+
+def etag_of(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lookup(doc: Any, path: str) -> Any:
+    node = doc
+    for part in [p for p in path.split("/") if p]:
+        if not isinstance(node, dict):
+            raise KeyError(path)
+        # GCE exposes keys with dashes; our JSON document uses them as they are.
+        node = node[part]
+    return node
+
+
+def make_handler(load: Callable[[], Any]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "Metadata Server for VM"
+        sys_version = ""
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # quiet: tests run many requests
+            pass
+
+        def _send(self, code: int, body: str, ctype: str = "application/text", etag: str = "") -> None:
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Metadata-Flavor", "Google")
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            if etag:
+                self.send_header("ETag", etag)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            url = urlsplit(self.path)
+            if self.headers.get("Metadata-Flavor") != "Google":
+                self._send(403, "Missing required header: Metadata-Flavor\n", "text/html")
+                return
+            if not (url.path == PREFIX or url.path.startswith(PREFIX + "/")):
+                self._send(404, "not found\n", "text/html")
+                return
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            recursive = query.get("recursive", "").lower() == "true"
+            path = url.path[len(PREFIX):]
+            try:
+                node = lookup(load(), path)
+            except (KeyError, ValueError):
+                self._send(404, "not found\n", "text/html")
+                return
+            tag = etag_of(node)
+            if query.get("wait_for_change", "").lower() == "true":
+                timeout = min(float(query.get("timeout_sec", MAX_WAIT)), MAX_WAIT)
+                last = query.get("last_etag", tag)  # GCE: no last_etag waits for the next change
+                deadline = time.monotonic() + timeout
+                while tag == last and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    try:
+                        node = lookup(load(), path)
+                    except (KeyError, ValueError):
+                        self._send(404, "not found\n", "text/html")
+                        return
+                    tag = etag_of(node)
+            if isinstance(node, dict):
+                if recursive or query.get("alt") == "json":
+                    self._send(200, json.dumps(node), "application/json", tag)
+                else:
+                    listing = "".join(k + ("/" if isinstance(v, dict) else "") + "\n" for k, v in sorted(node.items()))
+                    self._send(200, listing, "application/text", tag)
+            elif query.get("alt") == "json":
+                self._send(200, json.dumps(node), "application/json", tag)
+            else:
+                self._send(200, str(node), "application/text", tag)
+
+    return Handler
+
+
+def file_loader(path: str) -> Callable[[], Any]:
+    def load() -> Any:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    return load
+
+
+def serve(load: Callable[[], Any], bind: str, port: int) -> ThreadingHTTPServer:
+    """Start serving in a daemon thread (tests); returns the server (server_address has the port)."""
+    server = ThreadingHTTPServer((bind, port), make_handler(load))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--doc", required=True, help="JSON file with the instance and project trees")
+    parser.add_argument("--bind", required=True)
+    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--pidfile")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer((args.bind, args.port), make_handler(file_loader(args.doc)))
+    server.daemon_threads = True
+    if args.pidfile:
+        with open(args.pidfile, "w") as fh:
+            fh.write(str(os.getpid()))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

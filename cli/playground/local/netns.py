@@ -1,0 +1,78 @@
+"""A network namespace and a veth pair per local instance.
+
+The instance gets 10.213.<slot>.2/30, this machine's end is 10.213.<slot>.1.
+There is no forwarding or NAT: the instance reaches only this machine (its
+metadata server), and this machine reaches the instance's sshd.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from ..errors import PlaygroundError
+
+NETNS_DIR = Path("/run/netns")
+
+
+def names(slot: int) -> dict[str, str]:
+    return {
+        "netns": f"playground-{slot}",
+        "host_if": f"pgv{slot}h",
+        "inst_if": f"pgv{slot}c",
+        "host_ip": f"10.213.{slot}.1",
+        "inst_ip": f"10.213.{slot}.2",
+    }
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise PlaygroundError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc
+
+
+def exists(slot: int) -> bool:
+    return (NETNS_DIR / names(slot)["netns"]).exists()
+
+
+def link_exists(name: str) -> bool:
+    return _ip("link", "show", name, check=False).returncode == 0
+
+
+def address_in_use(ip: str) -> bool:
+    return ip in _ip("-o", "addr", "show", check=False).stdout.replace("/", " ").split()
+
+
+def create(slot: int) -> dict[str, str]:
+    n = names(slot)
+    if exists(slot) or link_exists(n["host_if"]):
+        raise PlaygroundError(f"network namespace {n['netns']} or link {n['host_if']} already exists")
+    if address_in_use(n["host_ip"]):
+        raise PlaygroundError(f"address {n['host_ip']} is already used on this machine")
+    try:
+        _ip("netns", "add", n["netns"])
+        _ip("link", "add", n["host_if"], "type", "veth", "peer", "name", n["inst_if"])
+        _ip("link", "set", n["inst_if"], "netns", n["netns"])
+        _ip("addr", "add", n["host_ip"] + "/30", "dev", n["host_if"])
+        _ip("link", "set", n["host_if"], "up")
+        _ip("-n", n["netns"], "addr", "add", n["inst_ip"] + "/30", "dev", n["inst_if"])
+        _ip("-n", n["netns"], "link", "set", n["inst_if"], "up")
+        _ip("-n", n["netns"], "link", "set", "lo", "up")
+        _ip("-n", n["netns"], "route", "add", "default", "via", n["host_ip"])
+    except PlaygroundError:
+        remove(slot)
+        raise
+    return n
+
+
+def remove(slot: int) -> list[str]:
+    """Remove what exists of the slot's network; return what was removed."""
+    n = names(slot)
+    removed = []
+    if link_exists(n["host_if"]):
+        _ip("link", "del", n["host_if"], check=False)
+        removed.append("link " + n["host_if"])
+    if exists(slot):
+        _ip("netns", "del", n["netns"], check=False)
+        removed.append("netns " + n["netns"])
+    return removed
