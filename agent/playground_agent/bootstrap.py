@@ -110,7 +110,7 @@ def ensure_database(name: str, owner: str) -> bool:
 
 
 def airflow_command_env(cfg: Config, secret_env: Dict[str, str]) -> Dict[str, str]:
-    env = {"PATH": paths.AIRFLOW_VENV + "/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env = {"PATH": paths.AIRFLOW_VENV + "/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     env.update(airflow_env(cfg, os.cpu_count() or 1))
     env.update(secret_env)
     return env

@@ -98,8 +98,8 @@ def report(wait: float = 0.0) -> Dict[str, Any]:
         cfg = _load_json(paths.GOOD_CONFIG)
         state = _load_json(CONFIG_STATE) or {"state": "unknown", "error": "the agent has not run"}
         rep = health.collect(cfg, state)
+        health.write_report(rep)  # every round, so a waiter sees progress
         if rep["healthy"] or time.monotonic() >= deadline or state.get("state") == "error":
-            health.write_report(rep)
             return rep
         time.sleep(2)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -22,9 +23,21 @@ class MetadataError(Exception):
     """The metadata server could not be read."""
 
 
+def _manager_environment() -> Dict[str, str]:
+    """systemd's default environment for units (where a local instance sets the host)."""
+    try:
+        out = subprocess.run(["systemctl", "show-environment"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
 def metadata_host() -> str:
-    # The variable Google's own libraries honour (host or host:port).
-    return os.environ.get("GCE_METADATA_HOST") or DEFAULT_HOST
+    # The variable Google's own libraries honour (host or host:port); a shell
+    # run by hand lacks it, so fall back to what systemd gives the units.
+    return (os.environ.get("GCE_METADATA_HOST") or _manager_environment().get("GCE_METADATA_HOST")
+            or DEFAULT_HOST)
 
 
 class MetadataClient:

@@ -72,7 +72,7 @@ def mlflow_env(cfg: Config) -> Dict[str, str]:
         backend = "mysql+pymysql://%s:${MLFLOW_DB_PASSWORD}@127.0.0.1:%d/%s" % (
             cfg.mlflow_db_user, cfg.cloudsql_proxy_port, cfg.mlflow_db_name)
     else:
-        backend = "postgresql://%s@/%s?host=/var/run/postgresql" % (cfg.mlflow_db_user, cfg.mlflow_db_name)
+        backend = "postgresql+psycopg2://%s@/%s?host=/var/run/postgresql" % (cfg.mlflow_db_user, cfg.mlflow_db_name)
     return {
         "MLFLOW_BACKEND_STORE_URI": backend,
         "MLFLOW_ARTIFACTS_DESTINATION": cfg.artifacts_root,

@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # shellcheck disable=SC2086 # PYTHON_PACKAGES is a list
 apt_install $PYTHON_PACKAGES ca-certificates openssh-server sudo tzdata curl \
-  libpq5 procps iproute2 less
+  libpq5 procps iproute2 less libnss-myhostname
 
 for user in airflow mlflow; do
   if ! id "$user" >/dev/null 2>&1; then

@@ -15,6 +15,10 @@ find /opt/airflow /opt/mlflow -name __pycache__ -prune -exec rm -rf {} + 2>/dev/
 # playground-ssh-hostkeys.service make new ones at first boot).
 rm -f /etc/ssh/ssh_host_*
 truncate -s 0 /etc/machine-id
+# The build machine's name and resolver are not the instance's: GCE's DHCP and
+# guest agent, or systemd-nspawn, provide them at boot.
+rm -f /etc/hostname
+: > /etc/resolv.conf
 rm -f /var/lib/dbus/machine-id
 journalctl --rotate >/dev/null 2>&1 || true
 rm -rf /var/log/journal/*/* /var/log/*.log /var/log/apt/* 2>/dev/null || true

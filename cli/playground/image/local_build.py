@@ -113,6 +113,7 @@ def remove_build_access(rootfs: Path) -> None:
     for hostkey in (rootfs / "etc" / "ssh").glob("ssh_host_*"):
         hostkey.unlink()
     (rootfs / "etc" / "machine-id").write_text("")
+    (rootfs / "etc" / "hostname").unlink(missing_ok=True)
     for leftover in (rootfs / "var" / "cache" / "apt" / "archives").glob("*.deb"):
         leftover.unlink()
 

@@ -198,6 +198,7 @@ def _boot(inst: Instance) -> None:
                 ["systemd-nspawn", "-D", str(inst.dir / "rootfs"), "--boot", "--register=no", "--keep-unit",
                  "--machine", f"playground-{inst.name}", "--hostname", inst.name,
                  f"--network-namespace-path={netns.NETNS_DIR / net['netns']}", "--console=read-only",
+                 "--resolv-conf=off",
                  # systemd in a container reads its arguments like a kernel command line:
                  # this points every unit at the local metadata server without changing the image.
                  "--", f"systemd.setenv=GCE_METADATA_HOST={net['host_ip']}:{METADATA_PORT}"],
