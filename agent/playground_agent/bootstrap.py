@@ -11,7 +11,7 @@ import time
 from typing import Dict, List, Optional
 
 from . import paths
-from .config import Config
+from .config import Config, SshKey
 from .render import airflow_env, write_atomic
 
 PSQL = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qtAX"]
@@ -140,12 +140,12 @@ def ensure_dirs(cfg: Config) -> None:
         os.chown(cfg.artifacts_root, mlflow_user.pw_uid, mlflow_user.pw_gid)
 
 
-def ensure_ssh_keys(cfg: Config) -> None:
+def ensure_ssh_keys(ssh_keys: List[SshKey]) -> None:
     """Install `ssh-keys` for images without Google's guest agent (the local image)."""
-    if os.path.exists("/usr/bin/google_guest_agent") or not cfg.ssh_keys:
+    if os.path.exists("/usr/bin/google_guest_agent") or not ssh_keys:
         return
     by_user: Dict[str, List[str]] = {}
-    for k in cfg.ssh_keys:
+    for k in ssh_keys:
         by_user.setdefault(k.user, []).append(k.key)
     for user, keys in by_user.items():
         try:
@@ -171,7 +171,7 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
         log("first boot of instance %s: creating per-instance secrets" % cfg.instance_id)
     secret_env = ensure_secrets(cfg.instance_id)
     ensure_dirs(cfg)
-    ensure_ssh_keys(cfg)
+    ensure_ssh_keys(cfg.ssh_keys)
     wait_for_postgres()
     ensure_database("airflow", "airflow")
     if cfg.mlflow_backend == "local":

@@ -129,12 +129,11 @@ def _ssh_keys(value: str) -> List[SshKey]:
     return keys
 
 
-def parse(doc: Dict[str, Any], zoneinfo: str = ZONEINFO) -> Config:
-    """Validate the recursive metadata document into a Config; raise ConfigError."""
+def merged_attributes(doc: Dict[str, Any]) -> Dict[str, str]:
+    """Project-wide attributes first, then the instance's win."""
     instance = doc.get("instance") or {}
     project = doc.get("project") or {}
     attrs: Dict[str, str] = {}
-    # Project-wide attributes first, then the instance's win.
     for source in (project.get("attributes") or {}, instance.get("attributes") or {}):
         if not isinstance(source, dict):
             raise ConfigError("attributes", "a JSON object of string values")
@@ -142,6 +141,19 @@ def parse(doc: Dict[str, Any], zoneinfo: str = ZONEINFO) -> Config:
             if not isinstance(value, str):
                 raise ConfigError(str(key), "a string value")
             attrs[key] = value
+    return attrs
+
+
+def parse_ssh_keys(doc: Dict[str, Any]) -> List[SshKey]:
+    """Only `ssh-keys`: like the guest agent, access does not wait on the rest of the config."""
+    return _ssh_keys(merged_attributes(doc).get("ssh-keys", ""))
+
+
+def parse(doc: Dict[str, Any], zoneinfo: str = ZONEINFO) -> Config:
+    """Validate the recursive metadata document into a Config; raise ConfigError."""
+    instance = doc.get("instance") or {}
+    project = doc.get("project") or {}
+    attrs = merged_attributes(doc)
 
     def get(name: str) -> str:
         value = attrs.get(name, "")

@@ -103,7 +103,7 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
     """Build the report from live checks; `cfg` is the last good config as a dict."""
     units: List[str] = list(BASE_UNITS)
     if cfg:
-        units += ["airflow-scheduler@%d.service" % i for i in range(1, int(cfg["airflow_schedulers"]) + 1)]
+        units += ["airflow-scheduler@%d.service" % i for i in range(1, int(cfg.get("airflow_schedulers", 1)) + 1)]
     unit_states = {u: unit_state(u) for u in units}
     report: Dict[str, Any] = {
         "schema": 1,
@@ -114,8 +114,8 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         "memory": memory(),
     }
     if cfg:
-        report["airflow"] = airflow_health(int(cfg["airflow_port"]))
-        report["mlflow"] = mlflow_health(int(cfg["mlflow_port"]))
+        report["airflow"] = airflow_health(int(cfg.get("airflow_port", 8080)))
+        report["mlflow"] = mlflow_health(int(cfg.get("mlflow_port", 5000)))
         report["mount"] = mount_state(cfg)
         report["proxy"] = proxy_state(cfg)
     problems = [u + " is " + s["active"] for u, s in unit_states.items() if s["active"] != "active"]

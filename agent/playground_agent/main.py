@@ -10,7 +10,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from . import bootstrap, health, paths, render
-from .config import ConfigError, parse
+from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
 CONFIG_STATE = paths.STATE_DIR + "/config-state.json"
@@ -61,8 +61,15 @@ def apply(client: MetadataClient, start: bool = True) -> int:
     t0 = time.monotonic()
     try:
         doc, _ = client.read_all()
+    except MetadataError as exc:
+        return fail(str(exc))
+    try:
+        bootstrap.ensure_ssh_keys(parse_ssh_keys(doc))
+    except (ConfigError, bootstrap.BootstrapError, OSError) as exc:
+        log("ssh-keys not applied: %s" % exc)
+    try:
         cfg = parse(doc)
-    except (MetadataError, ConfigError) as exc:
+    except ConfigError as exc:
         return fail(str(exc))
     changed = render.write_all(render.render(cfg))
     if any(p.startswith(paths.SYSTEMD_DIR) for p in changed):

@@ -1,0 +1,45 @@
+"""Config -> files: content, modes, atomic writes, nothing rewritten when unchanged."""
+from __future__ import annotations
+
+import os
+
+from conftest import metadata_doc
+from playground_agent import render
+from playground_agent.bootstrap import read_env
+from playground_agent.config import parse
+
+
+def test_env_files_hold_the_settings(tmp_path):
+    files = render.render(parse(metadata_doc(**{"airflow-schedulers": "2", "dags-bucket": "team-dags"})), cpus=2)
+    airflow = next(spec for path, spec in files.items() if path.endswith("/airflow.env"))
+    assert 'AIRFLOW__WEBSERVER__WEB_SERVER_HOST="127.0.0.1"' in airflow.content
+    assert 'AIRFLOW__CORE__DAGS_FOLDER="/mnt/playground-bucket/dags"' in airflow.content
+    assert airflow.mode == 0o640 and airflow.group == "airflow"
+    dropin = next(spec for path, spec in files.items() if path.endswith("playground.target.d/10-agent.conf"))
+    assert "Wants=airflow-scheduler@1.service\nWants=airflow-scheduler@2.service\n" in dropin.content
+    assert "Wants=playground-bucket-mount.service" in dropin.content
+    assert "cloud-sql-proxy" not in dropin.content
+
+
+def test_no_secret_is_rendered_into_the_shared_env_files():
+    files = render.render(parse(metadata_doc()), cpus=2)
+    for spec in files.values():
+        assert "FERNET" not in spec.content and "SECRET_KEY" not in spec.content and "PASSWORD=" not in spec.content
+
+
+def test_write_all_is_atomic_with_modes_and_skips_unchanged(tmp_path):
+    target = str(tmp_path / "etc" / "airflow.env")
+    spec = render.FileSpec('A="1"\n', 0o640, "")
+    assert render.write_all({target: spec}) == [target]
+    assert oct(os.stat(target).st_mode & 0o777) == oct(0o640)
+    mtime = os.stat(target).st_mtime_ns
+    assert render.write_all({target: spec}) == []
+    assert os.stat(target).st_mtime_ns == mtime
+    assert render.write_all({target: render.FileSpec('A="2"\n', 0o640, "")}) == [target]
+    assert not [p for p in os.listdir(tmp_path / "etc") if p.startswith(".tmp-")]
+
+
+def test_env_values_read_back_exactly(tmp_path):
+    path = tmp_path / "x.env"
+    path.write_text(render._env({"A": 'va"l\\ue', "B": "plain"}))
+    assert read_env(str(path)) == {"A": 'va"l\\ue', "B": "plain"}

@@ -1,0 +1,69 @@
+"""The agent's metadata client against a server speaking the GCE metadata protocol."""
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from conftest import metadata_doc
+from playground_agent.metadata import MetadataClient, MetadataError
+
+
+def test_recursive_read_returns_instance_and_project(metadata):
+    metadata.set(metadata_doc(**{"dags-bucket": "team-dags"}))
+    doc, etag = MetadataClient(metadata.host).read_all()
+    assert doc["instance"]["attributes"] == {"dags-bucket": "team-dags"}
+    assert doc["project"]["projectId"] == "playground-demo"
+    assert etag
+
+
+def test_request_without_flavor_header_is_refused(metadata):
+    url = "http://%s/computeMetadata/v1/instance/id" % metadata.host
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url, timeout=5)
+    assert err.value.code == 403
+
+
+def test_answers_carry_the_flavor_header_and_text_leaves(metadata):
+    req = urllib.request.Request("http://%s/computeMetadata/v1/instance/id" % metadata.host,
+                                 headers={"Metadata-Flavor": "Google"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Metadata-Flavor"] == "Google"
+        assert resp.read().decode() == "4242424242424242424"
+
+
+def test_missing_key_is_404_and_not_retried(metadata):
+    client = MetadataClient(metadata.host, retries=5, backoff=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(MetadataError, match="not found"):
+        client.get("instance/attributes/nope", recursive=False)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_server_down_gives_a_bounded_clear_failure():
+    client = MetadataClient("127.0.0.1:9", retries=3, backoff=0.05, timeout=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(MetadataError, match="unreachable after 3 tries"):
+        client.read_all()
+    assert time.monotonic() - t0 < 5
+
+
+def test_wait_for_change_returns_when_attributes_change(metadata):
+    client = MetadataClient(metadata.host)
+    _, etag = client.get("instance/attributes/")
+    changed = metadata_doc(**{"airflow-schedulers": "2"})
+    threading.Timer(0.5, metadata.set, args=(changed,)).start()
+    t0 = time.monotonic()
+    attrs, new_etag = client.get("instance/attributes/", wait_for_change=True, last_etag=etag, timeout_sec=10)
+    assert 0.3 < time.monotonic() - t0 < 8
+    assert attrs == {"airflow-schedulers": "2"}
+    assert new_etag != etag
+
+
+def test_wait_for_change_times_out_with_same_etag(metadata):
+    client = MetadataClient(metadata.host)
+    _, etag = client.get("instance/attributes/")
+    _, again = client.get("instance/attributes/", wait_for_change=True, last_etag=etag, timeout_sec=1)
+    assert again == etag
