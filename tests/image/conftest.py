@@ -1,0 +1,99 @@
+"""A real local instance booted from the newest local image, shared by the image checks.
+
+These checks are pytest-testinfra over SSH, so they run unchanged against a GCE
+test instance: pytest tests/image --hosts=ssh://USER@HOST (and --manifest FILE).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from playground.image import local_build
+from playground.local import instance
+
+
+def pytest_addoption(parser):
+    parser.addoption("--manifest", default=None, help="image manifest.json for a --hosts run against GCE")
+
+
+def _need_local():
+    if os.geteuid() != 0:
+        pytest.skip("local instances need root (systemd-nspawn, network namespaces)")
+    for tool in ("systemd-nspawn", "packer", "debootstrap"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (see .ci/run for the packages)")
+
+
+@pytest.fixture(scope="session")
+def image(request) -> Path:
+    if request.config.getoption("hosts"):
+        pytest.skip("checking given --hosts, not a local image")
+    _need_local()
+    found = local_build.newest_image("local")
+    if found is None:
+        found = local_build.build_local("local", report=lambda s: print("image build:", s))
+    return found
+
+
+@pytest.fixture(scope="session")
+def manifest(request, image_or_none) -> dict:
+    given = request.config.getoption("--manifest")
+    if given:
+        return json.loads(Path(given).read_text())
+    return json.loads((image_or_none / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def image_or_none(request):
+    if request.config.getoption("hosts"):
+        return None
+    return request.getfixturevalue("image")
+
+
+@pytest.fixture(scope="session")
+def local_instance(request):
+    """One launched instance for the session; destroyed at the end."""
+    if request.config.getoption("hosts"):
+        yield None
+        return
+    img = request.getfixturevalue("image")
+    name = "pgtest-main"
+    if (instance.paths.instances_dir() / name).exists():
+        instance.destroy(name)
+    inst, _ = instance.launch(name, "playground-test", {}, img, "local", report=lambda s: None, timeout=300)
+    yield inst
+    instance.destroy(name)
+
+
+@pytest.fixture(scope="session")
+def host(request, local_instance):
+    hosts = request.config.getoption("hosts")
+    if hosts:
+        return testinfra.get_host(hosts.split(",")[0], sudo=True)
+    key = instance.ssh_key()
+    known = local_instance.dir / "known_hosts"
+    cfg = local_instance.dir / "ssh_config"
+    cfg.write_text(f"Host *\n  IdentityFile {key}\n  StrictHostKeyChecking no\n  UserKnownHostsFile {known}\n"
+                   "  LogLevel ERROR\n  BatchMode yes\n")
+    return testinfra.get_host(f"ssh://{instance.SSH_USER}@{local_instance.address}", ssh_config=str(cfg),
+                              sudo=True)
+
+
+def run_ok(host, cmd: str) -> str:
+    out = host.run(cmd)
+    assert out.rc == 0, f"{cmd}: {out.stderr}"
+    return out.stdout
+
+
+def remote_json(host, path: str) -> dict:
+    return json.loads(run_ok(host, f"cat {path}"))
+
+
+def sh(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True)

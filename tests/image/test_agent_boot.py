@@ -1,0 +1,95 @@
+"""The agent on a booted local image: first boot, idempotence, restarts, reboots, bad metadata."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import remote_json, run_ok
+
+from playground.local import instance
+
+pytestmark = pytest.mark.image
+
+
+def main_pid(host, unit: str) -> str:
+    return run_ok(host, f"systemctl show -p MainPID --value {unit}").strip()
+
+
+def test_first_boot_made_secrets_databases_and_admin(host):
+    assert run_ok(host, "sudo -u postgres psql -tAc \"SELECT datname FROM pg_database WHERE datname IN "
+                        "('airflow','mlflow') ORDER BY 1\"").split() == ["airflow", "mlflow"]
+    password = run_ok(host, "playground-agent admin-password").strip()
+    assert len(password) >= 20
+    code = run_ok(host, f"curl -s -o /dev/null -w '%{{http_code}}' -u admin:{password} "
+                        "http://127.0.0.1:8080/api/v1/dags").strip()
+    assert code == "200"
+    journal = run_ok(host, "journalctl -u playground-agent --no-pager -o cat")
+    assert password not in journal
+
+
+def test_apply_twice_changes_and_restarts_nothing(host):
+    before = {u: main_pid(host, u) for u in ("airflow-webserver", "mlflow-server", "airflow-scheduler@1")}
+    out = host.run("playground-agent apply")
+    assert out.rc == 0, out.stderr
+    assert "(0 file(s) changed)" in out.stderr
+    after = {u: main_pid(host, u) for u in before}
+    assert before == after
+
+
+@pytest.mark.parametrize("unit", ["airflow-webserver", "airflow-scheduler@1", "mlflow-server"])
+def test_killed_service_is_back_within_15_s(host, unit):
+    old = main_pid(host, unit)
+    run_ok(host, f"systemctl kill -s KILL {unit}")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        state = run_ok(host, f"systemctl show -p ActiveState --value {unit}").strip()
+        pid = main_pid(host, unit)
+        if state == "active" and pid not in ("0", old):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{unit} not back within 15 s (state {state}, pid {pid})")
+
+
+def test_reboot_keeps_secrets_and_comes_back_healthy(host, local_instance):
+    secrets = run_ok(host, "sha256sum /var/lib/playground/secrets/airflow.env "
+                           "/var/lib/playground/secrets/admin-password")
+    instance.stop(local_instance.name)
+    assert not instance.is_running(instance.load(local_instance.name))
+    _, report = instance.start(local_instance.name, report=lambda s: None, timeout=240)
+    assert report["healthy"]
+    assert run_ok(host, "sha256sum /var/lib/playground/secrets/airflow.env "
+                        "/var/lib/playground/secrets/admin-password") == secrets
+    journal = run_ok(host, "journalctl -b -u playground-agent --no-pager -o cat")
+    assert "first boot" not in journal
+    assert "running the Airflow database migration" not in journal
+
+
+def test_bad_metadata_starts_nothing_and_the_report_says_why(image):
+    name = "pgtest-bad"
+    if (instance.paths.instances_dir() / name).exists():
+        instance.destroy(name)
+    key = instance.ssh_key().with_suffix(".pub").read_text().strip()
+    inst = instance.Instance(name=name, project="playground-test", profile="local", image=str(image),
+                             slot=instance._free_slot(), instance_id="1111111111111111111", created_at=time.time(),
+                             attributes={"airflow-schedulers": "9", "ssh-keys": f"{instance.SSH_USER}:{key}"})
+    inst.save()
+    try:
+        instance._boot(inst)
+        deadline = time.monotonic() + 120
+        report = None
+        while time.monotonic() < deadline and report is None:
+            report = instance.health(inst)
+            time.sleep(2)
+        assert report is not None, "no health report over SSH"
+        assert report["config"]["state"] == "error"
+        assert "airflow-schedulers" in report["last_error"]
+        states = instance.remote(inst, "systemctl is-active airflow-webserver mlflow-server "
+                                       "airflow-scheduler@1 playground.target").stdout.split()
+        assert states == ["inactive"] * 4
+        assert instance.remote(inst, "test -e /etc/playground/airflow.env").returncode != 0
+    finally:
+        removed = instance.destroy(name)
+    assert any(r.startswith("netns") for r in removed)
+    assert not (instance.paths.instances_dir() / name).exists()
+    json.dumps(removed)

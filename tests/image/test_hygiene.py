@@ -1,0 +1,44 @@
+"""Image hygiene, checked on the built rootfs itself (pristine, never booted)."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.image
+
+
+@pytest.fixture(scope="module")
+def rootfs(image):
+    return image / "rootfs"
+
+
+def test_no_ssh_host_keys_and_empty_machine_id(rootfs):
+    assert not list((rootfs / "etc/ssh").glob("ssh_host_*"))
+    assert (rootfs / "etc/machine-id").read_text() == ""
+    assert not (rootfs / "etc/hostname").exists()
+
+
+def test_no_caches_or_history(rootfs):
+    assert not (rootfs / "root/.cache/pip").exists()
+    assert not list((rootfs / "var/cache/apt/archives").glob("*.deb"))
+    assert not list((rootfs / "var/lib/apt/lists").glob("*_Packages"))
+    for hist in ("root/.bash_history", "root/.python_history"):
+        assert not (rootfs / hist).exists()
+
+
+def test_no_secret_or_build_access_left(rootfs):
+    assert list((rootfs / "var/lib/playground/secrets").iterdir()) == []
+    assert not list((rootfs / "etc/playground").glob("*.env"))
+    assert not (rootfs / "root/.ssh/authorized_keys").exists()
+    assert not (rootfs / "etc/ssh/sshd_config.d/99-playground-build.conf").exists()
+    assert not (rootfs / "usr/sbin/policy-rc.d").exists()
+    assert not (rootfs / "etc/pip.conf").exists()
+
+
+def test_manifest_describes_the_artifact(image):
+    import json
+
+    m = json.loads((image / "manifest.json").read_text())
+    assert m["profile"] == "local"
+    assert m["checksum"].startswith("sha256:") and len(m["checksum"]) == 71
+    assert set(m["components"]) >= {"python", "postgresql", "airflow", "mlflow", "gcsfuse", "cloud-sql-proxy"}
+    assert m["source_image"].startswith("debian bookworm")

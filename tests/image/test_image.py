@@ -1,0 +1,76 @@
+"""What the golden image holds, checked on a booted instance over SSH (testinfra)."""
+from __future__ import annotations
+
+import pytest
+from conftest import remote_json, run_ok
+
+pytestmark = pytest.mark.image
+
+
+def test_service_users_and_groups(host):
+    for user in ("airflow", "mlflow"):
+        u = host.user(user)
+        assert u.exists and u.shell == "/usr/sbin/nologin"
+    assert host.group("playground-sudoers").exists
+
+
+def test_versions_match_the_manifest(host, manifest):
+    on_host = remote_json(host, "/etc/playground/image-manifest.json")
+    assert on_host["components"] == manifest["components"]
+    comps = manifest["components"]
+    assert run_ok(host, "/opt/airflow/bin/airflow version").strip().splitlines()[-1] == comps["airflow"]
+    assert comps["mlflow"] in run_ok(host, "/opt/mlflow/bin/mlflow --version")
+    assert run_ok(host, "/opt/airflow/bin/python -c 'import mlflow; print(mlflow.__version__)'").strip() \
+        == comps["mlflow-skinny"]
+    assert comps["python"] in run_ok(host, "python3 --version")
+
+
+def test_units_installed_and_enabled(host):
+    for unit in ("playground-agent.service", "ssh.service", "postgresql.service"):
+        assert host.service(unit).is_enabled, unit
+    for unit in ("airflow-webserver.service", "airflow-scheduler@.service", "mlflow-server.service",
+                 "cloud-sql-proxy.service", "playground-bucket-mount.service", "playground.target"):
+        assert host.file("/etc/systemd/system/" + unit).exists, unit
+    assert host.service("playground.target").is_running
+    assert host.service("airflow-webserver").is_running
+    assert host.service("airflow-scheduler@1").is_running
+    assert host.service("mlflow-server").is_running
+
+
+def test_config_and_secret_modes(host):
+    for name in ("airflow.env", "mlflow.env", "cloudsql-proxy.env", "bucket-mount.env"):
+        f = host.file("/etc/playground/" + name)
+        assert (f.user, f.group, f.mode) == ("root", "airflow", 0o640), name
+    secrets = host.file("/var/lib/playground/secrets")
+    assert (secrets.user, secrets.mode) == ("root", 0o700)
+    for name in ("airflow.env", "admin-password"):
+        f = host.file("/var/lib/playground/secrets/" + name)
+        assert (f.user, f.mode) == ("root", 0o600), name
+
+
+def test_nothing_but_sshd_listens_beyond_loopback(host):
+    for sock in host.socket.get_listening_sockets():
+        if sock.startswith("unix://"):
+            continue
+        proto, rest = sock.split("://", 1)
+        addr, port = rest.rsplit(":", 1)
+        if addr not in ("127.0.0.1", "::1"):
+            assert port == "22", f"{sock} listens beyond loopback"
+
+
+def test_web_uis_answer_on_loopback_with_auth_on(host):
+    health = remote_json(host, "/run/playground/status.json")
+    assert health["healthy"], health["problems"]
+    code = run_ok(host, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/api/v1/dags").strip()
+    assert code in ("401", "403")
+    assert run_ok(host, "curl -s http://127.0.0.1:5000/health").strip() == "OK"
+
+
+def test_gce_only_tools_are_recorded(host, manifest):
+    tools = remote_json(host, "/etc/playground/google-tools.json")
+    if manifest["profile"] == "local":
+        assert tools == {"gcsfuse": "absent", "cloud-sql-proxy": "absent"}
+        assert not host.file("/usr/local/bin/cloud-sql-proxy").exists
+    else:
+        assert host.file("/usr/local/bin/cloud-sql-proxy").exists
+        assert host.file("/usr/bin/gcsfuse").exists

@@ -1,0 +1,108 @@
+"""The image definition: Packer template per profile, scripts, units, lock files."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import REPO
+
+PACKER = REPO / "packer"
+PROFILES = sorted(p.name.removesuffix(".pkrvars.hcl") for p in (PACKER / "profiles").glob("*.pkrvars.hcl"))
+# Binaries the image provides; the host running the tests does not have them.
+IMAGE_BINARIES = ("/opt/airflow/bin/airflow", "/usr/local/bin/playground-agent", "/bin/fusermount")
+
+
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed (.ci/run installs it)")
+
+
+def test_profiles_are_the_three_designed():
+    assert PROFILES == ["current", "local", "seed"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_packer_validate(profile, tmp_path):
+    need("packer")
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    proc = subprocess.run(["packer", "validate", f"-var-file={PACKER / 'profiles' / (profile + '.pkrvars.hcl')}",
+                           "-var", f"ssh_private_key_file={key}", str(PACKER / "template")],
+                          capture_output=True, text=True, env={"CHECKPOINT_DISABLE": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_packer_fmt():
+    need("packer")
+    for folder in ("template", "profiles", "plugins"):
+        proc = subprocess.run(["packer", "fmt", "-check", str(PACKER / folder)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"packer fmt -check {folder}: {proc.stdout}"
+
+
+def test_required_plugins_live_outside_the_template():
+    assert "required_plugins" in (PACKER / "plugins" / "required_plugins.pkr.hcl").read_text()
+    for f in (PACKER / "template").glob("*.hcl"):
+        assert "required_plugins" not in f.read_text(), f
+
+
+def test_shellcheck():
+    need("shellcheck")
+    scripts = sorted(str(p) for p in (PACKER / "scripts").glob("*.sh")) + [str(REPO / ".ci" / "run")]
+    scripts += [str(REPO / "scripts" / name) for name in ("install.sh", "demo", "test")]
+    proc = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_units_verify():
+    need("systemd-analyze")
+    units = sorted(str(p) for p in (REPO / "units").iterdir())
+    proc = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
+    problems = [line for line in (proc.stdout + proc.stderr).splitlines()
+                if line.strip() and not any(f"Command {b} is not executable" in line for b in IMAGE_BINARIES)]
+    assert problems == []
+
+
+def test_web_units_bind_loopback_and_gcsfuse_is_not_sandboxed():
+    mount = (REPO / "units" / "playground-bucket-mount.service").read_text()
+    for option in ("ProtectSystem", "PrivateTmp", "ProtectHome", "PrivateMounts"):
+        assert not re.search(rf"^{option}=", mount, re.M), option
+    for unit in ("airflow-webserver.service", "airflow-scheduler@.service", "mlflow-server.service"):
+        text = (REPO / "units" / unit).read_text()
+        assert "Restart=on-failure" in text and re.search(r"^User=(airflow|mlflow)$", text, re.M), unit
+
+
+LOCK_PYTHON = {"local": "3.11", "current": "3.12", "seed": "3.8"}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("venv", ["airflow", "mlflow"])
+def test_lock_resolves_for_the_profile_python(profile, venv, tmp_path):
+    lock = PACKER / "locks" / profile / f"{venv}.txt"
+    assert lock.is_file(), f"{lock} missing"
+    proc = subprocess.run(
+        ["pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--no-deps", "--only-binary=:all:",
+         "--python-version", LOCK_PYTHON[profile], "--platform", "manylinux2014_x86_64",
+         "--target", str(tmp_path / "t"), "-r", str(lock)],
+        capture_output=True, text=True, timeout=600, env=_pip_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _pip_env():
+    import os
+    env = dict(os.environ)
+    env.pop("PIP_FIND_LINKS", None)
+    env["PIP_CONSTRAINT"] = ""
+    return env
+
+
+def test_lock_pins_the_profile_versions():
+    for profile in PROFILES:
+        variables = dict(re.findall(r'^(\w+)\s*=\s*"([^"]*)"', (PACKER / "profiles" / f"{profile}.pkrvars.hcl")
+                                    .read_text(), re.M))
+        airflow = (PACKER / "locks" / profile / "airflow.txt").read_text()
+        mlflow = (PACKER / "locks" / profile / "mlflow.txt").read_text()
+        assert f"apache-airflow=={variables['airflow_version']}\n" in airflow, profile
+        assert f"mlflow=={variables['mlflow_version']}\n" in mlflow, profile
+        assert "mlflow-skinny==" in airflow and "psycopg2" in airflow
