@@ -297,11 +297,26 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
         report(f"booting {name} at {inst.address}")
         _boot(inst)
         rep = wait_healthy(inst, timeout, report)
-    except BaseException:
+    except BaseException as exc:
         report("launch failed: removing what it made")
+        kept = _keep_logs(inst)
         destroy(name)
+        if isinstance(exc, PlaygroundError) and kept:
+            raise PlaygroundError(f"{exc} (console log kept at {kept})") from exc
         raise
     return inst, rep
+
+
+def _keep_logs(inst: Instance) -> Optional[Path]:
+    """Keep a failed instance's console log where destroy does not remove it."""
+    src = inst.dir / "console.log"
+    if not src.is_file():
+        return None
+    dest_dir = paths.state_dir() / "logs"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{inst.name}-{time.strftime('%Y%m%d-%H%M%S')}-console.log"
+    shutil.copy(src, dest)
+    return dest
 
 
 def start(name: str, report: Report, timeout: float = 300) -> tuple[Instance, dict]:
