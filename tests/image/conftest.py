@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import testinfra
-
 from playground.image import local_build
 from playground.local import instance
 
@@ -35,7 +34,8 @@ def image(request) -> Path:
     if request.config.getoption("hosts"):
         pytest.skip("checking given --hosts, not a local image")
     _need_local()
-    found = local_build.newest_image("local")
+    # Only an image built from this very tree counts: a stale one would test old code.
+    found = local_build.newest_image("local", matching_source=True)
     if found is None:
         found = local_build.build_local("local", report=lambda s: print("image build:", s))
     return found

@@ -5,8 +5,7 @@ import json
 import time
 
 import pytest
-from conftest import remote_json, run_ok
-
+from conftest import run_ok
 from playground.local import instance
 
 pytestmark = pytest.mark.image

@@ -214,6 +214,7 @@ def build_local(profile: str = "local", report: Report = print) -> Path:
     (paths.cache_dir() / "pip").mkdir(parents=True, exist_ok=True)
     log_path = out_dir / (name + ".log")
     t0 = time.monotonic()
+    inputs = source_hash()
     container: Optional[subprocess.Popen] = None
     with open(log_path, "w") as log, tempfile.TemporaryDirectory(prefix="playground-build-") as work:
         try:
@@ -244,6 +245,7 @@ def build_local(profile: str = "local", report: Report = print) -> Path:
                 "build_seconds": round(time.monotonic() - t0, 1),
                 "size_bytes": dir_size(rootfs),
                 "checksum": "sha256:" + tree_checksum(rootfs),
+                "source_hash": inputs,
             })
             (building / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             final = out_dir / name
@@ -256,9 +258,23 @@ def build_local(profile: str = "local", report: Report = print) -> Path:
             raise
 
 
-def newest_image(profile: str) -> Optional[Path]:
+def source_hash() -> str:
+    """sha256 of everything that goes into an image (template, scripts, locks, agent, units, DAGs)."""
+    digest = hashlib.sha256()
+    for top in ("packer", "agent/playground_agent", "units", "dags"):
+        for path in sorted((paths.REPO / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(paths.REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def newest_image(profile: str, matching_source: bool = False) -> Optional[Path]:
+    """The newest complete image; with matching_source, only one built from this tree."""
     root = paths.images_dir(profile)
     if not root.is_dir():
         return None
     images = sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+    if matching_source:
+        want = source_hash()
+        images = [p for p in images if json.loads((p / "manifest.json").read_text()).get("source_hash") == want]
     return images[-1] if images else None
