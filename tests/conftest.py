@@ -2,24 +2,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "agent"))
-sys.path.insert(0, str(REPO / "cli"))
-
-from playground.local import metadata_server  # noqa: E402
-
-
-def metadata_doc(**attributes: str) -> dict:
-    return {
-        "instance": {"id": "4242424242424242424", "name": "demo", "zone": "projects/1/zones/europe-west2-b",
-                     "attributes": dict(attributes)},
-        "project": {"projectId": "playground-demo", "numericProjectId": 1, "attributes": {}},
-    }
+from playground.local import metadata_server
+from support import metadata_doc
 
 
 class MetadataFixture:

@@ -14,6 +14,15 @@ if [[ "$installed" != "$AIRFLOW_VERSION" ]]; then
   exit 1
 fi
 
+# Airflow 2.1+ schedulers serve task logs on [::]:8793 with no bind-address
+# setting. With LocalExecutor the webserver reads the logs from disk, so the
+# log server is only an open port: skip it (2.0 never starts one).
+if [[ "$(printf '%s\n' 2.1.0 "$AIRFLOW_VERSION" | sort -V | head -1)" == 2.1.0 ]]; then
+  echo 'AIRFLOW_SCHEDULER_FLAGS=--skip-serve-logs' > /etc/default/airflow-scheduler
+else
+  echo 'AIRFLOW_SCHEDULER_FLAGS=' > /etc/default/airflow-scheduler
+fi
+
 # `airflow` for people on the machine: runs as the airflow user with the
 # instance's config and secrets, the way the services see them.
 cat > /usr/local/bin/airflow <<'WRAP'

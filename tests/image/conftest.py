@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,17 +82,3 @@ def host(request, local_instance):
                    "  LogLevel ERROR\n  BatchMode yes\n")
     return testinfra.get_host(f"ssh://{instance.SSH_USER}@{local_instance.address}", ssh_config=str(cfg),
                               sudo=True)
-
-
-def run_ok(host, cmd: str) -> str:
-    out = host.run(cmd)
-    assert out.rc == 0, f"{cmd}: {out.stderr}"
-    return out.stdout
-
-
-def remote_json(host, path: str) -> dict:
-    return json.loads(run_ok(host, f"cat {path}"))
-
-
-def sh(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True)

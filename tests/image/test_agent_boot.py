@@ -5,8 +5,8 @@ import json
 import time
 
 import pytest
-from conftest import run_ok
 from playground.local import instance
+from support import run_ok
 
 pytestmark = pytest.mark.image
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import remote_json, run_ok
+from support import remote_json, run_ok
 
 pytestmark = pytest.mark.image
 

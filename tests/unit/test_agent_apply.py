@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, metadata_doc
 from playground_agent.config import parse
+from support import REPO, metadata_doc
 
 
 def run_agent(root, host, *args):

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import metadata_doc
 from playground_agent.config import ConfigError, parse
+from support import metadata_doc
 
 
 def test_project_id_alone_gives_a_working_local_default():

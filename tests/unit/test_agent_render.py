@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 
-from conftest import metadata_doc
 from playground_agent import render
 from playground_agent.bootstrap import read_env
 from playground_agent.config import parse
+from support import metadata_doc
 
 
 def test_env_files_hold_the_settings(tmp_path):

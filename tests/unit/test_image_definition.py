@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO
+from support import REPO
 
 PACKER = REPO / "packer"
 PROFILES = sorted(p.name.removesuffix(".pkrvars.hcl") for p in (PACKER / "profiles").glob("*.pkrvars.hcl"))

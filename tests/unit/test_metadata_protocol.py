@@ -7,8 +7,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import metadata_doc
 from playground_agent.metadata import MetadataClient, MetadataError
+from support import metadata_doc
 
 
 def test_recursive_read_returns_instance_and_project(metadata):

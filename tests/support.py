@@ -1,0 +1,27 @@
+"""Helpers shared by the tests (conftest modules are not importable by name)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def metadata_doc(**attributes: str) -> dict:
+    """A GCE metadata document (recursive form) with these instance attributes."""
+    return {
+        "instance": {"id": "4242424242424242424", "name": "demo", "zone": "projects/1/zones/europe-west2-b",
+                     "attributes": dict(attributes)},
+        "project": {"projectId": "playground-demo", "numericProjectId": 1, "attributes": {}},
+    }
+
+
+def run_ok(host, cmd: str) -> str:
+    """Run cmd through a testinfra host; fail the test with its stderr if it fails."""
+    out = host.run(cmd)
+    assert out.rc == 0, f"{cmd}: {out.stderr}"
+    return out.stdout
+
+
+def remote_json(host, path: str) -> dict:
+    return json.loads(run_ok(host, f"cat {path}"))
