@@ -53,6 +53,8 @@ def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
         "AIRFLOW__WEBSERVER__WORKERS": "2",
         "AIRFLOW__WEBSERVER__EXPOSE_CONFIG": "False",
         "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
+        # Airflow 2.0-2.2 (seed) read the singular option; the default there denies all API calls.
+        "AIRFLOW__API__AUTH_BACKEND": "airflow.api.auth.backend.basic_auth",
         "AIRFLOW__SCHEDULER__PARSING_PROCESSES": str(max(1, min(cpus, 2))),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": "/var/log/airflow",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:%d" % cfg.mlflow_port,

@@ -147,7 +147,7 @@ def _how_to_reach(inst) -> None:
     console.print(f"[green]{inst.name}[/green] is up at {inst.address} (image {Path(inst.image).name})",
                   highlight=False)
     console.print(f"  ssh:            playground ssh --name {inst.name}", highlight=False)
-    console.print(f"  web UIs:        playground tunnel --name {inst.name}  (Airflow :8080, MLflow :5000)",
+    console.print(f"  web UIs:        playground tunnel --name {inst.name}  (Airflow, MLflow on 127.0.0.1)",
                   highlight=False)
     console.print(f"  admin password: playground ssh --name {inst.name} -- sudo playground-agent admin-password",
                   highlight=False)
@@ -230,6 +230,71 @@ def _age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size:.0f}{unit}"
     return f"{seconds:.0f}s"
+
+
+@app.command()
+def tunnel(
+    name: Optional[str] = typer.Option(None, help="Instance name (default: the one for --project, or the only one)."),
+    project: Optional[str] = typer.Option(None, help="Pick the instance of this project."),
+    port: list[int] = typer.Option([], "--port", help="Remote port on the machine's 127.0.0.1 to forward; repeat. "
+                                   "Default: Airflow's and MLflow's."),
+    as_json: bool = typer.Option(False, "--json", help="Print the forwards as one JSON line for scripts."),
+) -> None:
+    """Forward the web UIs (bound to the machine's 127.0.0.1) to this machine until Ctrl-C.
+
+    A local port already in use is replaced by the next free one, and said so.
+    """
+    import json
+    import signal
+    import threading
+
+    from . import remote
+    from .local import instance
+
+    try:
+        inst = instance.resolve(name, project)
+        if not instance.is_running(inst):
+            raise PlaygroundError(f"instance {inst.name} is stopped: `playground start --name {inst.name}`")
+        web = instance.web_ports(inst)
+        labels = {v: k for k, v in web.items()}
+        wanted = port or list(web.values())
+        target = instance.target(inst)
+        conn = remote.connect(target)
+        stop_event = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+        try:
+            with remote.forwards(conn, wanted) as fws:
+                for fw in fws:
+                    if fw.local_port != fw.remote_port:
+                        console.print(f"local port {fw.remote_port} is in use: using {fw.local_port}",
+                                      highlight=False)
+                if as_json:
+                    print(json.dumps({"instance": inst.name, "admin_user": _admin_user(inst), "forwards": [
+                        {"service": labels.get(f.remote_port, "port"), "remote_port": f.remote_port,
+                         "local_port": f.local_port, "url": f.url} for f in fws]}), flush=True)
+                else:
+                    for fw in fws:
+                        console.print(f"{labels.get(fw.remote_port, 'port').ljust(8)} {fw.url}  "
+                                      f"(machine's 127.0.0.1:{fw.remote_port})", highlight=False)
+                    console.print(f"Airflow admin user: {_admin_user(inst)}  (password: playground ssh --name "
+                                  f"{inst.name} -- sudo playground-agent admin-password)", highlight=False)
+                    console.print("forwarding; Ctrl-C to close", highlight=False)
+                try:
+                    while not stop_event.wait(0.5):
+                        pass
+                except KeyboardInterrupt:
+                    pass
+        except PlaygroundError:
+            raise
+        except Exception as exc:  # paramiko/socket errors: one line, not a traceback
+            raise PlaygroundError(remote.explain(exc, target)) from exc
+    except PlaygroundError as exc:
+        fail(exc)
+    console.print("tunnel closed", highlight=False)
+
+
+def _admin_user(inst) -> str:
+    return inst.attributes.get("airflow-admin-user", "admin")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

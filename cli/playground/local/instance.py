@@ -101,6 +101,33 @@ def ssh_args(inst: Instance, timeout: int = 5) -> list[str]:
             "-o", "LogLevel=ERROR", f"{SSH_USER}@{inst.address}"]
 
 
+def target(inst: Instance):
+    """How fabric reaches this instance: directly on its namespace address."""
+    from ..remote import Target
+
+    return Target(name=inst.name, host=inst.address, user=SSH_USER, key_file=str(ssh_key()),
+                  known_hosts=str(inst.dir / "known_hosts"))
+
+
+def web_ports(inst: Instance) -> dict[str, int]:
+    """The web UIs' ports on the machine's 127.0.0.1, from the attributes the agent reads."""
+    return {"airflow": int(inst.attributes.get("airflow-port", 8080)),
+            "mlflow": int(inst.attributes.get("mlflow-port", 5000))}
+
+
+def resolve(name: Optional[str], project: Optional[str]) -> Instance:
+    """The instance a command means: by name, else the one for the project, else the only one."""
+    if name:
+        return load(name)
+    found = [i for i in all_instances() if project is None or i.project == project]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise PlaygroundError(f"no local instance{' for project ' + repr(project) if project else ''}: "
+                              "`playground launch --project X`")
+    raise PlaygroundError("several instances match: pass --name (" + ", ".join(i.name for i in found) + ")")
+
+
 def _alive(pid: Optional[int], marker: str) -> bool:
     """True if pid runs and its command line mentions marker (guards against pid reuse)."""
     if not pid:

@@ -1,0 +1,112 @@
+"""Local instance figures: launch-to-healthy, start-to-healthy, idle memory, added disk.
+
+Run as root on a machine with a built local image:
+    .venv/bin/python bench/launch.py [--repeat N] [--idle 60]
+Aims (issue 4): launch-to-healthy under 60 s, idle memory under 1.5 GiB.
+Idle memory is the sum over the instance's processes (every process under its
+systemd-nspawn), as PSS so shared pages (gunicorn workers) count once; RSS sum
+is shown beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from playground import paths
+from playground.image import local_build
+from playground.local import instance
+from rich.console import Console
+from rich.table import Table
+
+AIM_LAUNCH_S = 60
+AIM_IDLE_GIB = 1.5
+NAME = "pgbench"
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(pid))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def memory_of(pids: list[int]) -> tuple[int, int]:
+    """(PSS, RSS) in bytes summed over pids."""
+    pss = rss = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
+                elif line.startswith("Rss:"):
+                    rss += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return pss, rss
+
+
+def du(path: Path) -> int:
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=1, help="launch/stop/start cycles")
+    parser.add_argument("--idle", type=float, default=60, help="seconds to let the instance settle before memory")
+    args = parser.parse_args()
+    image = local_build.newest_image("local")
+    if image is None:
+        raise SystemExit("no local image: run `playground image build` first")
+    if (paths.instances_dir() / NAME).exists():
+        instance.destroy(NAME)
+    launch_s, start_s, pss_b, rss_b, disk_b = [], [], [], [], []
+    try:
+        for _ in range(args.repeat):
+            t0 = time.monotonic()
+            inst, _ = instance.launch(NAME, "playground-bench", {}, image, "local", lambda s: None, 300)
+            launch_s.append(time.monotonic() - t0)
+            time.sleep(args.idle)
+            pss, rss = memory_of(descendants(instance.load(NAME).pids["nspawn"]))
+            pss_b.append(pss)
+            rss_b.append(rss)
+            instance.stop(NAME)
+            disk_b.append(du(inst.dir / "upper"))
+            t0 = time.monotonic()
+            instance.start(NAME, lambda s: None, 300)
+            start_s.append(time.monotonic() - t0)
+            instance.destroy(NAME)
+    finally:
+        if (paths.instances_dir() / NAME).exists():
+            instance.destroy(NAME)
+    gib = 2**30
+    rows = [
+        ("launch to healthy (s)", launch_s, AIM_LAUNCH_S),
+        ("start to healthy (s)", start_s, None),
+        ("idle memory, PSS sum (GiB)", [b / gib for b in pss_b], AIM_IDLE_GIB),
+        ("idle memory, RSS sum (GiB)", [b / gib for b in rss_b], None),
+        ("disk added over the image (MiB)", [b / 2**20 for b in disk_b], None),
+    ]
+    table = Table("figure", "min", "median", "max", "aim", "met", title=f"local instance, {os.cpu_count()} CPUs")
+    for name, values, aim in rows:
+        med = statistics.median(values)
+        table.add_row(name, f"{min(values):.2f}", f"{med:.2f}", f"{max(values):.2f}",
+                      f"< {aim}" if aim else "-", ("yes" if med < aim else "NO") if aim else "-")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

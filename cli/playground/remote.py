@@ -1,0 +1,142 @@
+"""SSH to a playground machine with fabric: commands, the health report, port forwards.
+
+One way in for both providers: a local instance is reached directly on its
+namespace address; a GCE machine has no external IP, so its connection goes
+through a ProxyCommand gateway (`gcloud compute start-iap-tunnel ... --listen-on-stdin`),
+the way Airflow's Google provider does in its Compute Engine SSH hook.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from .errors import PlaygroundError
+
+
+@dataclass
+class Target:
+    """Where a machine's SSH server is and how to log in to it."""
+
+    name: str
+    host: str
+    user: str
+    key_file: str
+    known_hosts: Optional[str] = None
+    proxy_command: Optional[str] = None
+
+
+def iap_proxy_command(instance: str, zone: str, project: str) -> str:
+    if shutil.which("gcloud") is None:
+        raise PlaygroundError("SSH to a GCE playground goes through IAP and needs the gcloud CLI: install the "
+                              "Google Cloud SDK (https://cloud.google.com/sdk/docs/install), then "
+                              "`gcloud auth login`")
+    return (f"gcloud compute start-iap-tunnel {instance} 22 --listen-on-stdin "
+            f"--zone {zone} --project {project} --verbosity=warning")
+
+
+def connect(target: Target, timeout: float = 5.0):
+    """A fabric Connection; nothing is opened until first use."""
+    import paramiko
+    from fabric import Config, Connection
+
+    kwargs = {"key_filename": target.key_file, "look_for_keys": False, "allow_agent": False,
+              "banner_timeout": timeout, "auth_timeout": timeout}
+    if target.proxy_command:
+        kwargs["sock"] = paramiko.ProxyCommand(target.proxy_command)
+    conn = Connection(target.host, user=target.user, connect_timeout=timeout, connect_kwargs=kwargs,
+                      config=Config(overrides={"load_ssh_configs": False}))
+    if target.known_hosts:
+        with contextlib.suppress(OSError):
+            conn.client.load_host_keys(target.known_hosts)
+    return conn
+
+
+def explain(exc: BaseException, target: Target) -> str:
+    """One line saying why SSH to target failed and what to do next."""
+    import paramiko
+
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"SSH key refused by {target.name}: is {target.key_file} in the instance's ssh-keys attribute?"
+    if isinstance(exc, FileNotFoundError):
+        return f"SSH key missing: {target.key_file}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"SSH refused by {target.name} ({target.host}): is sshd up? try `playground start --name {target.name}`"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"{target.name} ({target.host}) did not answer SSH in time: stopped or still booting?"
+    if isinstance(exc, OSError):
+        return f"cannot reach {target.name} ({target.host}): {exc.strerror or exc}"
+    return f"SSH to {target.name} failed: {type(exc).__name__}: {exc}"
+
+
+def agent_status(conn, timeout: float = 10.0) -> dict:
+    """The agent's health report with its live checks (`playground-agent status --json`)."""
+    res = conn.run("sudo -n playground-agent status --json", hide=True, warn=True, timeout=timeout, in_stream=False)
+    if res.return_code == 127 or "command not found" in res.stderr:
+        raise PlaygroundError("the playground agent is not installed on this machine: was it made from a "
+                              "playground image?")
+    try:
+        return json.loads(res.stdout)
+    except ValueError as exc:
+        raise PlaygroundError(f"the agent's status is not JSON (old agent? rebuild the image): "
+                              f"{(res.stderr or res.stdout).strip()[:200]}") from exc
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_local_port(wanted: int, taken: set[int], tries: int = 50) -> int:
+    """wanted if free, else the next free port above it."""
+    for port in range(wanted, min(wanted + tries, 65536)):
+        if port not in taken and port_free(port):
+            return port
+    raise PlaygroundError(f"--port {wanted}: it and the {tries - 1} ports above it are in use")
+
+
+@dataclass
+class Forward:
+    remote_port: int
+    local_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.local_port}"
+
+
+@contextlib.contextmanager
+def forwards(conn, remote_ports: list[int]) -> Iterator[list[Forward]]:
+    """Local forwards 127.0.0.1:local -> machine's 127.0.0.1:remote, open while inside the block."""
+    chosen: list[Forward] = []
+    for port in remote_ports:
+        chosen.append(Forward(port, pick_local_port(port, {f.local_port for f in chosen})))
+    conn.open()
+    with contextlib.ExitStack() as stack:
+        for fw in chosen:
+            stack.enter_context(conn.forward_local(fw.local_port, remote_port=fw.remote_port,
+                                                   remote_host="127.0.0.1", local_host="127.0.0.1"))
+        _wait_listening(chosen)
+        yield chosen
+    conn.close()
+
+
+def _wait_listening(chosen: list[Forward], timeout: float = 5.0) -> None:
+    """fabric binds each local port in a thread: wait until they accept, so printed URLs work."""
+    deadline = time.monotonic() + timeout
+    for fw in chosen:
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", fw.local_port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise PlaygroundError(f"local port {fw.local_port} did not start listening")
+            time.sleep(0.05)
