@@ -293,6 +293,53 @@ def tunnel(
     console.print("tunnel closed", highlight=False)
 
 
+@app.command()
+def status(
+    name: Optional[str] = typer.Option(None, help="Only this instance."),
+    project: Optional[str] = typer.Option(None, help="Only the instances of this project."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh in place until Ctrl-C."),
+    interval: float = typer.Option(5.0, help="Seconds between refreshes with --watch."),
+    timeout: float = typer.Option(8.0, help="Seconds before a machine counts as unreachable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the model as JSON for scripts."),
+) -> None:
+    """Is each playground usable? Instance, schedule, services, disk and memory at a glance.
+
+    Exit code: 0 healthy, 1 degraded, 2 down or unreachable (for monitoring).
+    """
+    import json
+
+    from rich.live import Live
+
+    from . import status as status_mod
+    from .local import instance
+
+    def model() -> dict:
+        chosen = [i for i in instance.all_instances()
+                  if (name is None or i.name == name) and (project is None or i.project == project)]
+        if name and not chosen:
+            raise PlaygroundError(f"no instance named {name!r} (see `playground list`)")
+        return status_mod.collect([instance.machine(i) for i in chosen], timeout)
+
+    try:
+        current = model()
+        if as_json:
+            print(json.dumps(current, indent=2, sort_keys=True))
+        elif watch:
+            with Live(status_mod.render(current), console=Console(), auto_refresh=False) as live:
+                try:
+                    while True:
+                        time.sleep(interval)
+                        current = model()
+                        live.update(status_mod.render(current), refresh=True)
+                except KeyboardInterrupt:
+                    pass
+        else:
+            Console().print(status_mod.render(current))
+    except PlaygroundError as exc:
+        fail(exc)
+    raise typer.Exit(status_mod.exit_code(current))
+
+
 def _admin_user(inst) -> str:
     return inst.attributes.get("airflow-admin-user", "admin")
 

@@ -154,6 +154,31 @@ def test_rest_api_through_tunnel_dag_and_mlflow(launched):
         tunnel.close()
 
 
+def status_json(*extra: str) -> tuple[int, dict]:
+    proc = cli("status", "--name", NAME, "--json", *extra, timeout=60)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_status_healthy_then_a_service_held_down(launched):
+    rc, model = status_json()
+    row = model["instances"][0]
+    assert (rc, row["level"], row["state"]) == (0, "green", "running"), row
+    assert {"postgresql", "airflow webserver", "airflow scheduler 1", "mlflow"} <= {s["name"] for s in row["services"]}
+    shown = cli("status", "--name", NAME, timeout=60)
+    assert shown.returncode == 0 and NAME in shown.stdout and "airflow scheduler 1" in shown.stdout
+
+    cli_ok("ssh", "--name", NAME, "--", "sudo", "-n", "systemctl", "stop", "mlflow-server.service")
+    try:
+        rc, model = status_json()
+        mlflow = next(s for s in model["instances"][0]["services"] if s["name"] == "mlflow")
+        assert rc == 1 and model["instances"][0]["level"] == "red"
+        assert mlflow["level"] == "red" and "mlflow-server.service is inactive" in mlflow["reason"]
+        assert mlflow["journal"], "the last journal lines of a red service are shown"
+    finally:
+        cli_ok("ssh", "--name", NAME, "--", "sudo", "-n", "systemctl", "start", "mlflow-server.service")
+    wait_for("status green again", lambda: status_json()[0] == 0, 90)
+
+
 def test_stop_start_keeps_runs(launched):
     assert "mlflow_run_id" in launched, "needs the DAG run of the previous test"
     out = cli_ok("stop", "--name", NAME).stderr
@@ -162,6 +187,9 @@ def test_stop_start_keeps_runs(launched):
     assert rows[NAME]["state"] == "stopped"
     refused = cli("tunnel", "--name", NAME)
     assert refused.returncode != 0 and "is stopped" in refused.stderr
+    rc, model = status_json()
+    assert rc == 2 and model["instances"][0]["level"] == "down"
+    assert model["instances"][0]["next_step"] == f"playground start --name {NAME}"
 
     cli_ok("start", "--name", NAME)
     tunnel = Tunnel()

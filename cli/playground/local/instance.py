@@ -109,6 +109,22 @@ def target(inst: Instance):
                   known_hosts=str(inst.dir / "known_hosts"))
 
 
+def machine(inst: Instance):
+    """What `playground status` needs to know about this instance before SSH."""
+    from ..status import Machine
+
+    running = is_running(inst)
+    started = None
+    if running:
+        started = Path(f"/proc/{inst.pids['nspawn']}").stat().st_mtime
+    state = "running" if running else ("stopped" if inst.state != "creating" else "incomplete")
+    return Machine(name=inst.name, provider="local", project=inst.project, zone=ZONE, state=state,
+                   machine_type=f"nspawn ({os.cpu_count()} CPUs shared)", image=Path(inst.image).name,
+                   profile=inst.profile, address=inst.address, started_at=started,
+                   target=target(inst) if running else None,
+                   schedule={"next_stop": None, "next_start": None, "note": "no schedule for local instances"})
+
+
 def web_ports(inst: Instance) -> dict[str, int]:
     """The web UIs' ports on the machine's 127.0.0.1, from the attributes the agent reads."""
     return {"airflow": int(inst.attributes.get("airflow-port", 8080)),

@@ -1,0 +1,81 @@
+"""`playground status` and `playground tunnel` figures on warm local instances.
+
+Run as root on a machine with a built local image:
+    .venv/bin/python bench/status.py [--instances 4] [--repeat 5]
+Aims (issue 6): status of one warm instance under 1.5 s; four in parallel under
+2x one (a ratio measured within this run); tunnel set-up time is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import urllib.request
+
+from playground import paths, remote, status
+from playground.image import local_build
+from playground.local import instance
+from rich.console import Console
+from rich.table import Table
+
+AIM_ONE_S = 1.5
+AIM_RATIO = 2.0
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.monotonic()
+        fn()
+        out.append(time.monotonic() - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instances", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    image = local_build.newest_image("local")
+    if image is None:
+        raise SystemExit("no local image: run `playground image build` first")
+    names = [f"pgbstat{i}" for i in range(1, args.instances + 1)]
+    try:
+        for name in names:
+            if (paths.instances_dir() / name).exists():
+                instance.destroy(name)
+            instance.launch(name, "playground-bench", {}, image, "local", lambda s: None, 300)
+        machines = [instance.machine(instance.load(n)) for n in names]
+
+        def check(ms):
+            model = status.collect(ms)
+            assert all(r["level"] == "green" for r in model["instances"]), model
+        check(machines)  # warm: every machine has been reached once
+        one = timed(lambda: check(machines[:1]), args.repeat)
+        many = timed(lambda: check(machines), args.repeat)
+
+        def tunnel_once():
+            inst = instance.load(names[0])
+            conn = remote.connect(instance.target(inst))
+            with remote.forwards(conn, [8080]) as fws:
+                urllib.request.urlopen(fws[0].url + "/health", timeout=10).read()
+        tunnel = timed(tunnel_once, args.repeat)
+    finally:
+        for name in names:
+            if (paths.instances_dir() / name).exists():
+                instance.destroy(name)
+    ratio = statistics.median(many) / statistics.median(one)
+    table = Table("figure", "min", "median", "max", "aim", "met", title=f"status/tunnel, {args.repeat} runs")
+    for label, values, aim in (("status, 1 instance (s)", one, AIM_ONE_S),
+                               (f"status, {args.instances} instances (s)", many, None),
+                               ("tunnel up + first HTTP answer (s)", tunnel, None)):
+        med = statistics.median(values)
+        table.add_row(label, f"{min(values):.2f}", f"{med:.2f}", f"{max(values):.2f}",
+                      f"< {aim}" if aim else "-", ("yes" if med < aim else "NO") if aim else "-")
+    table.add_row(f"ratio {args.instances} / 1", "", f"{ratio:.2f}", "", f"< {AIM_RATIO}",
+                  "yes" if ratio < AIM_RATIO else "NO")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""`playground status`: one model of each machine's health, rendered or printed as JSON.
+
+The model is built from the agent's health report (live checks, over one fabric
+SSH connection per machine), checked in parallel. Levels: green usable, amber
+usable but something needs a look, red broken. Exit code: 0 all green,
+1 degraded (amber or red services), 2 down or unreachable.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+SCHEMA = 1
+LEVELS = ("green", "amber", "red")
+HEARTBEAT_AMBER_S = 30  # Airflow's own scheduler_health_check_threshold
+DOWN_STATES = ("stopped", "unreachable", "incomplete", "absent")
+
+
+@dataclass
+class Machine:
+    """What the provider knows about a machine, before SSH."""
+
+    name: str
+    provider: str
+    project: str
+    zone: str
+    state: str
+    machine_type: str
+    image: str
+    profile: str
+    address: str
+    started_at: Optional[float]
+    target: Any = None  # remote.Target when reachable
+    schedule: Optional[dict] = None
+
+
+def worst(levels) -> str:
+    levels = list(levels)
+    return max(levels, key=LEVELS.index) if levels else "green"
+
+
+def services_from_report(rep: dict) -> list[dict]:
+    """The agent's report -> one row per service with a level and a reason."""
+    units = rep.get("units", {})
+    rows = []
+
+    def unit_row(label: str, unit: str, extra_ok: bool = True, reason: str = "") -> dict:
+        st = units.get(unit, {"active": "unknown"})
+        if st.get("active") != "active":
+            return {"name": label, "unit": unit, "level": "red",
+                    "reason": f"{unit} is {st.get('active')}" + (f" ({st['result']})" if st.get("result") not in
+                                                                  (None, "", "success") else "")}
+        if not extra_ok:
+            return {"name": label, "unit": unit, "level": "amber", "reason": reason}
+        restarts = int(st.get("restarts") or 0)
+        if restarts:
+            return {"name": label, "unit": unit, "level": "amber", "reason": f"restarted {restarts} time(s)"}
+        return {"name": label, "unit": unit, "level": "green", "reason": reason or "active"}
+
+    cfg = rep.get("config", {})
+    rows.append({"name": "agent config", "unit": "playground-agent.service",
+                 "level": "green" if cfg.get("state") == "ok" else "red",
+                 "reason": f"generation {cfg.get('generation')}" if cfg.get("state") == "ok"
+                 else (cfg.get("error") or "not applied")})
+    rows.append(unit_row("postgresql", "postgresql.service"))
+    af = rep.get("airflow", {})
+    meta = af.get("metadatabase")
+    rows.append(unit_row("airflow webserver", "airflow-webserver.service", af.get("ok", False) or meta == "healthy",
+                         f"/health metadatabase {meta or 'not answering'}"))
+    age = af.get("heartbeat_age_s")
+    for unit in sorted(u for u in units if u.startswith("airflow-scheduler@")):
+        fresh = age is not None and age < HEARTBEAT_AMBER_S
+        reason = f"heartbeat {age:.0f} s ago" if age is not None else "no heartbeat yet"
+        number = unit.split("@")[1].removesuffix(".service")
+        rows.append(unit_row(f"airflow scheduler {number}", unit, fresh, reason))
+    ml = rep.get("mlflow", {})
+    rows.append(unit_row("mlflow", "mlflow-server.service", ml.get("ok", False),
+                         ml.get("reason") or "/health OK"))
+    for part, label, unit in (("mount", "bucket mount", "playground-bucket-mount.service"),
+                              ("proxy", "cloud sql proxy", "cloud-sql-proxy.service")):
+        info = rep.get(part)
+        if info is None:
+            continue
+        rows.append({"name": label, "unit": unit, "level": "green" if info.get("ok") else "red",
+                     "reason": info.get("state") or info.get("reason", "")})
+    return rows
+
+
+def check(machine: Machine, timeout: float = 8.0) -> dict:
+    """Everything status shows about one machine; never raises, never hangs past timeout."""
+    from . import remote
+
+    row: dict[str, Any] = {
+        "name": machine.name, "provider": machine.provider, "project": machine.project, "zone": machine.zone,
+        "state": machine.state, "machine_type": machine.machine_type, "image": machine.image,
+        "profile": machine.profile, "address": machine.address,
+        "uptime_s": round(time.time() - machine.started_at) if machine.started_at and machine.state == "running"
+        else None,
+        "schedule": machine.schedule or {"next_stop": None, "next_start": None},
+        "services": [], "disk": None, "memory": None, "error": None, "next_step": None,
+    }
+    if machine.state != "running" or machine.target is None:
+        row["level"] = "down"
+        row["error"] = f"instance is {machine.state}"
+        row["next_step"] = f"playground start --name {machine.name}"
+        return row
+    conn = remote.connect(machine.target, timeout=timeout)
+    try:
+        rep = remote.agent_status(conn, timeout=timeout)
+        row["services"] = services_from_report(rep)
+        row["disk"] = rep.get("disk")
+        row["memory"] = rep.get("memory")
+        red = [s for s in row["services"] if s["level"] == "red" and s.get("unit")]
+        if red:
+            cmd = " ; ".join(f"echo '>>> {s['unit']}'; sudo -n journalctl -u {s['unit']} -n 5 --no-pager -o cat"
+                             for s in red)
+            out = conn.run(cmd, hide=True, warn=True, timeout=timeout, in_stream=False).stdout
+            journals: dict[str, list[str]] = {}
+            current = None
+            for line in out.splitlines():
+                if line.startswith(">>> "):
+                    current = line[4:]
+                    journals[current] = []
+                elif current:
+                    journals[current].append(line)
+            for s in red:
+                s["journal"] = journals.get(s["unit"], [])[-5:]
+        row["level"] = worst(s["level"] for s in row["services"])
+        if row["level"] != "green":
+            row["next_step"] = f"playground ssh --name {machine.name} -- sudo journalctl -u UNIT"
+    except Exception as exc:  # one line per machine, never a traceback
+        from .errors import PlaygroundError
+
+        row["level"] = "down"
+        row["state"] = "unreachable" if not isinstance(exc, PlaygroundError) else row["state"]
+        row["error"] = str(exc) if isinstance(exc, PlaygroundError) else remote.explain(exc, machine.target)
+        row["next_step"] = f"playground start --name {machine.name}" if row["state"] == "unreachable" else None
+    finally:
+        conn.close()
+    return row
+
+
+def collect(machines: list[Machine], timeout: float = 8.0,
+            checker: Callable[[Machine, float], dict] = check) -> dict:
+    """Check machines in parallel; the model `--json` prints."""
+    with ThreadPoolExecutor(max_workers=max(1, min(len(machines), 16))) as pool:
+        rows = list(pool.map(lambda m: checker(m, timeout), machines))
+    return {"schema": SCHEMA, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "instances": rows}
+
+
+def exit_code(model: dict) -> int:
+    rows = model["instances"]
+    if not rows or any(r["level"] == "down" for r in rows):
+        return 2
+    return 0 if all(r["level"] == "green" for r in rows) else 1
+
+
+STYLE = {"green": "green", "amber": "yellow", "red": "red", "down": "red"}
+MARK = {"green": "●", "amber": "▲", "red": "✖", "down": "✖"}
+
+
+def _age(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds >= 86400:
+        return f"{seconds // 86400}d{seconds % 86400 // 3600}h"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def render(model: dict):
+    """A rich renderable: one panel per machine, like `sky status` but per service."""
+    panels = []
+    for r in model["instances"]:
+        level = r["level"]
+        head = Table.grid(padding=(0, 2))
+        head.add_row("provider", r["provider"], "zone", r["zone"], "state", r["state"])
+        head.add_row("image", f"{r['image']} ({r['profile']})", "type", r["machine_type"],
+                     "uptime", _age(r["uptime_s"]))
+        sched = r.get("schedule") or {}
+        head.add_row("address", r["address"], "next stop", sched.get("next_stop") or "-",
+                     "next start", sched.get("next_start") or "-")
+        parts: list[Any] = [head]
+        if r["services"]:
+            svc = Table("", "service", "reason", box=None, pad_edge=False, show_header=False)
+            for s in r["services"]:
+                svc.add_row(Text(MARK[s["level"]], style=STYLE[s["level"]]), s["name"], s["reason"])
+                for line in s.get("journal") or []:
+                    svc.add_row("", "", Text("│ " + line, style="dim"))
+            parts.append(svc)
+        if r.get("disk") or r.get("memory"):
+            parts.append(Text(f"disk {r['disk'].get('used_pct') if r.get('disk') else '-'}% of "
+                              f"{r['disk'].get('total_gb') if r.get('disk') else '-'} GB used, memory "
+                              f"{(r.get('memory') or {}).get('used_pct', '-')}% of "
+                              f"{(r.get('memory') or {}).get('total_mb', '-')} MB used"))
+        if r.get("error"):
+            parts.append(Text(r["error"], style="red"))
+        if r.get("next_step"):
+            parts.append(Text("next: " + r["next_step"], style="bold"))
+        title = Text.assemble((MARK[level] + " ", STYLE[level]), (r["name"], "bold"), f"  {r['project']}  ",
+                              (level, STYLE[level]))
+        panels.append(Panel(Group(*parts), title=title, title_align="left", border_style=STYLE[level]))
+    if not panels:
+        return Text("no instances: `playground launch --project X`")
+    return Group(*panels)

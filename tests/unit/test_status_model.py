@@ -1,0 +1,126 @@
+"""`playground status`: agent report -> service levels, exit codes, JSON shape, and the rendering."""
+from __future__ import annotations
+
+import json
+
+from playground import status
+from rich.console import Console
+
+HEALTHY_REPORT = {
+    "config": {"state": "ok", "generation": 3},
+    "units": {u: {"active": "active", "sub": "running", "result": "success", "restarts": "0"}
+              for u in ("postgresql.service", "airflow-webserver.service", "mlflow-server.service",
+                        "airflow-scheduler@1.service", "airflow-scheduler@2.service")},
+    "airflow": {"ok": True, "metadatabase": "healthy", "scheduler": "healthy", "heartbeat_age_s": 2.0},
+    "mlflow": {"ok": True, "reason": ""},
+    "mount": {"ok": True, "state": "not configured (local DAG folder)"},
+    "proxy": {"ok": True, "state": "not configured (MLflow on the local PostgreSQL)"},
+    "disk": {"total_gb": 20.0, "used_pct": 31.5},
+    "memory": {"total_mb": 7900, "used_pct": 22.0},
+}
+
+
+def machine(name: str = "demo", state: str = "running") -> status.Machine:
+    return status.Machine(name=name, provider="local", project="playground-demo", zone="local-host1-a",
+                          state=state, machine_type="nspawn", image="playground-local-1", profile="local",
+                          address="10.213.1.2", started_at=None, target=None)
+
+
+def row_from(report: dict, name: str = "demo") -> dict:
+    """The row `check` builds, from a report (as if read over SSH)."""
+    services = status.services_from_report(report)
+    return {"name": name, "provider": "local", "project": "playground-demo", "zone": "local-host1-a",
+            "state": "running", "machine_type": "nspawn", "image": "playground-local-1", "profile": "local",
+            "address": "10.213.1.2", "uptime_s": 3720, "schedule": {"next_stop": "21:00 Europe/London",
+                                                                     "next_start": None},
+            "services": services, "disk": report["disk"], "memory": report["memory"], "error": None,
+            "next_step": None, "level": status.worst(s["level"] for s in services)}
+
+
+def by_name(rows: list[dict]) -> dict:
+    return {r["name"]: r for r in rows}
+
+
+def test_healthy_report_is_all_green_with_one_row_per_scheduler():
+    rows = by_name(status.services_from_report(HEALTHY_REPORT))
+    assert {r["level"] for r in rows.values()} == {"green"}
+    assert "airflow scheduler 1" in rows and "airflow scheduler 2" in rows
+    assert rows["airflow scheduler 1"]["reason"] == "heartbeat 2 s ago"
+
+
+def test_stopped_unit_is_red_and_stale_heartbeat_amber():
+    rep = json.loads(json.dumps(HEALTHY_REPORT))
+    rep["units"]["mlflow-server.service"] = {"active": "inactive", "result": "success", "restarts": "0"}
+    rep["mlflow"] = {"ok": False, "reason": "MLflow /health not answering on 127.0.0.1:5000"}
+    rep["airflow"]["heartbeat_age_s"] = 95.0
+    rows = by_name(status.services_from_report(rep))
+    assert rows["mlflow"]["level"] == "red" and "inactive" in rows["mlflow"]["reason"]
+    assert rows["airflow scheduler 1"]["level"] == "amber" and "95 s" in rows["airflow scheduler 1"]["reason"]
+    assert rows["postgresql"]["level"] == "green"
+
+
+def test_failed_config_is_red_with_the_agents_reason():
+    rep = dict(HEALTHY_REPORT, config={"state": "error", "error": "metadata attribute 'timezone': expected ..."})
+    rows = by_name(status.services_from_report(rep))
+    assert rows["agent config"]["level"] == "red" and "timezone" in rows["agent config"]["reason"]
+
+
+def test_exit_codes():
+    green = row_from(HEALTHY_REPORT)
+    amber = dict(green, level="amber")
+    down = dict(green, level="down")
+    assert status.exit_code({"instances": [green]}) == 0
+    assert status.exit_code({"instances": [green, amber]}) == 1
+    assert status.exit_code({"instances": [amber, down]}) == 2
+    assert status.exit_code({"instances": []}) == 2
+
+
+def test_stopped_machine_is_down_without_ssh():
+    row = status.check(machine(state="stopped"))
+    assert row["level"] == "down" and row["next_step"] == "playground start --name demo"
+
+
+def test_collect_runs_in_parallel_and_keeps_order():
+    import threading
+
+    seen = []
+    barrier = threading.Barrier(3, timeout=5)  # all three checks must be in flight at once
+
+    def checker(m, timeout):
+        barrier.wait()
+        seen.append(m.name)
+        return dict(row_from(HEALTHY_REPORT, m.name))
+
+    model = status.collect([machine("a"), machine("b"), machine("c")], 1.0, checker=checker)
+    assert [r["name"] for r in model["instances"]] == ["a", "b", "c"]
+    assert sorted(seen) == ["a", "b", "c"]
+
+
+def test_json_model_keys_are_stable():
+    model = {"schema": status.SCHEMA, "generated_at": "2026-11-24T00:00:00Z", "instances": [row_from(HEALTHY_REPORT)]}
+    row = json.loads(json.dumps(model))["instances"][0]
+    assert model["schema"] == 1
+    assert sorted(row) == sorted(["name", "provider", "project", "zone", "state", "machine_type", "image", "profile",
+                                  "address", "uptime_s", "schedule", "services", "disk", "memory", "error",
+                                  "next_step", "level"])
+    assert sorted(row["services"][0]) == ["level", "name", "reason", "unit"]
+
+
+def test_render_shows_levels_reasons_and_journal():
+    rep = json.loads(json.dumps(HEALTHY_REPORT))
+    rep["units"]["mlflow-server.service"] = {"active": "failed", "result": "exit-code", "restarts": "3"}
+    row = row_from(rep)
+    next(s for s in row["services"] if s["name"] == "mlflow")["journal"] = ["mlflow: address already in use"]
+    row["next_step"] = "playground ssh --name demo -- sudo journalctl -u UNIT"
+    down = dict(row_from(HEALTHY_REPORT, "other"), services=[], level="down", state="stopped",
+                error="instance is stopped", next_step="playground start --name other", disk=None, memory=None)
+    console = Console(width=100, record=True, color_system=None)
+    console.print(status.render({"instances": [row, down]}))
+    text = console.export_text()
+    assert "✖ demo" in text and "red" in text
+    assert "mlflow-server.service is failed (exit-code)" in text
+    assert "│ mlflow: address already in use" in text
+    assert any("●" in line and "postgresql" in line and "active" in line for line in text.splitlines())
+    assert "1h2m" in text and "21:00 Europe/London" in text
+    assert "instance is stopped" in text and "next: playground start --name other" in text
+    assert "disk 31.5% of 20.0 GB used" in text
