@@ -1,0 +1,250 @@
+"""The GCE provider: playground VMs in the user's project with google-cloud-compute.
+
+Operations are waited on with our own ZoneOperationsClient built from the same
+endpoint and credentials as the instances client: `ExtendedOperation.result()`
+polls through a client built without them, so against a custom endpoint it
+would call the real API.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import PlaygroundError
+
+MANAGED_LABEL = ("managed-by", "playground")
+SCOPES = [
+    "https://www.googleapis.com/auth/sqlservice.admin",   # Cloud SQL Auth Proxy
+    "https://www.googleapis.com/auth/devstorage.read_write",  # DAGs, logs, artifacts buckets
+    "https://www.googleapis.com/auth/logging.write",
+    "https://www.googleapis.com/auth/monitoring.write",
+    "https://www.googleapis.com/auth/cloud-platform.read-only",
+]
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+Report = Callable[[str], None]
+
+
+@dataclass
+class GceSettings:
+    project: str
+    zone: str = "europe-west2-b"
+    machine_type: str = "e2-standard-4"
+    disk_size_gb: int = 50
+    disk_type: str = "pd-balanced"
+    network: str = "default"
+    subnetwork: str = ""
+    service_account: str = "default"
+    image_project: str = ""
+    profile: str = "seed"
+    owner: str = field(default_factory=lambda: os.environ.get("USER", "unknown"))
+
+    def check(self) -> None:
+        if not ZONE_RE.match(self.zone):
+            raise PlaygroundError(f"--zone: expected a zone such as europe-west2-b, got {self.zone!r}")
+        if not 10 <= self.disk_size_gb <= 65536:
+            raise PlaygroundError(f"--disk-size: expected 10-65536 (GB), got {self.disk_size_gb}")
+
+
+def _clients():
+    """Instances, images and zone-operations clients sharing one endpoint and credentials."""
+    from google.cloud import compute_v1
+
+    options = {}
+    endpoint = os.environ.get("PLAYGROUND_COMPUTE_ENDPOINT")  # private endpoint, or a test server
+    if endpoint:
+        options["api_endpoint"] = endpoint
+    creds = _credentials()
+    kw = {"credentials": creds, "client_options": options, "transport": "rest"}
+    return compute_v1.InstancesClient(**kw), compute_v1.ImagesClient(**kw), compute_v1.ZoneOperationsClient(**kw)
+
+
+def _credentials():
+    if os.environ.get("PLAYGROUND_GOOGLE_ANONYMOUS") == "1" and os.environ.get("PLAYGROUND_COMPUTE_ENDPOINT"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except DefaultCredentialsError as exc:
+        raise PlaygroundError("no Google credentials: run `gcloud auth application-default login` "
+                              "(Application Default Credentials)") from exc
+    return creds
+
+
+def explain(exc: Exception, s: GceSettings, name: str = "") -> PlaygroundError:
+    """A Google API error -> one line naming the cause and the next step."""
+    from google.api_core import exceptions as gex
+
+    msg = getattr(exc, "message", None) or str(exc)
+    reasons = {e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
+    if isinstance(exc, gex.Forbidden) and ("accessNotConfigured" in reasons or "has not been used" in msg):
+        return PlaygroundError(f"the Compute Engine API is not enabled in project {s.project}: "
+                               f"gcloud services enable compute.googleapis.com --project {s.project}")
+    if isinstance(exc, gex.Forbidden) and ("quotaExceeded" in reasons or "Quota" in msg):
+        return PlaygroundError(f"quota exceeded in project {s.project}: {msg.strip()} Request more at "
+                               f"https://console.cloud.google.com/iam-admin/quotas?project={s.project} "
+                               "or pick a smaller --machine-type")
+    if isinstance(exc, gex.Forbidden):
+        return PlaygroundError(f"permission denied in project {s.project}: {msg.strip()} Grant it with: gcloud "
+                               f"projects add-iam-policy-binding {s.project} --member=user:YOU "
+                               "--role=roles/compute.instanceAdmin.v1")
+    if isinstance(exc, gex.Conflict):
+        return PlaygroundError(f"instance {name} already exists in {s.zone}: `playground start --provider gce "
+                               f"--project {s.project} --name {name}` or destroy it first")
+    if isinstance(exc, gex.NotFound):
+        return PlaygroundError(f"not found in project {s.project}: {msg.strip()}")
+    if isinstance(exc, gex.BadRequest) and "resource.name" in msg:
+        return PlaygroundError(f"--name: expected 1-63 of a-z 0-9 -, starting with a letter, got {name!r}")
+    if isinstance(exc, gex.GoogleAPICallError):
+        return PlaygroundError(f"Compute API error ({exc.code}): {msg.strip()}")
+    return PlaygroundError(f"Compute API call failed: {type(exc).__name__}: {exc}")
+
+
+def wait(ops_client, s: GceSettings, operation, report: Report, what: str, timeout: float = 600) -> None:
+    """Wait on a zone operation with our own client; raise its error as one line."""
+    name = operation.name
+    deadline = time.monotonic() + timeout
+    while True:
+        op = ops_client.wait(project=s.project, zone=s.zone, operation=name)
+        report(f"{what}: {op.status.name.lower() if hasattr(op.status, 'name') else op.status}")
+        if _status(op) == "DONE":
+            break
+        if time.monotonic() > deadline:
+            raise PlaygroundError(f"{what}: operation {name} not done after {timeout:.0f} s")
+    if op.error and op.error.errors:
+        first = op.error.errors[0]
+        if first.code == "ZONE_RESOURCE_POOL_EXHAUSTED" or "does not have enough resources" in first.message:
+            raise PlaygroundError(f"zone {s.zone} is out of resources for {s.machine_type}: try another "
+                                  "--zone or --machine-type")
+        raise PlaygroundError(f"{what} failed: {first.code}: {first.message}")
+
+
+def _status(op) -> str:
+    status = op.status
+    return status if isinstance(status, str) else getattr(status, "name", str(status))
+
+
+def instance_resource(s: GceSettings, name: str, image_link: str, attributes: dict[str, str]):
+    from google.cloud import compute_v1
+
+    zone_path = f"zones/{s.zone}"
+    nic = compute_v1.NetworkInterface(network=f"global/networks/{s.network}")  # no access config: no external IP
+    if s.subnetwork:
+        nic.subnetwork = f"regions/{s.zone[:-2]}/subnetworks/{s.subnetwork}"
+    return compute_v1.Instance(
+        name=name,
+        machine_type=f"{zone_path}/machineTypes/{s.machine_type}",
+        disks=[compute_v1.AttachedDisk(
+            boot=True, auto_delete=True, type_="PERSISTENT",
+            initialize_params=compute_v1.AttachedDiskInitializeParams(
+                source_image=image_link, disk_size_gb=s.disk_size_gb,
+                disk_type=f"{zone_path}/diskTypes/{s.disk_type}"))],
+        network_interfaces=[nic],
+        service_accounts=[compute_v1.ServiceAccount(email=s.service_account, scopes=SCOPES)],
+        shielded_instance_config=compute_v1.ShieldedInstanceConfig(
+            enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
+        labels={MANAGED_LABEL[0]: MANAGED_LABEL[1], "playground-project": s.project,
+                "playground-profile": s.profile, "owner": re.sub(r"[^a-z0-9_-]", "-", s.owner.lower())[:63]},
+        tags=compute_v1.Tags(items=["playground", "allow-iap-ssh"]),
+        metadata=compute_v1.Metadata(items=[compute_v1.Items(key=k, value=v)
+                                            for k, v in sorted({"gcp-project": s.project, **attributes}.items())]),
+    )
+
+
+def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report) -> dict:
+    """Create the VM and wait for it; on failure remove what was made."""
+    s.check()
+    if not NAME_RE.match(name):
+        raise PlaygroundError(f"--name: expected 1-63 of a-z 0-9 -, starting with a letter, got {name!r}")
+    instances, images, ops = _clients()
+    family = f"playground-{s.profile}"
+    image_project = s.image_project or s.project
+    from google.api_core import exceptions as gex
+
+    try:
+        report(f"image family {family}")
+        image = images.get_from_family(project=image_project, family=family)
+    except gex.NotFound as exc:
+        raise PlaygroundError(f"image family {family} not found in project {image_project}: build it with "
+                              f"`playground image build --gce --profile {s.profile}`") from exc
+    except gex.GoogleAPICallError as exc:
+        raise explain(exc, s, name) from exc
+    try:
+        report(f"creating {name} in {s.zone} from {image.name}")
+        op = instances.insert(project=s.project, zone=s.zone,
+                              instance_resource=instance_resource(s, name, image.self_link, attributes))
+    except gex.GoogleAPICallError as exc:
+        raise explain(exc, s, name) from exc
+    try:
+        wait(ops, s, op, report, f"create {name}")
+    except PlaygroundError:
+        _cleanup(instances, ops, s, name, report)
+        raise
+    got = instances.get(project=s.project, zone=s.zone, instance=name)
+    return describe(got)
+
+
+def _cleanup(instances, ops, s: GceSettings, name: str, report: Report) -> None:
+    from google.api_core import exceptions as gex
+
+    try:
+        op = instances.delete(project=s.project, zone=s.zone, instance=name)
+        wait(ops, s, op, report, f"remove half-made {name}")
+    except gex.NotFound:
+        pass
+
+
+def describe(inst) -> dict:
+    nic = inst.network_interfaces[0] if inst.network_interfaces else None
+    return {"name": inst.name, "provider": "gce", "project": inst.labels.get("playground-project", ""),
+            "profile": inst.labels.get("playground-profile", ""), "state": inst.status.lower()
+            if isinstance(inst.status, str) else str(inst.status), "zone": inst.zone.rsplit("/", 1)[-1],
+            "machine_type": inst.machine_type.rsplit("/", 1)[-1], "address": nic.network_i_p if nic else "",
+            "created": inst.creation_timestamp}
+
+
+def _call(s: GceSettings, name: str, verb: str, report: Report) -> None:
+    from google.api_core import exceptions as gex
+
+    instances, _, ops = _clients()
+    try:
+        op = getattr(instances, verb)(project=s.project, zone=s.zone, instance=name)
+    except gex.NotFound as exc:
+        raise PlaygroundError(f"no instance {name} in project {s.project} zone {s.zone} "
+                              "(see `playground list --provider gce`)") from exc
+    except gex.GoogleAPICallError as exc:
+        raise explain(exc, s, name) from exc
+    wait(ops, s, op, report, f"{verb} {name}")
+
+
+def stop(s: GceSettings, name: str, report: Report) -> None:
+    _call(s, name, "stop", report)
+
+
+def start(s: GceSettings, name: str, report: Report) -> None:
+    _call(s, name, "start", report)
+
+
+def destroy(s: GceSettings, name: str, report: Report) -> None:
+    _call(s, name, "delete", report)
+
+
+def list_instances(s: GceSettings) -> list[dict]:
+    from google.api_core import exceptions as gex
+
+    from google.cloud import compute_v1
+
+    instances, _, _ = _clients()
+    request = compute_v1.ListInstancesRequest(project=s.project, zone=s.zone,
+                                              filter=f'labels.{MANAGED_LABEL[0]} = "{MANAGED_LABEL[1]}"')
+    try:
+        return [describe(i) for i in instances.list(request=request)]
+    except gex.GoogleAPICallError as exc:
+        raise explain(exc, s) from exc

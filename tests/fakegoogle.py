@@ -1,0 +1,322 @@
+"""A local server speaking the subset of Google's Compute and Cloud Scheduler REST APIs the CLI uses.
+
+Every request is checked against Google's own API description: the discovery
+documents shipped inside google-api-python-client (method and path, required
+path parameters, known query parameters and their types, the request body's
+field names, types and enums). A mismatch is answered 400 in Google's error
+format and recorded in `violations`, which the fixture turns into a test failure.
+Long-running operations go PENDING -> RUNNING -> DONE across polls, so callers
+must really wait on them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlsplit
+
+import googleapiclient
+
+DOCS = os.path.join(os.path.dirname(googleapiclient.__file__), "discovery_cache", "documents")
+# Parameters every Google API accepts (the discovery document's top-level "parameters").
+STANDARD_QUERY = {"$alt", "$.xgafv", "alt", "fields", "key", "prettyPrint", "quotaUser", "userIp", "access_token",
+                  "callback", "oauth_token", "upload_protocol", "uploadType"}
+
+
+def load_discovery(name: str) -> dict:
+    with open(os.path.join(DOCS, name), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+class Discovery:
+    """Methods of one API indexed by HTTP verb and path template, and the validation rules."""
+
+    def __init__(self, doc: dict) -> None:
+        self.doc = doc
+        self.prefix = "/" + doc["servicePath"].strip("/") if doc["servicePath"].strip("/") else ""
+        self.methods: list[tuple[str, re.Pattern, str, dict]] = []
+        self._index(doc.get("resources", {}), "")
+
+    def _index(self, resources: dict, prefix: str) -> None:
+        for rname, res in resources.items():
+            for mname, m in res.get("methods", {}).items():
+                template = m.get("flatPath", m["path"])
+                regex = re.sub(r"\{\+?(\w+)\}", r"(?P<\1>[^/]+)", template.replace(":", r"\:"))
+                pattern = re.compile(f"^{self.prefix}/{regex}$")
+                self.methods.append((m["httpMethod"], pattern, f"{prefix}{rname}.{mname}", m))
+            self._index(res.get("resources", {}), f"{prefix}{rname}.")
+
+    def match(self, verb: str, path: str) -> Optional[tuple[str, dict, dict]]:
+        for method, regex, mid, m in self.methods:
+            found = regex.match(path)
+            if method == verb and found:
+                return mid, m, found.groupdict()
+        return None
+
+    def validate(self, m: dict, path_params: dict, query: dict, body: Any) -> list[str]:
+        errors = []
+        params = m.get("parameters", {})
+        for name in m.get("parameterOrder", []):
+            if params.get(name, {}).get("required") and not (path_params.get(name) or query.get(name)):
+                errors.append(f"required parameter {name!r} missing")
+        for name, value in path_params.items():
+            pattern = params.get(name, {}).get("pattern")
+            if pattern and not re.match(pattern, value):
+                errors.append(f"path parameter {name}={value!r} does not match {pattern}")
+        for name, values in query.items():
+            if name in STANDARD_QUERY:
+                continue
+            spec = params.get(name)
+            if spec is None or spec.get("location") != "query":
+                errors.append(f"unknown query parameter {name!r}")
+                continue
+            for value in values:
+                errors += self._scalar(f"query {name}", spec, value, from_query=True)
+        if "request" in m:
+            schema = self.doc["schemas"][m["request"]["$ref"]]
+            if body is None:
+                errors.append(f"request body ({m['request']['$ref']}) missing")
+            else:
+                errors += self._value(m["request"]["$ref"], schema, body)
+        elif body not in (None, {}, ""):
+            errors.append("this method takes no request body")
+        return errors
+
+    def _scalar(self, where: str, spec: dict, value: Any, from_query: bool = False) -> list[str]:
+        kind = spec.get("type")
+        if "enum" in spec and value not in spec["enum"]:
+            return [f"{where}: {value!r} is not one of {spec['enum'][:8]}"]
+        if kind == "integer" or (kind == "string" and spec.get("format") in ("int64", "uint64")):
+            if isinstance(value, bool) or not re.match(r"^-?[0-9]+$", str(value)):
+                return [f"{where}: expected an integer, got {value!r}"]
+        elif kind == "boolean":
+            ok = value in ("true", "false") if from_query else isinstance(value, bool)
+            if not ok:
+                return [f"{where}: expected a boolean, got {value!r}"]
+        elif kind == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) and not from_query:
+                return [f"{where}: expected a number, got {value!r}"]
+        elif kind == "string" and not from_query and not isinstance(value, str):
+            return [f"{where}: expected a string, got {value!r}"]
+        return []
+
+    def _value(self, where: str, spec: dict, value: Any) -> list[str]:
+        if "$ref" in spec:
+            return self._value(where, self.doc["schemas"][spec["$ref"]], value)
+        kind = spec.get("type")
+        if kind == "object":
+            if not isinstance(value, dict):
+                return [f"{where}: expected an object, got {type(value).__name__}"]
+            errors = []
+            props = spec.get("properties", {})
+            extra = spec.get("additionalProperties")
+            for key, item in value.items():
+                if key in props:
+                    errors += self._value(f"{where}.{key}", props[key], item)
+                elif extra is not None:
+                    errors += self._value(f"{where}[{key!r}]", extra, item)
+                else:
+                    errors.append(f"{where}: unknown field {key!r}")
+            return errors
+        if kind == "array":
+            if not isinstance(value, list):
+                return [f"{where}: expected an array, got {type(value).__name__}"]
+            return [e for i, item in enumerate(value) for e in self._value(f"{where}[{i}]", spec["items"], item)]
+        if kind == "any":
+            return []
+        return self._scalar(where, spec, value)
+
+
+def google_error(code: int, status: str, message: str, reason: str = "") -> dict:
+    """Google's JSON error body (what api_core turns into exceptions)."""
+    err: dict[str, Any] = {"code": code, "message": message, "status": status}
+    err["errors"] = [{"message": message, "domain": "global", "reason": reason or status.lower()}]
+    return {"error": err}
+
+
+ERRORS = {
+    "permission": (403, "PERMISSION_DENIED", "Required 'compute.instances.create' permission for "
+                   "'projects/{project}/zones/{zone}/instances/{name}'", "forbidden"),
+    "api-disabled": (403, "PERMISSION_DENIED", "Compute Engine API has not been used in project {project} before or "
+                     "it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/"
+                     "compute.googleapis.com/overview?project={project} then retry.", "accessNotConfigured"),
+    "quota": (403, "PERMISSION_DENIED", "Quota 'CPUS' exceeded.  Limit: 8.0 in region {region}.", "quotaExceeded"),
+}
+
+
+class FakeCompute:
+    """State and handlers for the Compute methods the CLI calls."""
+
+    def __init__(self) -> None:
+        self.instances: dict[tuple[str, str, str], dict] = {}
+        self.images: dict[tuple[str, str], dict] = {}  # (project, family) -> image
+        self.operations: dict[str, dict] = {}
+        self.fail_next: dict[str, str] = {}  # method id -> key of ERRORS, or "zone-exhausted"
+        self.counter = 0
+
+    def add_image(self, project: str, family: str, name: str) -> None:
+        self.images[(project, family)] = {
+            "kind": "compute#image", "id": "1234", "name": name, "family": family, "status": "READY",
+            "selfLink": f"https://compute.googleapis.com/compute/v1/projects/{project}/global/images/{name}",
+            "labels": {"playground-profile": family.rsplit("-", 1)[-1]}}
+
+    def _op(self, p: dict, kind: str, target: str, then=None, error: Optional[dict] = None) -> dict:
+        self.counter += 1
+        name = f"operation-{self.counter}-{kind}"
+        op = {"kind": "compute#operation", "id": str(1000 + self.counter), "name": name, "operationType": kind,
+              "zone": f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}",
+              "targetLink": target, "status": "PENDING", "progress": 0,
+              "selfLink": f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}"
+                          f"/operations/{name}"}
+        self.operations[name] = {"op": op, "polls": 0, "then": then, "error": error}
+        return dict(op)
+
+    def _advance(self, name: str) -> dict:
+        rec = self.operations[name]
+        rec["polls"] += 1
+        op = rec["op"]
+        if rec["polls"] == 1:
+            op.update(status="RUNNING", progress=50)
+        elif op["status"] != "DONE":
+            op.update(status="DONE", progress=100)
+            if rec["error"]:
+                op["error"] = rec["error"]
+                op["httpErrorStatusCode"] = 503
+                op["httpErrorMessage"] = "SERVICE UNAVAILABLE"
+            elif rec["then"]:
+                rec["then"]()
+        return dict(op)
+
+    def handle(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
+        failure = self.fail_next.pop(mid, None)
+        if failure in ERRORS:
+            code, status, msg, reason = ERRORS[failure]
+            return code, google_error(code, status, msg.format(project=p.get("project"), zone=p.get("zone"),
+                                                              region=p.get("zone", "")[:-2],
+                                                              name=(body or {}).get("name")), reason)
+        key = (p.get("project"), p.get("zone"), p.get("instance"))
+        link = lambda n: (f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/"  # noqa: E731
+                          f"{p['zone']}/instances/{n}")
+        if mid == "images.getFromFamily":
+            image = self.images.get((p["project"], p["family"]))
+            if image is None:
+                return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/global/images/"
+                                         f"family/{p['family']}' was not found", "notFound")
+            return 200, image
+        if mid == "instances.insert":
+            name = body.get("name", "")
+            if not re.match(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", name):
+                return 400, google_error(400, "INVALID_ARGUMENT", f"Invalid value for field 'resource.name': "
+                                         f"'{name}'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{{0,61}}"
+                                         f"[a-z0-9])?)'", "invalid")
+            if (p["project"], p["zone"], name) in self.instances:
+                return 409, google_error(409, "ALREADY_EXISTS", f"The resource 'projects/{p['project']}/zones/"
+                                         f"{p['zone']}/instances/{name}' already exists", "alreadyExists")
+            if failure == "zone-exhausted":
+                err = {"errors": [{"code": "ZONE_RESOURCE_POOL_EXHAUSTED", "message": f"The zone "
+                                   f"'projects/{p['project']}/zones/{p['zone']}' does not have enough resources "
+                                   "available to fulfill the request."}]}
+                return 200, self._op(p, "insert", link(name), error=err)
+            inst = dict(body, kind="compute#instance", id=str(5000 + self.counter), status="PROVISIONING",
+                        selfLink=link(name), zone=f"projects/{p['project']}/zones/{p['zone']}",
+                        creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime()))
+            for i, nic in enumerate(inst.get("networkInterfaces", [])):
+                nic["networkIP"] = f"10.154.0.{10 + len(self.instances) + i}"
+            self.instances[(p["project"], p["zone"], name)] = inst
+            return 200, self._op(p, "insert", link(name), then=lambda: inst.update(status="RUNNING"))
+        if mid in ("instances.get", "instances.stop", "instances.start", "instances.delete"):
+            inst = self.instances.get(key)
+            if inst is None:
+                return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/zones/"
+                                         f"{p['zone']}/instances/{p['instance']}' was not found", "notFound")
+            if mid == "instances.get":
+                return 200, inst
+            if mid == "instances.stop":
+                inst["status"] = "STOPPING"
+                return 200, self._op(p, "stop", link(p["instance"]), then=lambda: inst.update(status="TERMINATED"))
+            if mid == "instances.start":
+                return 200, self._op(p, "start", link(p["instance"]), then=lambda: inst.update(status="RUNNING"))
+            return 200, self._op(p, "delete", link(p["instance"]), then=lambda: self.instances.pop(key, None))
+        if mid == "instances.list":
+            items = [i for (proj, zone, _), i in sorted(self.instances.items())
+                     if proj == p["project"] and zone == p["zone"] and _matches(i, query.get("filter", [""])[0])]
+            return 200, {"kind": "compute#instanceList", "id": "x", "items": items} if items else \
+                {"kind": "compute#instanceList", "id": "x"}
+        if mid in ("zoneOperations.get", "zoneOperations.wait"):
+            if p["operation"] not in self.operations:
+                return 404, google_error(404, "NOT_FOUND", f"operation {p['operation']} not found", "notFound")
+            return 200, self._advance(p["operation"])
+        return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
+
+
+def _matches(inst: dict, flt: str) -> bool:
+    """The label filters the CLI sends: `labels.KEY = "VALUE"` terms joined by AND."""
+    for key, value in re.findall(r'labels\.([a-z0-9_-]+)\s*=\s*"?([^"\s)]*)"?', flt):
+        if inst.get("labels", {}).get(key) != value:
+            return False
+    return True
+
+
+class FakeGoogle:
+    """The HTTP server: routes by discovery document, validates, dispatches to the fakes."""
+
+    def __init__(self) -> None:
+        self.compute = FakeCompute()
+        self.apis = [(Discovery(load_discovery("compute.v1.json")), self.compute)]
+        self.requests: list[dict] = []
+        self.violations: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _serve(self) -> None:
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode(errors="replace")
+                query = parse_qs(url.query, keep_blank_values=True)
+                code, doc = fake.dispatch(self.command, url.path, query, body)
+                out = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def dispatch(self, verb: str, path: str, query: dict, body: Any) -> tuple[int, dict]:
+        for disc, impl in self.apis:
+            found = disc.match(verb, path)
+            if found is None:
+                continue
+            mid, m, params = found
+            errors = disc.validate(m, params, query, body)
+            self.requests.append({"method": mid, "params": params, "query": query, "body": body})
+            if errors:
+                self.violations += [f"{mid}: {e}" for e in errors]
+                return 400, google_error(400, "INVALID_ARGUMENT", f"{mid}: " + "; ".join(errors), "invalid")
+            return impl.handle(mid, params, query, body)
+        self.violations.append(f"no method in the discovery documents for {verb} {path}")
+        return 404, google_error(404, "NOT_FOUND", f"no such method: {verb} {path}")
+
+    def calls(self, method: str) -> list[dict]:
+        return [r for r in self.requests if r["method"] == method]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

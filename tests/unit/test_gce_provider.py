@@ -1,0 +1,110 @@
+"""The GCE provider through the real google-cloud-compute client, against the fake Google server.
+
+Every request the client sends is validated against Compute's discovery
+document; any mismatch fails the test (see `google` fixture).
+"""
+from __future__ import annotations
+
+import pytest
+from fakegoogle import FakeGoogle
+from playground.errors import PlaygroundError
+from playground.gce import compute
+
+PROJECT = "my-team-project"
+ZONE = "europe-west2-b"
+
+
+@pytest.fixture
+def google(monkeypatch):
+    fake = FakeGoogle()
+    fake.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
+    monkeypatch.setenv("PLAYGROUND_COMPUTE_ENDPOINT", fake.endpoint)
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
+    yield fake
+    fake.close()
+    assert not fake.violations, "requests that break Compute's API description:\n" + "\n".join(fake.violations)
+
+
+def settings(**kw) -> compute.GceSettings:
+    return compute.GceSettings(project=PROJECT, zone=ZONE, owner="ada", **kw)
+
+
+def test_launch_builds_the_instance_the_design_asks_for(google):
+    steps: list[str] = []
+    got = compute.launch(settings(), "pg-demo", {"dags-bucket": "team-dags"}, steps.append)
+    assert got["state"] == "running" and got["address"].startswith("10.")
+    body = google.calls("instances.insert")[0]["body"]
+    assert body["name"] == "pg-demo"
+    assert body["machineType"] == f"zones/{ZONE}/machineTypes/e2-standard-4"
+    nic = body["networkInterfaces"][0]
+    assert "accessConfigs" not in nic, "no external IP"
+    disk = body["disks"][0]
+    assert disk["boot"] and disk["initializeParams"]["sourceImage"].endswith("/images/playground-seed-20261124")
+    assert body["shieldedInstanceConfig"] == {"enableSecureBoot": True, "enableVtpm": True,
+                                              "enableIntegrityMonitoring": True}
+    assert body["labels"] == {"managed-by": "playground", "playground-project": PROJECT,
+                              "playground-profile": "seed", "owner": "ada"}
+    assert "allow-iap-ssh" in body["tags"]["items"]
+    items = {i["key"]: i["value"] for i in body["metadata"]["items"]}
+    assert items == {"gcp-project": PROJECT, "dags-bucket": "team-dags"}
+    assert any("sqlservice" in s for s in body["serviceAccounts"][0]["scopes"])
+    # The operation was really waited on, with our own operations client, until DONE.
+    assert len(google.calls("zoneOperations.wait")) >= 2
+    assert steps[-1].endswith("done")
+
+
+def test_stop_start_list_destroy(google):
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    compute.stop(settings(), "pg-demo", lambda s: None)
+    assert [(i["name"], i["state"]) for i in compute.list_instances(settings())] == [("pg-demo", "terminated")]
+    compute.start(settings(), "pg-demo", lambda s: None)
+    assert compute.list_instances(settings())[0]["state"] == "running"
+    assert google.calls("instances.list")[0]["query"]["filter"] == ['labels.managed-by = "playground"']
+    compute.destroy(settings(), "pg-demo", lambda s: None)
+    assert compute.list_instances(settings()) == []
+
+
+@pytest.mark.parametrize("failure, expected", [
+    ("permission", "permission denied in project my-team-project"),
+    ("api-disabled", "gcloud services enable compute.googleapis.com --project my-team-project"),
+    ("quota", "quota exceeded in project my-team-project"),
+])
+def test_api_errors_are_one_line_with_the_next_step(google, failure, expected):
+    google.compute.fail_next["instances.insert"] = failure
+    with pytest.raises(PlaygroundError) as err:
+        compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    assert not google.compute.instances
+
+
+def test_missing_image_family(google):
+    with pytest.raises(PlaygroundError, match="image family playground-current not found .*playground image build --gce"):
+        compute.launch(settings(profile="current"), "pg-demo", {}, lambda s: None)
+    assert not google.calls("instances.insert")
+
+
+def test_already_exists_and_bad_name(google):
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    with pytest.raises(PlaygroundError, match="instance pg-demo already exists"):
+        compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    with pytest.raises(PlaygroundError, match="--name: expected"):
+        compute.launch(settings(), "Bad_Name", {}, lambda s: None)
+
+
+def test_zone_out_of_resources_leaves_nothing(google):
+    google.compute.fail_next["instances.insert"] = "zone-exhausted"
+    with pytest.raises(PlaygroundError, match="zone europe-west2-b is out of resources .* another --zone"):
+        compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    assert not google.compute.instances
+
+
+def test_the_fake_rejects_what_the_api_description_rejects(google):
+    """The validator must fail on a wrong field, type or enum, or it checks nothing."""
+    disc = google.apis[0][0]
+    _, insert, params = disc.match("POST", f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances")
+    assert disc.validate(insert, params, {}, {"name": "x"}) == []
+    assert "unknown field 'nmae'" in disc.validate(insert, params, {}, {"nmae": "x"})[0]
+    assert "expected an array" in disc.validate(insert, params, {}, {"disks": {}})[0]
+    assert "is not one of" in disc.validate(insert, params, {}, {"disks": [{"type": "FLOPPY"}]})[0]
+    assert "unknown query parameter" in disc.validate(insert, params, {"bogus": ["1"]}, {"name": "x"})[0]
+    google.violations.clear()
