@@ -94,8 +94,6 @@ def _choose_provider(flag: Optional[str]) -> str:
 
     value, source = settings.provider(flag)
     console.print(f"provider: [bold]{value}[/bold] ({source})", highlight=False)
-    if value == "gce":
-        raise PlaygroundError("provider gce: not available in this version yet; use --provider local")
     return value
 
 
@@ -116,15 +114,25 @@ def launch(
     set_: list[str] = typer.Option([], "--set", help="Extra metadata attribute KEY=VALUE (e.g. airflow-schedulers=2)."),
     build: bool = typer.Option(True, help="Build the image first if there is none."),
     timeout: float = typer.Option(300, help="Seconds to wait for the instance to turn healthy."),
+    zone: Optional[str] = typer.Option(None, help="gce: zone (else PLAYGROUND_ZONE, playground.toml, europe-west2-b)."),
+    machine_type: Optional[str] = typer.Option(None, help="gce: machine type (default e2-standard-4)."),
+    disk_size: Optional[int] = typer.Option(None, help="gce: boot disk size in GB (default 50)."),
 ) -> None:
-    """Create a playground instance from the newest image and wait until it is healthy."""
+    """Create a playground instance from the newest image and wait until it is healthy.
+
+    local: boots the local image here. gce: a VM in the project with no external
+    IP, Shielded VM, the settings as metadata; the image family playground-PROFILE.
+    """
     from .image import local_build
     from .local import instance
 
     try:
-        _choose_provider(provider)
+        chosen = _choose_provider(provider)
         attrs = _settings(set_)
         inst_name = _instance_name(name, project)
+        if chosen == "gce":
+            _launch_gce(project, inst_name, attrs, zone, machine_type, disk_size)
+            return
         instance.validate_name(inst_name, project)
         image = local_build.newest_image(profile)
         with progress() as bar:
@@ -143,6 +151,34 @@ def launch(
     _how_to_reach(inst)
 
 
+def _launch_gce(project, name, attrs, zone, machine_type, disk_size) -> None:
+    from . import settings
+    from .gce import compute
+
+    s = settings.gce(project, zone, machine_type=machine_type, disk_size_gb=disk_size, disk_type=None, network=None,
+                     subnetwork=None, service_account=None, image_project=None)
+    with progress() as bar:
+        task = bar.add_task("starting", total=None)
+        made = compute.launch(s, name, attrs, lambda m: bar.update(task, description=m))
+        bar.update(task, description=f"{name} created")
+    console.print(f"[green]{name}[/green] created in {made['zone']} ({made['machine_type']}, internal address "
+                  f"{made['address']}, no external IP)", highlight=False)
+    console.print(f"  health:  playground status --provider gce --project {project} --name {name}", highlight=False)
+    console.print(f"  web UIs: playground tunnel --provider gce --project {project} --name {name}  (through IAP)",
+                  highlight=False)
+
+
+def _gce_or_none(provider: Optional[str], project: Optional[str], zone: Optional[str]):
+    """GceSettings when the gce provider is meant, else None (local)."""
+    from . import settings
+
+    chosen, _ = settings.provider(provider)
+    if chosen != "gce":
+        return None
+    return settings.gce(project, zone, machine_type=None, disk_size_gb=None, disk_type=None, network=None,
+                        subnetwork=None, service_account=None, image_project=None)
+
+
 def _how_to_reach(inst) -> None:
     console.print(f"[green]{inst.name}[/green] is up at {inst.address} (image {Path(inst.image).name})",
                   highlight=False)
@@ -157,11 +193,18 @@ def _how_to_reach(inst) -> None:
 def start(
     name: str = typer.Option(..., help="Instance name."),
     timeout: float = typer.Option(300, help="Seconds to wait for healthy."),
+    provider: Optional[str] = typer.Option(None, help="local or gce."),
+    project: Optional[str] = typer.Option(None, help="gce: the GCP project."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
 ) -> None:
     """Boot a stopped instance; everything comes back by itself."""
     from .local import instance
 
     try:
+        gce = _gce_or_none(provider, project, zone)
+        if gce is not None:
+            _gce_call("start", gce, name)
+            return
         with progress() as bar:
             task = bar.add_task("booting", total=None)
             inst, _ = instance.start(name, lambda s: bar.update(task, description=s), timeout)
@@ -172,11 +215,20 @@ def start(
 
 
 @app.command()
-def stop(name: str = typer.Option(..., help="Instance name.")) -> None:
+def stop(
+    name: str = typer.Option(..., help="Instance name."),
+    provider: Optional[str] = typer.Option(None, help="local or gce."),
+    project: Optional[str] = typer.Option(None, help="gce: the GCP project."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+) -> None:
     """Shut an instance down cleanly (services stop in order, PostgreSQL flushes)."""
     from .local import instance
 
     try:
+        gce = _gce_or_none(provider, project, zone)
+        if gce is not None:
+            _gce_call("stop", gce, name)
+            return
         done = instance.stop(name)
     except PlaygroundError as exc:
         fail(exc)
@@ -187,13 +239,23 @@ def stop(name: str = typer.Option(..., help="Instance name.")) -> None:
 def destroy(
     name: str = typer.Option(..., help="Instance name."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+    provider: Optional[str] = typer.Option(None, help="local or gce."),
+    project: Optional[str] = typer.Option(None, help="gce: the GCP project."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
 ) -> None:
-    """Remove everything launch made: processes, namespace, links, mount, files, state."""
+    """Remove everything launch made: processes, namespace, links, mount, files, state (or the VM and its disk)."""
     from .local import instance
 
+    try:
+        gce = _gce_or_none(provider, project, zone)
+    except PlaygroundError as exc:
+        fail(exc)
     if not yes and not typer.confirm(f"destroy instance {name} and its data?"):
         raise typer.Exit(1)
     try:
+        if gce is not None:
+            _gce_call("destroy", gce, name)
+            return
         removed = instance.destroy(name)
     except PlaygroundError as exc:
         fail(exc)
@@ -201,16 +263,39 @@ def destroy(
         console.print(f"removed {item}", highlight=False)
 
 
+def _gce_call(verb: str, s, name: str) -> None:
+    from .gce import compute
+
+    with progress() as bar:
+        task = bar.add_task(f"{verb} {name}", total=None)
+        getattr(compute, verb)(s, name, lambda m: bar.update(task, description=m))
+    console.print(f"{verb}: {name} in {s.project}/{s.zone} done", highlight=False)
+
+
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
-    """Show every instance with its state and age."""
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    project: Optional[str] = typer.Option(None, help="Also list the GCE playgrounds of this project "
+                                          "(else PLAYGROUND_PROJECT / playground.toml)."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+) -> None:
+    """Show every instance of both providers with its state and age."""
     import json
 
     from rich.table import Table
 
+    from . import settings
     from .local import instance
 
     rows = []
+    if settings.resolve("project", project)[0]:
+        from .gce import compute
+
+        try:
+            for r in compute.list_instances(settings.gce(project, zone)):
+                rows.append({**r, "age_s": None})
+        except PlaygroundError as exc:
+            fail(exc)
     for inst in instance.all_instances():
         rows.append({"name": inst.name, "provider": "local", "project": inst.project, "profile": inst.profile,
                      "state": "running" if instance.is_running(inst) else ("stopped" if inst.state != "creating"
@@ -221,7 +306,8 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON for scr
         return
     table = Table("name", "provider", "project", "state", "address", "age")
     for r in rows:
-        table.add_row(r["name"], r["provider"], r["project"], r["state"], r["address"], _age(r["age_s"]))
+        table.add_row(r["name"], r["provider"], r["project"], r["state"], r["address"],
+                      _age(r["age_s"]) if r["age_s"] is not None else r.get("created", "-"))
     Console().print(table)
 
 
@@ -359,6 +445,32 @@ def ssh(ctx: typer.Context, name: str = typer.Option(..., help="Instance name.")
         fail(exc)
     args = instance.ssh_args(inst)
     os.execvp(args[0], args + list(ctx.args))
+
+
+config_app = typer.Typer(help="Show the resolved settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """Every setting, its value and where it came from (flag, environment, playground.toml, default)."""
+    import json
+
+    from rich.table import Table
+
+    from . import settings
+
+    try:
+        rows = settings.show()
+    except PlaygroundError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps({k: {"value": v, "source": src} for k, v, src in rows}, indent=2))
+        return
+    table = Table("setting", "value", "from")
+    for key, value, source in rows:
+        table.add_row(key, "" if value is None else str(value), source)
+    Console().print(table)
 
 
 def main() -> None:

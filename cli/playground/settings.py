@@ -12,7 +12,13 @@ from typing import Any, Optional
 
 from .errors import PlaygroundError
 
-DEFAULTS: dict[str, Any] = {"provider": "local", "profile": "local"}
+DEFAULTS: dict[str, Any] = {"provider": "local", "zone": "europe-west2-b", "machine_type": "e2-standard-4",
+                             "disk_size_gb": 50, "disk_type": "pd-balanced", "network": "default",
+                             "subnetwork": "", "service_account": "default", "image_project": "",
+                             "gce_profile": "seed"}
+# Settings `playground config show` lists, in that order.
+KNOWN = ["provider", "project", "zone", "machine_type", "disk_size_gb", "disk_type", "network", "subnetwork",
+         "service_account", "image_project", "gce_profile"]
 PROVIDERS = ("local", "gce")
 
 
@@ -51,3 +57,31 @@ def provider(flag: Optional[str]) -> tuple[str, str]:
     if value not in PROVIDERS:
         raise PlaygroundError(f"provider (from {source}): expected one of {', '.join(PROVIDERS)}, got {value!r}")
     return value, source
+
+
+def gce(project: Optional[str], zone: Optional[str] = None, **flags: Any):
+    """GceSettings from flags, environment, playground.toml and defaults."""
+    from .gce.compute import GceSettings
+
+    proj, source = resolve("project", project)
+    if not proj:
+        raise PlaygroundError("--project: the GCP project id is required for the gce provider "
+                              "(or PLAYGROUND_PROJECT, or project in playground.toml)")
+    values = {k: resolve(k, v)[0] for k, v in flags.items()}
+    size = values.get("disk_size_gb", DEFAULTS["disk_size_gb"])
+    try:
+        size = int(size)
+    except (TypeError, ValueError) as exc:
+        raise PlaygroundError(f"disk_size_gb: expected a whole number of GB, got {size!r}") from exc
+    return GceSettings(project=proj, zone=resolve("zone", zone)[0], machine_type=values.get("machine_type")
+                       or DEFAULTS["machine_type"], disk_size_gb=size,
+                       disk_type=values.get("disk_type") or DEFAULTS["disk_type"],
+                       network=values.get("network") or DEFAULTS["network"],
+                       subnetwork=values.get("subnetwork") or "", service_account=values.get("service_account")
+                       or DEFAULTS["service_account"], image_project=values.get("image_project") or "",
+                       profile=resolve("gce_profile", None)[0])
+
+
+def show() -> list[tuple[str, Any, str]]:
+    """Every known setting with its value and where it came from."""
+    return [(key, *resolve(key)) for key in KNOWN]

@@ -78,7 +78,7 @@ def test_api_errors_are_one_line_with_the_next_step(google, failure, expected):
 
 
 def test_missing_image_family(google):
-    with pytest.raises(PlaygroundError, match="image family playground-current not found .*playground image build --gce"):
+    with pytest.raises(PlaygroundError, match="playground-current not found .*playground image build --gce"):
         compute.launch(settings(profile="current"), "pg-demo", {}, lambda s: None)
     assert not google.calls("instances.insert")
 

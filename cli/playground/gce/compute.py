@@ -238,7 +238,6 @@ def destroy(s: GceSettings, name: str, report: Report) -> None:
 
 def list_instances(s: GceSettings) -> list[dict]:
     from google.api_core import exceptions as gex
-
     from google.cloud import compute_v1
 
     instances, _, _ = _clients()

@@ -1,0 +1,83 @@
+"""The CLI with --provider gce, end to end through the client library into the fake Google server."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from fakegoogle import FakeGoogle
+from playground.main import app
+from typer.testing import CliRunner
+
+PROJECT = "my-team-project"
+
+
+@pytest.fixture
+def google(monkeypatch, tmp_path):
+    fake = FakeGoogle()
+    fake.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
+    monkeypatch.setenv("PLAYGROUND_COMPUTE_ENDPOINT", fake.endpoint)
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for var in ("PLAYGROUND_PROVIDER", "PLAYGROUND_PROJECT", "PLAYGROUND_ZONE"):
+        monkeypatch.delenv(var, raising=False)
+    yield fake
+    fake.close()
+    assert not fake.violations, "\n".join(fake.violations)
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def flat(text: str) -> str:
+    """Output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_launch_list_stop_destroy_through_the_cli(google):
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo",
+              "--set", "dags-bucket=team-dags", "--zone", "europe-west1-c")
+    assert res.exit_code == 0, res.output
+    assert "provider: gce (flag --provider)" in flat(res.output) and "no external IP" in flat(res.output)
+    assert google.calls("instances.insert")[0]["params"]["zone"] == "europe-west1-c"
+
+    rows = json.loads(run("list", "--json", "--project", PROJECT, "--zone", "europe-west1-c").stdout)
+    assert [(r["name"], r["provider"], r["state"]) for r in rows if r["provider"] == "gce"] == \
+        [("pg-demo", "gce", "running")]
+    assert run("stop", "--provider", "gce", "--project", PROJECT, "--zone", "europe-west1-c",
+               "--name", "pg-demo").exit_code == 0
+    assert run("destroy", "--provider", "gce", "--project", PROJECT, "--zone", "europe-west1-c",
+               "--name", "pg-demo", "--yes").exit_code == 0
+    assert not google.compute.instances
+
+
+def test_settings_come_from_playground_toml_and_config_show_says_where(google, tmp_path, monkeypatch):
+    (tmp_path / "playground.toml").write_text(f'provider = "gce"\nproject = "{PROJECT}"\nzone = "us-east1-b"\n')
+    monkeypatch.setenv("PLAYGROUND_MACHINE_TYPE", "e2-standard-8")
+    shown = json.loads(run("config", "show", "--json").stdout)
+    assert shown["zone"] == {"value": "us-east1-b", "source": str(tmp_path / "playground.toml")}
+    assert shown["machine_type"] == {"value": "e2-standard-8", "source": "environment PLAYGROUND_MACHINE_TYPE"}
+    assert shown["disk_size_gb"]["source"] == "default"
+    res = run("launch", "--project", PROJECT, "--name", "pg-toml")
+    assert res.exit_code == 0, res.output
+    assert f"provider: gce ({tmp_path / 'playground.toml'})" in flat(res.output)
+    insert = google.calls("instances.insert")[0]
+    assert insert["params"]["zone"] == "us-east1-b"
+    assert insert["body"]["machineType"].endswith("/machineTypes/e2-standard-8")
+
+
+def test_api_error_is_one_line_and_non_zero(google):
+    google.compute.fail_next["instances.insert"] = "api-disabled"
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo")
+    assert res.exit_code == 1
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert errors and "gcloud services enable compute.googleapis.com" in flat(res.output)
+
+
+def test_bad_zone_and_missing_project(google):
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--zone", "mars-1")
+    assert res.exit_code == 1 and "--zone: expected a zone such as europe-west2-b" in flat(res.output)
+    res = run("stop", "--provider", "gce", "--name", "x")
+    assert res.exit_code == 1 and "--project: the GCP project id is required" in flat(res.output)
+    assert not google.requests
