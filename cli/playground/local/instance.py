@@ -249,6 +249,15 @@ def _boot(inst: Instance) -> None:
         inst.pids["nspawn"] = proc.pid
         inst.state = "running"
         inst.save()
+        _wait_exec(proc, str(inst.dir))
+
+
+def _wait_exec(proc: subprocess.Popen, marker: str, timeout: float = 10) -> None:
+    """Until the child has exec'd nspawn: before that its command line is still ours, and
+    is_running() would call a booting instance stopped."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not _alive(proc.pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _halt(inst: Instance, timeout: float = 90) -> list[str]:
