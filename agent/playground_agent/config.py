@@ -47,7 +47,9 @@ class Config:
     airflow_admin_user: str = "admin"
     airflow_executor: str = "LocalExecutor"
     airflow_schedulers: int = 1
-    airflow_parallelism: int = 32
+    # LocalExecutor starts this many worker processes up front: 8 keeps an idle
+    # machine light; raise it with the airflow-parallelism attribute.
+    airflow_parallelism: int = 8
     timezone: str = "UTC"
     airflow_port: int = 8080
     mlflow_port: int = 5000
