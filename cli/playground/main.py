@@ -387,6 +387,7 @@ def status(
     interval: float = typer.Option(5.0, help="Seconds between refreshes with --watch."),
     timeout: float = typer.Option(8.0, help="Seconds before a machine counts as unreachable."),
     as_json: bool = typer.Option(False, "--json", help="Print the model as JSON for scripts."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone to list (with --project or PLAYGROUND_PROJECT)."),
 ) -> None:
     """Is each playground usable? Instance, schedule, services, disk and memory at a glance.
 
@@ -396,15 +397,23 @@ def status(
 
     from rich.live import Live
 
+    from . import settings
     from . import status as status_mod
     from .local import instance
 
     def model() -> dict:
         chosen = [i for i in instance.all_instances()
                   if (name is None or i.name == name) and (project is None or i.project == project)]
-        if name and not chosen:
+        machines = [instance.machine(i) for i in chosen]
+        if settings.resolve("project", project)[0]:  # GCE playgrounds of the configured project too
+            from .gce import compute
+
+            gce = settings.gce(project, zone)
+            machines += [compute.machine(gce, row) for row in compute.list_instances(gce)
+                         if name is None or row["name"] == name]
+        if name and not machines:
             raise PlaygroundError(f"no instance named {name!r} (see `playground list`)")
-        return status_mod.collect([instance.machine(i) for i in chosen], timeout)
+        return status_mod.collect(machines, timeout)
 
     try:
         current = model()

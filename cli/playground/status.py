@@ -39,6 +39,7 @@ class Machine:
     started_at: Optional[float]
     target: Any = None  # remote.Target when reachable
     schedule: Optional[dict] = None
+    error: Optional[str] = None  # why it cannot be reached, known before SSH
 
 
 def worst(levels) -> str:
@@ -108,8 +109,8 @@ def check(machine: Machine, timeout: float = 8.0) -> dict:
     }
     if machine.state != "running" or machine.target is None:
         row["level"] = "down"
-        row["error"] = f"instance is {machine.state}"
-        row["next_step"] = f"playground start --name {machine.name}"
+        row["error"] = machine.error or f"instance is {machine.state}"
+        row["next_step"] = None if machine.error else f"playground start --name {machine.name}"
         return row
     conn = remote.connect(machine.target, timeout=timeout)
     try:

@@ -81,3 +81,12 @@ def test_bad_zone_and_missing_project(google):
     res = run("stop", "--provider", "gce", "--name", "x")
     assert res.exit_code == 1 and "--project: the GCP project id is required" in flat(res.output)
     assert not google.requests
+
+
+def test_status_shows_a_gce_machine_it_cannot_reach_with_the_reason(google, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gcloud here, no key in the fresh HOME
+    assert run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo").exit_code == 0
+    res = run("status", "--project", PROJECT, "--json")
+    row = next(r for r in json.loads(res.stdout)["instances"] if r["provider"] == "gce")
+    assert res.exit_code == 2 and row["state"] == "unreachable" and row["level"] == "down"
+    assert "SSH key missing" in row["error"] and "--tunnel-through-iap" in row["error"]

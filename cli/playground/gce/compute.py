@@ -247,3 +247,31 @@ def list_instances(s: GceSettings) -> list[dict]:
         return [describe(i) for i in instances.list(request=request)]
     except gex.GoogleAPICallError as exc:
         raise explain(exc, s) from exc
+
+
+def ssh_target(s: GceSettings, row: dict):
+    """How fabric reaches a GCE playground: IAP TCP forwarding (no external IP), the OS Login or
+    ssh-keys key gcloud manages in ~/.ssh/google_compute_engine."""
+    from ..remote import Target, iap_proxy_command
+
+    key = os.path.expanduser("~/.ssh/google_compute_engine")
+    if not os.path.exists(key):
+        raise PlaygroundError(f"SSH key missing: {key}; create it and register it once with `gcloud compute ssh "
+                              f"{row['name']} --zone {s.zone} --project {s.project} --tunnel-through-iap`")
+    return Target(name=row["name"], host=row["name"], user=os.environ.get("USER", "playground"), key_file=key,
+                  proxy_command=iap_proxy_command(row["name"], s.zone, s.project))
+
+
+def machine(s: GceSettings, row: dict):
+    """What `playground status` needs, from an instances.list row; SSH problems become the row's error."""
+    from ..status import Machine
+
+    m = Machine(name=row["name"], provider="gce", project=row["project"], zone=row["zone"],
+                state="running" if row["state"] == "running" else row["state"], machine_type=row["machine_type"],
+                image=row.get("image", ""), profile=row["profile"], address=row["address"], started_at=None)
+    if m.state == "running":
+        try:
+            m.target = ssh_target(s, row)
+        except PlaygroundError as exc:
+            m.state, m.error = "unreachable", str(exc)
+    return m
