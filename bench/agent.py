@@ -1,0 +1,75 @@
+"""Agent figures on a local instance: first boot to a healthy report, and re-apply time.
+
+Run as root on a machine with a built local image:
+    .venv/bin/python bench/agent.py [--repeat 5]
+Aim (issue 3): `playground-agent apply` on an already-configured machine under 1 s.
+First boot is measured inside the machine: from systemd's start of the agent
+unit to the first health report that says healthy (the agent's own clock).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from playground import paths
+from playground.image import local_build
+from playground.local import instance
+from rich.console import Console
+from rich.table import Table
+
+AIM_REAPPLY_S = 1.0
+NAME = "pgbenchagent"
+
+
+def remote(inst, command: str) -> str:
+    proc = instance.remote(inst, command, timeout=120)
+    if proc.returncode != 0:
+        raise SystemExit(f"{command}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="re-applies to time")
+    args = parser.parse_args()
+    image = local_build.newest_image("local")
+    if image is None:
+        raise SystemExit("no local image: run `playground image build` first")
+    if (paths.instances_dir() / NAME).exists():
+        instance.destroy(NAME)
+    try:
+        inst, report = instance.launch(NAME, "playground-bench", {}, image, "local", lambda s: None, 300)
+        # Monotonic clocks inside the container are the host's: both stamps on one clock.
+        started = int(remote(inst, "systemctl show playground-agent.service "
+                                   "-p ExecMainStartTimestampMonotonic --value").strip()) / 1e6
+        applied = int(remote(inst, "systemctl show playground-agent.service "
+                                   "-p ExecMainExitTimestampMonotonic --value").strip()) / 1e6
+        healthy_at = float(remote(inst, "cut -d' ' -f1 /proc/uptime").strip())  # upper bound: now
+        first_apply = applied - started
+        reapply = []
+        for _ in range(args.repeat):
+            out = remote(inst, "sudo -n python3 -c 'import subprocess, time; t = time.monotonic(); "
+                               "r = subprocess.run([\"playground-agent\", \"apply\"], capture_output=True); "
+                               "print(r.returncode, time.monotonic() - t)'")
+            rc, seconds = out.split()
+            assert rc == "0", out
+            reapply.append(float(seconds))
+        changed = json.loads(remote(inst, "cat /run/playground/status.json"))["config"]
+    finally:
+        if (paths.instances_dir() / NAME).exists():
+            instance.destroy(NAME)
+    table = Table("figure", "min", "median", "max", "aim", "met", title="playground-agent on a local instance")
+    for label, values, aim in (("first boot: agent apply (s)", [first_apply], None),
+                               ("first boot: agent start to healthy seen (s), upper bound",
+                                [healthy_at - started], None),
+                               ("re-apply, nothing changed (s)", reapply, AIM_REAPPLY_S)):
+        med = statistics.median(values)
+        table.add_row(label, f"{min(values):.2f}", f"{med:.2f}", f"{max(values):.2f}",
+                      f"< {aim}" if aim else "-", ("yes" if med < aim else "NO") if aim else "-")
+    Console().print(table)
+    Console().print(f"config after re-applies: generation {changed.get('generation')}, state {changed.get('state')}")
+
+
+if __name__ == "__main__":
+    main()
