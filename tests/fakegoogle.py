@@ -1,4 +1,5 @@
-"""A local server speaking the subset of Google's Compute and Cloud Scheduler REST APIs the CLI uses.
+"""A local server speaking the subset of Google's Compute, Cloud Scheduler, Resource Manager and Service
+Usage REST APIs the CLI uses.
 
 Every request is checked against Google's own API description: the discovery
 documents shipped inside google-api-python-client (method and path, required
@@ -61,7 +62,10 @@ class Discovery:
         errors = []
         params = m.get("parameters", {})
         for name in m.get("parameterOrder", []):
-            if params.get(name, {}).get("required") and not (path_params.get(name) or query.get(name)):
+            spec = params.get(name, {})
+            # A flatPath route spells a {+name} path parameter as several segments, all matched.
+            covered = spec.get("location") == "path" and "flatPath" in m
+            if spec.get("required") and not (covered or path_params.get(name) or query.get(name)):
                 errors.append(f"required parameter {name!r} missing")
         for name, value in path_params.items():
             pattern = params.get(name, {}).get("pattern")
@@ -88,6 +92,10 @@ class Discovery:
 
     def _scalar(self, where: str, spec: dict, value: Any, from_query: bool = False) -> list[str]:
         kind = spec.get("type")
+        if "enum" in spec and isinstance(value, int) and not isinstance(value, bool):
+            # `$alt=json;enum-encoding=int` (the REST transports' rest_numeric_enums): the enum's index.
+            ok = 0 <= value < len(spec["enum"])
+            return [] if ok else [f"{where}: enum number {value} out of range 0-{len(spec['enum']) - 1}"]
         if "enum" in spec and value not in spec["enum"]:
             return [f"{where}: {value!r} is not one of {spec['enum'][:8]}"]
         if kind == "integer" or (kind == "string" and spec.get("format") in ("int64", "uint64")):
@@ -155,6 +163,7 @@ class FakeCompute:
         self.instances: dict[tuple[str, str, str], dict] = {}
         self.images: dict[tuple[str, str], dict] = {}  # (project, family) -> image
         self.operations: dict[str, dict] = {}
+        self.policies: dict[str, dict] = {}  # projects/P/regions/R/resourcePolicies/N -> policy
         self.fail_next: dict[str, str] = {}  # method id -> key of ERRORS, or "zone-exhausted"
         self.counter = 0
 
@@ -167,11 +176,11 @@ class FakeCompute:
     def _op(self, p: dict, kind: str, target: str, then=None, error: Optional[dict] = None) -> dict:
         self.counter += 1
         name = f"operation-{self.counter}-{kind}"
+        scope = f"zones/{p['zone']}" if "zone" in p else f"regions/{p['region']}"
+        base = f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/{scope}"
         op = {"kind": "compute#operation", "id": str(1000 + self.counter), "name": name, "operationType": kind,
-              "zone": f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}",
-              "targetLink": target, "status": "PENDING", "progress": 0,
-              "selfLink": f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}"
-                          f"/operations/{name}"}
+              scope.split("s/")[0]: base, "targetLink": target, "status": "PENDING", "progress": 0,
+              "selfLink": f"{base}/operations/{name}"}
         self.operations[name] = {"op": op, "polls": 0, "then": then, "error": error}
         return dict(op)
 
@@ -224,10 +233,31 @@ class FakeCompute:
             inst = dict(body, kind="compute#instance", id=str(5000 + self.counter), status="PROVISIONING",
                         selfLink=link(name), zone=f"projects/{p['project']}/zones/{p['zone']}",
                         creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime()))
+            for sa in inst.get("serviceAccounts", []):
+                if sa.get("email") == "default":  # GCE resolves it to the project's default account
+                    sa["email"] = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
             for i, nic in enumerate(inst.get("networkInterfaces", [])):
                 nic["networkIP"] = f"10.154.0.{10 + len(self.instances) + i}"
             self.instances[(p["project"], p["zone"], name)] = inst
             return 200, self._op(p, "insert", link(name), then=lambda: inst.update(status="RUNNING"))
+        if mid.startswith("resourcePolicies."):
+            return self._policies(mid, p, body)
+        if mid in ("instances.addResourcePolicies", "instances.removeResourcePolicies"):
+            inst = self.instances.get(key)
+            if inst is None:
+                return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/zones/"
+                                         f"{p['zone']}/instances/{p['instance']}' was not found", "notFound")
+            links = [_policy_link(x) for x in body.get("resourcePolicies", [])]
+            have = inst.setdefault("resourcePolicies", [])
+            if mid == "instances.addResourcePolicies":
+                missing = [x for x in links if x.split("/compute/v1/", 1)[1] not in self.policies]
+                if missing:
+                    return 404, google_error(404, "NOT_FOUND", f"The resource '{missing[0]}' was not found",
+                                             "notFound")
+                change = lambda: have.extend(x for x in links if x not in have)  # noqa: E731
+            else:
+                change = lambda: have.__setitem__(slice(None), [x for x in have if x not in links])  # noqa: E731
+            return 200, self._op(p, mid.split(".")[1], link(p["instance"]), then=change)
         if mid in ("instances.get", "instances.stop", "instances.start", "instances.delete"):
             inst = self.instances.get(key)
             if inst is None:
@@ -246,10 +276,126 @@ class FakeCompute:
                      if proj == p["project"] and zone == p["zone"] and _matches(i, query.get("filter", [""])[0])]
             return 200, {"kind": "compute#instanceList", "id": "x", "items": items} if items else \
                 {"kind": "compute#instanceList", "id": "x"}
-        if mid in ("zoneOperations.get", "zoneOperations.wait"):
+        if mid in ("zoneOperations.get", "zoneOperations.wait", "regionOperations.get", "regionOperations.wait"):
             if p["operation"] not in self.operations:
                 return 404, google_error(404, "NOT_FOUND", f"operation {p['operation']} not found", "notFound")
             return 200, self._advance(p["operation"])
+        return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
+
+
+    def _policies(self, mid: str, p: dict, body: Any) -> tuple[int, dict]:
+        name = (body or {}).get("name") if mid == "resourcePolicies.insert" else p.get("resourcePolicy")
+        key = f"projects/{p['project']}/regions/{p['region']}/resourcePolicies/{name}"
+        have = self.policies.get(key)
+        if mid == "resourcePolicies.insert":
+            if have is not None:
+                return 409, google_error(409, "ALREADY_EXISTS", f"The resource '{key}' already exists",
+                                         "alreadyExists")
+            made = dict(body, kind="compute#resourcePolicy", id=str(7000 + self.counter), status="READY",
+                        region=f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/regions/"
+                               f"{p['region']}", selfLink=_policy_link(key))
+            return 200, self._op(p, "createResourcePolicy", made["selfLink"],
+                                 then=lambda: self.policies.__setitem__(key, made))
+        if have is None:
+            return 404, google_error(404, "NOT_FOUND", f"The resource '{key}' was not found", "notFound")
+        if mid == "resourcePolicies.get":
+            return 200, have
+        if mid == "resourcePolicies.patch":
+            return 200, self._op(p, "patchResourcePolicy", have["selfLink"], then=lambda: have.update(
+                {k: v for k, v in body.items() if k != "name"}))
+        if mid == "resourcePolicies.delete":
+            users = [n for (_, _, n), i in self.instances.items() if have["selfLink"] in i.get("resourcePolicies", [])]
+            if users:
+                return 400, google_error(400, "FAILED_PRECONDITION", f"The resource_policy resource '{key}' is "
+                                         f"already being used by 'instances/{users[0]}'",
+                                         "resourceInUseByAnotherResource")
+            return 200, self._op(p, "deleteResourcePolicy", have["selfLink"], then=lambda: self.policies.pop(key))
+        return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
+
+
+PROJECT_NUMBER = "123456789012"
+
+
+def _policy_link(ref: str) -> str:
+    """Compute accepts a policy as a full URL or a partial path; instances hold full URLs."""
+    if ref.startswith("https://"):
+        return ref
+    return "https://compute.googleapis.com/compute/v1/" + ref.split("/compute/v1/")[-1].lstrip("/")
+
+
+class FakeScheduler:
+    """Cloud Scheduler jobs: create, get, patch (with its update mask), delete, list."""
+
+    def __init__(self, doc: dict) -> None:
+        self.jobs: dict[str, dict] = {}
+        self.fail_next: dict[str, str] = {}
+        self.methods = doc["schemas"]["HttpTarget"]["properties"]["httpMethod"]["enum"]
+        self.job_fields = set(doc["schemas"]["Job"]["properties"])
+
+    def _store(self, job: dict) -> dict:
+        target = job.get("httpTarget", {})
+        if isinstance(target.get("httpMethod"), int):  # keep the name, as the API answers with it
+            target["httpMethod"] = self.methods[target["httpMethod"]]
+        job.update(state="ENABLED", userUpdateTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        return job
+
+    def handle(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
+        failure = self.fail_next.pop(mid, None)
+        if failure == "api-disabled":
+            return 403, google_error(403, "PERMISSION_DENIED", f"Cloud Scheduler API has not been used in project "
+                                     f"{p.get('projectsId')} before or it is disabled.", "accessNotConfigured")
+        parent = f"projects/{p.get('projectsId')}/locations/{p.get('locationsId')}"
+        name = f"{parent}/jobs/{p.get('jobsId')}"
+        if mid == "projects.locations.jobs.create":
+            name = body.get("name", "")
+            if not name.startswith(parent + "/jobs/") or not re.fullmatch(r"[a-zA-Z\d_-]{1,500}",
+                                                                           name.rsplit("/", 1)[-1]):
+                return 400, google_error(400, "INVALID_ARGUMENT", f"Job name {name!r} must be {parent}/jobs/ID")
+            if name in self.jobs:
+                return 409, google_error(409, "ALREADY_EXISTS", f"Job {name} already exists.")
+            self.jobs[name] = self._store(dict(body))
+            return 200, self.jobs[name]
+        if mid == "projects.locations.jobs.list":
+            jobs = [j for n, j in sorted(self.jobs.items()) if n.startswith(parent + "/")]
+            return 200, {"jobs": jobs} if jobs else {}
+        job = self.jobs.get(name)
+        if job is None:
+            return 404, google_error(404, "NOT_FOUND", f"Job not found: {name}.")
+        if mid == "projects.locations.jobs.get":
+            return 200, job
+        if mid == "projects.locations.jobs.delete":
+            del self.jobs[name]
+            return 200, {}
+        if mid == "projects.locations.jobs.patch":
+            mask = [f for f in query.get("updateMask", [""])[0].split(",") if f]
+            unknown = [f for f in mask if f not in self.job_fields]
+            if unknown:
+                return 400, google_error(400, "INVALID_ARGUMENT", f"updateMask: unknown field {unknown[0]!r}")
+            for field in mask or body:
+                if field in body:
+                    job[field] = body[field]
+                else:
+                    job.pop(field, None)
+            return 200, self._store(job)
+        return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
+
+
+class FakeIam:
+    """Resource Manager's testIamPermissions and Service Usage's services.get: what the caller may do and
+    which APIs are on. `denied` and `disabled` make them say no."""
+
+    def __init__(self) -> None:
+        self.denied: set[str] = set()
+        self.disabled: set[str] = set()
+
+    def handle(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
+        if mid == "projects.testIamPermissions":
+            granted = [x for x in body.get("permissions", []) if x not in self.denied]
+            return 200, {"permissions": granted} if granted else {}
+        if mid == "services.get":
+            state = "DISABLED" if p["servicesId"] in self.disabled else "ENABLED"
+            return 200, {"name": f"projects/{PROJECT_NUMBER}/services/{p['servicesId']}", "state": state,
+                         "parent": f"projects/{PROJECT_NUMBER}"}
         return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
 
 
@@ -266,7 +412,13 @@ class FakeGoogle:
 
     def __init__(self) -> None:
         self.compute = FakeCompute()
-        self.apis = [(Discovery(load_discovery("compute.v1.json")), self.compute)]
+        scheduler_doc = load_discovery("cloudscheduler.v1.json")
+        self.scheduler = FakeScheduler(scheduler_doc)
+        self.iam = FakeIam()
+        self.apis = [(Discovery(load_discovery("compute.v1.json")), self.compute),
+                     (Discovery(scheduler_doc), self.scheduler),
+                     (Discovery(load_discovery("cloudresourcemanager.v3.json")), self.iam),
+                     (Discovery(load_discovery("serviceusage.v1.json")), self.iam)]
         self.requests: list[dict] = []
         self.violations: list[str] = []
         fake = self

@@ -12,24 +12,15 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .errors import PlaygroundError
+from .schedule_cli import schedule_app
+from .ui import console, fail, progress
 
 app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False)
 image_app = typer.Typer(help="Build and list golden images.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
-console = Console(stderr=True)
-
-
-def fail(exc: PlaygroundError) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
-
-
-def progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                    console=console, transient=False)
+app.add_typer(schedule_app, name="schedule")
 
 
 @image_app.command("build")

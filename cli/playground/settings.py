@@ -15,10 +15,10 @@ from .errors import PlaygroundError
 DEFAULTS: dict[str, Any] = {"provider": "local", "zone": "europe-west2-b", "machine_type": "e2-standard-4",
                              "disk_size_gb": 50, "disk_type": "pd-balanced", "network": "default",
                              "subnetwork": "", "service_account": "default", "image_project": "",
-                             "gce_profile": "seed"}
+                             "gce_profile": "seed", "schedule_method": "scheduler", "timezone": ""}
 # Settings `playground config show` lists, in that order.
 KNOWN = ["provider", "project", "zone", "machine_type", "disk_size_gb", "disk_type", "network", "subnetwork",
-         "service_account", "image_project", "gce_profile"]
+         "service_account", "image_project", "gce_profile", "schedule_method", "timezone"]
 PROVIDERS = ("local", "gce")
 
 

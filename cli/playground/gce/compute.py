@@ -53,29 +53,10 @@ def _clients():
     """Instances, images and zone-operations clients sharing one endpoint and credentials."""
     from google.cloud import compute_v1
 
-    options = {}
-    endpoint = os.environ.get("PLAYGROUND_COMPUTE_ENDPOINT")  # private endpoint, or a test server
-    if endpoint:
-        options["api_endpoint"] = endpoint
-    creds = _credentials()
-    kw = {"credentials": creds, "client_options": options, "transport": "rest"}
+    from .google import client_kwargs
+
+    kw = client_kwargs("compute")
     return compute_v1.InstancesClient(**kw), compute_v1.ImagesClient(**kw), compute_v1.ZoneOperationsClient(**kw)
-
-
-def _credentials():
-    if os.environ.get("PLAYGROUND_GOOGLE_ANONYMOUS") == "1" and os.environ.get("PLAYGROUND_COMPUTE_ENDPOINT"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return AnonymousCredentials()
-    import google.auth
-    from google.auth.exceptions import DefaultCredentialsError
-
-    try:
-        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    except DefaultCredentialsError as exc:
-        raise PlaygroundError("no Google credentials: run `gcloud auth application-default login` "
-                              "(Application Default Credentials)") from exc
-    return creds
 
 
 def explain(exc: Exception, s: GceSettings, name: str = "") -> PlaygroundError:
@@ -107,12 +88,15 @@ def explain(exc: Exception, s: GceSettings, name: str = "") -> PlaygroundError:
     return PlaygroundError(f"Compute API call failed: {type(exc).__name__}: {exc}")
 
 
-def wait(ops_client, s: GceSettings, operation, report: Report, what: str, timeout: float = 600) -> None:
-    """Wait on a zone operation with our own client; raise its error as one line."""
+def wait(ops_client, s: GceSettings, operation, report: Report, what: str, timeout: float = 600,
+         region: str = "") -> None:
+    """Wait on a zone operation (or, given region, a region operation) with our own client;
+    raise its error as one line."""
     name = operation.name
+    where = {"region": region} if region else {"zone": s.zone}
     deadline = time.monotonic() + timeout
     while True:
-        op = ops_client.wait(project=s.project, zone=s.zone, operation=name)
+        op = ops_client.wait(project=s.project, operation=name, **where)
         report(f"{what}: {op.status.name.lower() if hasattr(op.status, 'name') else op.status}")
         if _status(op) == "DONE":
             break

@@ -1,0 +1,56 @@
+"""Credentials and endpoints shared by every Google API client the CLI builds.
+
+PLAYGROUND_<API>_ENDPOINT (e.g. PLAYGROUND_COMPUTE_ENDPOINT) or, for all APIs at
+once, PLAYGROUND_GOOGLE_ENDPOINT points the clients at another server: a private
+endpoint, or the test server in tests/fakegoogle.py. PLAYGROUND_GOOGLE_ANONYMOUS=1
+(honoured only together with such an endpoint) sends no credentials.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from ..errors import PlaygroundError
+
+ROOTS = {"compute": "https://compute.googleapis.com", "cloudscheduler": "https://cloudscheduler.googleapis.com",
+         "cloudresourcemanager": "https://cloudresourcemanager.googleapis.com",
+         "serviceusage": "https://serviceusage.googleapis.com"}
+
+
+def endpoint(api: str) -> Optional[str]:
+    """The overriding endpoint for one API, or None for Google's own."""
+    return os.environ.get(f"PLAYGROUND_{api.upper()}_ENDPOINT") or os.environ.get("PLAYGROUND_GOOGLE_ENDPOINT")
+
+
+def root(api: str) -> str:
+    return (endpoint(api) or ROOTS[api]).rstrip("/")
+
+
+def credentials():
+    if os.environ.get("PLAYGROUND_GOOGLE_ANONYMOUS") == "1" and any(endpoint(api) for api in ROOTS):
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except DefaultCredentialsError as exc:
+        raise PlaygroundError("no Google credentials: run `gcloud auth application-default login` "
+                              "(Application Default Credentials)") from exc
+    return creds
+
+
+def client_kwargs(api: str) -> dict:
+    """Keyword arguments for a google-cloud-* client: REST transport, our endpoint and credentials."""
+    options = {"api_endpoint": endpoint(api)} if endpoint(api) else {}
+    return {"credentials": credentials(), "client_options": options, "transport": "rest"}
+
+
+def session():
+    """An authorized requests session for the few REST calls without a client library here
+    (permission and API checks)."""
+    from google.auth.transport.requests import AuthorizedSession
+
+    return AuthorizedSession(credentials())

@@ -1,0 +1,458 @@
+"""The nightly stop: Cloud Scheduler jobs, or a Compute Engine instance schedule policy.
+
+Cloud Scheduler (the default) runs HTTP jobs that call the Compute API's
+instances.stop / instances.start with an OAuth token of the instance's service
+account. `--method resource-policy` attaches an instance schedule resource policy
+instead, for projects without Cloud Scheduler. Both are idempotent: applying the
+same schedule twice leaves the same jobs or policy.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, Optional
+
+from ..errors import PlaygroundError
+from . import compute
+from .compute import GceSettings
+
+Report = Callable[[str], None]
+METHODS = ("scheduler", "resource-policy")
+DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]  # cron's numbering, 0-6
+TOKEN_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+# What each method needs: the APIs, and the caller's permissions with the role that grants them.
+NEEDS = {
+    "scheduler": (["compute.googleapis.com", "cloudscheduler.googleapis.com"], {
+        "compute.instances.get": "roles/compute.viewer",
+        "cloudscheduler.jobs.get": "roles/cloudscheduler.admin",
+        "cloudscheduler.jobs.create": "roles/cloudscheduler.admin",
+        "cloudscheduler.jobs.update": "roles/cloudscheduler.admin",
+        "cloudscheduler.jobs.delete": "roles/cloudscheduler.admin",
+        "iam.serviceAccounts.actAs": "roles/iam.serviceAccountUser",  # the job's token is the instance's account
+    }),
+    "resource-policy": (["compute.googleapis.com"], {
+        "compute.instances.get": "roles/compute.viewer",
+        "compute.resourcePolicies.get": "roles/compute.instanceAdmin.v1",
+        "compute.resourcePolicies.create": "roles/compute.instanceAdmin.v1",
+        "compute.resourcePolicies.use": "roles/compute.instanceAdmin.v1",
+        "compute.instances.addResourcePolicies": "roles/compute.instanceAdmin.v1",
+    }),
+}
+API_TITLES = {"compute.googleapis.com": "Compute Engine", "cloudscheduler.googleapis.com": "Cloud Scheduler"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A schedule as cron fields: minute hour * * day-of-week, in one time zone."""
+
+    stop: str                 # cron expression
+    start: Optional[str]      # cron expression, or None: only the nightly stop
+    tz: str
+
+    def crons(self) -> dict[str, str]:
+        return {"stop": self.stop, **({"start": self.start} if self.start else {})}
+
+
+def parse_time(flag: str, value: str) -> tuple[int, int]:
+    found = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", value.strip())
+    if not found:
+        raise PlaygroundError(f"{flag}: expected a time HH:MM (24-hour, e.g. 21:00), got {value!r}")
+    return int(found.group(1)), int(found.group(2))
+
+
+def parse_days(value: str) -> str:
+    """'mon-fri', 'mon,wed,fri', 'sat-sun', 'daily' -> cron's day-of-week field."""
+    text = value.strip().lower()
+    if text in ("daily", "every-day", "all", "*"):
+        return "*"
+    days: set[int] = set()
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if lo not in DAY_NAMES or (sep and hi not in DAY_NAMES):
+            raise PlaygroundError(f"--days: expected day names like mon-fri, mon,wed,fri or daily, got {value!r}")
+        a, b = DAY_NAMES.index(lo), DAY_NAMES.index(hi) if sep else DAY_NAMES.index(lo)
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])  # fri-mon wraps
+    ordered = sorted(days)
+    if len(ordered) == 7:
+        return "*"
+    if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ",".join(map(str, ordered))
+
+
+def parse_tz(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise PlaygroundError(f"--tz: expected an IANA time zone such as Europe/London, got {value!r}") from exc
+    return value
+
+
+def make_spec(stop: str, start: Optional[str], days: str, tz: str) -> Spec:
+    dow = parse_days(days)
+    h, m = parse_time("--stop", stop)
+    stop_cron = f"{m} {h} * * {dow}"
+    start_cron = None
+    if start:
+        h2, m2 = parse_time("--start", start)
+        if (h2, m2) == (h, m):
+            raise PlaygroundError(f"--start: must differ from --stop ({stop})")
+        start_cron = f"{m2} {h2} * * {dow}"
+    return Spec(stop=stop_cron, start=start_cron, tz=parse_tz(tz))
+
+
+def _dow_set(field: str) -> set[int]:
+    if field == "*":
+        return set(range(7))
+    out: set[int] = set()
+    for part in field.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return {d % 7 for d in out}  # cron allows 7 for Sunday
+
+
+def next_runs(cron: str, tz: str, count: int = 3, now: Optional[datetime] = None) -> list[datetime]:
+    """The next times a `M H * * DOW` cron fires in time zone tz (the only form this CLI writes)."""
+    from zoneinfo import ZoneInfo
+
+    fields = cron.split()
+    if len(fields) != 5 or fields[2:4] != ["*", "*"] or not fields[0].isdigit() or not fields[1].isdigit():
+        raise PlaygroundError(f"schedule {cron!r}: not written by playground (expected 'M H * * DOW')")
+    zone = ZoneInfo(tz)
+    now = (now or datetime.now(zone)).astimezone(zone)
+    days = _dow_set(fields[4])
+    runs: list[datetime] = []
+    day = now.date()
+    while len(runs) < count and day < now.date() + timedelta(days=15):
+        at = datetime(day.year, day.month, day.day, int(fields[1]), int(fields[0]), tzinfo=zone)
+        if (at.isoweekday() % 7) in days and at > now:
+            runs.append(at)
+        day += timedelta(days=1)
+    return runs
+
+
+# ---------------------------------------------------------------- checks before creating anything
+
+def preflight(s: GceSettings, method: str, report: Report) -> None:
+    """Say exactly which API or permission is missing, and the command that fixes it."""
+    from .google import root, session
+
+    apis, perms = NEEDS[method]
+    http = session()
+    for api in apis:
+        report(f"checking {api} is enabled")
+        doc = _rest(http, "GET", f"{root('serviceusage')}/v1/projects/{s.project}/services/{api}", what="API check")
+        if doc.get("state") != "ENABLED":
+            raise PlaygroundError(f"the {API_TITLES.get(api, api)} API is not enabled in project {s.project}: "
+                                  f"gcloud services enable {api} --project {s.project}")
+    report("checking your permissions")
+    doc = _rest(http, "POST", f"{root('cloudresourcemanager')}/v3/projects/{s.project}:testIamPermissions",
+                {"permissions": sorted(perms)}, what="permission check")
+    missing = [p for p in sorted(perms) if p not in set(doc.get("permissions", []))]
+    if missing:
+        role = perms[missing[0]]
+        more = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+        raise PlaygroundError(f"permission {missing[0]} missing in project {s.project}{more}: gcloud projects "
+                              f"add-iam-policy-binding {s.project} --member=user:$(gcloud config get-value "
+                              f"account) --role={role}")
+
+
+def _rest(http, verb: str, url: str, body: Optional[dict] = None, what: str = "call") -> dict:
+    import requests
+
+    try:
+        resp = http.request(verb, url, json=body, timeout=30)
+    except requests.RequestException as exc:
+        raise PlaygroundError(f"{what}: cannot reach {url.split('/v')[0]}: {exc}") from exc
+    try:
+        doc = resp.json()
+    except ValueError:
+        doc = {}
+    if resp.status_code != 200:
+        msg = (doc.get("error") or {}).get("message", resp.text[:200]).strip()
+        raise PlaygroundError(f"{what} failed ({resp.status_code}): {msg}")
+    return doc
+
+
+# ---------------------------------------------------------------- Cloud Scheduler
+
+def region_of(zone: str) -> str:
+    return zone.rsplit("-", 1)[0]
+
+
+def job_name(s: GceSettings, instance: str, action: str, location: str) -> str:
+    return f"projects/{s.project}/locations/{location}/jobs/playground-{instance}-{action}"
+
+
+def target_uri(s: GceSettings, instance: str, action: str) -> str:
+    """The Compute API call the job makes (always Google's endpoint: the job runs in Google's cloud)."""
+    return f"https://compute.googleapis.com/compute/v1/projects/{s.project}/zones/{s.zone}/instances/{instance}/{action}"
+
+
+def _instance(s: GceSettings, instance: str):
+    from google.api_core import exceptions as gex
+
+    instances, _, _ = compute._clients()
+    try:
+        return instances.get(project=s.project, zone=s.zone, instance=instance)
+    except gex.NotFound as exc:
+        raise PlaygroundError(f"no instance {instance} in project {s.project} zone {s.zone} "
+                              "(see `playground list --provider gce`)") from exc
+    except gex.GoogleAPICallError as exc:
+        raise compute.explain(exc, s, instance) from exc
+
+
+def _scheduler():
+    from google.cloud import scheduler_v1
+
+    from .google import client_kwargs
+
+    return scheduler_v1.CloudSchedulerClient(**client_kwargs("cloudscheduler"))
+
+
+def _job(s: GceSettings, instance: str, action: str, cron: str, tz: str, account: str, location: str):
+    from google.cloud import scheduler_v1
+
+    return scheduler_v1.Job(
+        name=job_name(s, instance, action, location),
+        description=f"playground: {action} {instance} ({s.project}/{s.zone})",
+        schedule=cron, time_zone=tz,
+        http_target=scheduler_v1.HttpTarget(
+            uri=target_uri(s, instance, action), http_method=scheduler_v1.HttpMethod.POST,
+            oauth_token=scheduler_v1.OAuthToken(service_account_email=account, scope=TOKEN_SCOPE)))
+
+
+def _same_job(have, want) -> bool:
+    a, b = have.http_target, want.http_target
+    return (have.schedule, have.time_zone, a.uri, a.http_method, a.oauth_token.service_account_email,
+            a.oauth_token.scope) == (want.schedule, want.time_zone, b.uri, b.http_method,
+                                     b.oauth_token.service_account_email, b.oauth_token.scope)
+
+
+def apply_scheduler(s: GceSettings, instance: str, spec: Spec, report: Report, location: str = "",
+                    account: str = "") -> list[tuple[str, str]]:
+    """Create, update or remove the stop/start jobs so they match spec. Returns (job, what was done)."""
+    from google.api_core import exceptions as gex
+    from google.protobuf import field_mask_pb2
+
+    location = location or region_of(s.zone)
+    if not account:
+        report(f"reading {instance}")
+        accounts = _instance(s, instance).service_accounts
+        if not accounts:
+            raise PlaygroundError(f"instance {instance} has no service account for the jobs' OAuth token: "
+                                  "pass --service-account EMAIL")
+        account = accounts[0].email
+    client = _scheduler()
+    done = []
+    wanted = spec.crons()
+    try:
+        for action in ("stop", "start"):
+            name = job_name(s, instance, action, location)
+            short = name.rsplit("/", 1)[-1]
+            try:
+                have = client.get_job(name=name)
+            except gex.NotFound:
+                have = None
+            if action not in wanted:
+                if have is not None:
+                    client.delete_job(name=name)
+                    done.append((short, "removed"))
+                continue
+            want = _job(s, instance, action, wanted[action], spec.tz, account, location)
+            if have is None:
+                report(f"creating {short}")
+                client.create_job(parent=f"projects/{s.project}/locations/{location}", job=want)
+                done.append((short, "created"))
+            elif _same_job(have, want):
+                done.append((short, "unchanged"))
+            else:
+                report(f"updating {short}")
+                mask = field_mask_pb2.FieldMask(paths=["description", "schedule", "time_zone", "http_target"])
+                client.update_job(job=want, update_mask=mask)
+                done.append((short, "updated"))
+    except gex.GoogleAPICallError as exc:
+        raise _explain_scheduler(exc, s) from exc
+    return done
+
+
+def _explain_scheduler(exc, s: GceSettings) -> PlaygroundError:
+    msg = (getattr(exc, "message", None) or str(exc)).strip()
+    if exc.code == 403 and ("has not been used" in msg or "disabled" in msg):
+        return PlaygroundError(f"the Cloud Scheduler API is not enabled in project {s.project}: "
+                               f"gcloud services enable cloudscheduler.googleapis.com --project {s.project}")
+    if exc.code == 403:
+        return PlaygroundError(f"permission denied in project {s.project}: {msg} Grant it with: gcloud projects "
+                               f"add-iam-policy-binding {s.project} --member=user:$(gcloud config get-value "
+                               "account) --role=roles/cloudscheduler.admin")
+    return PlaygroundError(f"Cloud Scheduler API error ({exc.code}): {msg}")
+
+
+def show_scheduler(s: GceSettings, instance: str, location: str = "") -> list[dict]:
+    from google.api_core import exceptions as gex
+
+    location = location or region_of(s.zone)
+    client = _scheduler()
+    rows = []
+    for action in ("stop", "start"):
+        try:
+            job = client.get_job(name=job_name(s, instance, action, location))
+        except gex.NotFound:
+            continue
+        except gex.GoogleAPICallError as exc:
+            raise _explain_scheduler(exc, s) from exc
+        rows.append({"action": action, "cron": job.schedule, "time_zone": job.time_zone,
+                     "where": job.name, "target": job.http_target.uri})
+    return rows
+
+
+def remove_scheduler(s: GceSettings, instance: str, location: str = "") -> list[str]:
+    from google.api_core import exceptions as gex
+
+    location = location or region_of(s.zone)
+    client = _scheduler()
+    removed = []
+    for action in ("stop", "start"):
+        name = job_name(s, instance, action, location)
+        try:
+            client.delete_job(name=name)
+            removed.append(name)
+        except gex.NotFound:
+            pass
+        except gex.GoogleAPICallError as exc:
+            raise _explain_scheduler(exc, s) from exc
+    return removed
+
+
+# ---------------------------------------------------------------- instance schedule resource policy
+
+def policy_name(instance: str) -> str:
+    return f"playground-{instance}-schedule"[:63]
+
+
+def _policy_clients():
+    from google.cloud import compute_v1
+
+    from .google import client_kwargs
+
+    kw = client_kwargs("compute")
+    return compute_v1.ResourcePoliciesClient(**kw), compute_v1.RegionOperationsClient(**kw)
+
+
+def _policy(s: GceSettings, instance: str, spec: Spec):
+    from google.cloud import compute_v1
+
+    sched = compute_v1.ResourcePolicyInstanceSchedulePolicySchedule
+    policy = compute_v1.ResourcePolicyInstanceSchedulePolicy(time_zone=spec.tz,
+                                                             vm_stop_schedule=sched(schedule=spec.stop))
+    if spec.start:
+        policy.vm_start_schedule = sched(schedule=spec.start)
+    return compute_v1.ResourcePolicy(name=policy_name(instance), description=f"playground: schedule of {instance}",
+                                     instance_schedule_policy=policy)
+
+
+def _same_policy(have, want) -> bool:
+    a, b = have.instance_schedule_policy, want.instance_schedule_policy
+    return (a.time_zone, a.vm_stop_schedule.schedule, a.vm_start_schedule.schedule) == \
+        (b.time_zone, b.vm_stop_schedule.schedule, b.vm_start_schedule.schedule)
+
+
+def apply_policy(s: GceSettings, instance: str, spec: Spec, report: Report) -> list[tuple[str, str]]:
+    """Create or update the instance schedule policy and attach it to the instance."""
+    from google.api_core import exceptions as gex
+    from google.cloud import compute_v1
+
+    region = region_of(s.zone)
+    inst = _instance(s, instance)
+    policies, region_ops = _policy_clients()
+    instances, _, zone_ops = compute._clients()
+    want = _policy(s, instance, spec)
+    done = []
+    try:
+        try:
+            have = policies.get(project=s.project, region=region, resource_policy=want.name)
+        except gex.NotFound:
+            have = None
+        if have is None:
+            report(f"creating resource policy {want.name}")
+            op = policies.insert(project=s.project, region=region, resource_policy_resource=want)
+            compute.wait(region_ops, s, op, report, f"create {want.name}", region=region)
+            done.append((want.name, "created"))
+        elif _same_policy(have, want):
+            done.append((want.name, "unchanged"))
+        else:
+            report(f"updating resource policy {want.name}")
+            op = policies.patch(project=s.project, region=region, resource_policy=want.name,
+                                resource_policy_resource=want)
+            compute.wait(region_ops, s, op, report, f"update {want.name}", region=region)
+            done.append((want.name, "updated"))
+        if not any(link.rsplit("/", 1)[-1] == want.name for link in inst.resource_policies):
+            report(f"attaching {want.name} to {instance}")
+            link = f"projects/{s.project}/regions/{region}/resourcePolicies/{want.name}"
+            op = instances.add_resource_policies(
+                project=s.project, zone=s.zone, instance=instance,
+                instances_add_resource_policies_request_resource=compute_v1.InstancesAddResourcePoliciesRequest(
+                    resource_policies=[link]))
+            compute.wait(zone_ops, s, op, report, f"attach {want.name}")
+            done.append((f"{instance} <- {want.name}", "attached"))
+    except gex.GoogleAPICallError as exc:
+        raise compute.explain(exc, s, instance) from exc
+    return done
+
+
+def show_policy(s: GceSettings, instance: str) -> list[dict]:
+    from google.api_core import exceptions as gex
+
+    policies, _ = _policy_clients()
+    region = region_of(s.zone)
+    try:
+        have = policies.get(project=s.project, region=region, resource_policy=policy_name(instance))
+    except gex.NotFound:
+        return []
+    except gex.GoogleAPICallError as exc:
+        raise compute.explain(exc, s, instance) from exc
+    isp = have.instance_schedule_policy
+    where = f"projects/{s.project}/regions/{region}/resourcePolicies/{have.name}"
+    rows = [{"action": "stop", "cron": isp.vm_stop_schedule.schedule, "time_zone": isp.time_zone, "where": where,
+             "target": instance}]
+    if isp.vm_start_schedule.schedule:
+        rows.append({"action": "start", "cron": isp.vm_start_schedule.schedule, "time_zone": isp.time_zone,
+                     "where": where, "target": instance})
+    return rows
+
+
+def remove_policy(s: GceSettings, instance: str, report: Report) -> list[str]:
+    """Detach the policy from the instance (a policy in use cannot be deleted), then delete it."""
+    from google.api_core import exceptions as gex
+    from google.cloud import compute_v1
+
+    region = region_of(s.zone)
+    name = policy_name(instance)
+    policies, region_ops = _policy_clients()
+    instances, _, zone_ops = compute._clients()
+    removed = []
+    try:
+        inst = instances.get(project=s.project, zone=s.zone, instance=instance)
+        attached = [link for link in inst.resource_policies if link.rsplit("/", 1)[-1] == name]
+    except gex.NotFound:
+        attached = []
+    try:
+        if attached:
+            op = instances.remove_resource_policies(
+                project=s.project, zone=s.zone, instance=instance,
+                instances_remove_resource_policies_request_resource=compute_v1.InstancesRemoveResourcePoliciesRequest(
+                    resource_policies=attached))
+            compute.wait(zone_ops, s, op, report, f"detach {name}")
+            removed.append(f"{instance} <- {name}")
+        try:
+            op = policies.delete(project=s.project, region=region, resource_policy=name)
+        except gex.NotFound:
+            return removed
+        compute.wait(region_ops, s, op, report, f"delete {name}", region=region)
+        removed.append(f"projects/{s.project}/regions/{region}/resourcePolicies/{name}")
+    except gex.GoogleAPICallError as exc:
+        raise compute.explain(exc, s, instance) from exc
+    return removed

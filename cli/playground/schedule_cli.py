@@ -1,0 +1,174 @@
+"""`playground schedule`: stop a GCE playground every night (and start it in the morning)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import PlaygroundError
+from .ui import console, fail, progress
+
+schedule_app = typer.Typer()
+
+NAME = typer.Option(None, "--name", help="Instance name; defaults to the project id.")
+PROJECT = typer.Option(None, help="The GCP project (else PLAYGROUND_PROJECT, playground.toml).")
+ZONE = typer.Option(None, help="The instance's zone (else PLAYGROUND_ZONE, playground.toml, europe-west2-b).")
+METHOD = typer.Option(None, help="scheduler (Cloud Scheduler jobs, the default) or resource-policy "
+                      "(a Compute Engine instance schedule, for projects without Cloud Scheduler).")
+LOCATION = typer.Option("", help="scheduler: Cloud Scheduler location; defaults to the zone's region.")
+
+
+def local_time_zone() -> str:
+    """This machine's IANA zone name (what `schedule show` converts to)."""
+    if os.environ.get("TZ", "").strip(":"):
+        return os.environ["TZ"].strip(":")
+    link = Path("/etc/localtime")
+    if link.is_symlink() and "zoneinfo/" in str(link.resolve()):
+        return str(link.resolve()).split("zoneinfo/", 1)[1]
+    tzfile = Path("/etc/timezone")
+    return tzfile.read_text().strip() if tzfile.is_file() else "UTC"
+
+
+def _target(project: Optional[str], zone: Optional[str], name: Optional[str], method: Optional[str]):
+    from . import settings
+    from .gce import schedule
+
+    s = settings.gce(project, zone)
+    chosen, source = settings.resolve("schedule_method", method)
+    if chosen not in schedule.METHODS:
+        raise PlaygroundError(f"--method (from {source}): expected one of {', '.join(schedule.METHODS)}, "
+                              f"got {chosen!r}")
+    return s, name or s.project, chosen
+
+
+@schedule_app.callback(invoke_without_command=True)
+def schedule_set(
+    ctx: typer.Context,
+    stop: str = typer.Option("21:00", help="Stop time, HH:MM (24-hour) in --tz."),
+    start: Optional[str] = typer.Option(None, help="Start time, HH:MM; without it the machine only stops."),
+    days: str = typer.Option("mon-fri", help="Days it runs: mon-fri, mon,wed,fri, sat-sun or daily."),
+    tz: Optional[str] = typer.Option(None, help="IANA time zone of the times, e.g. Europe/London "
+                                     "(else PLAYGROUND_TIMEZONE, playground.toml, this machine's zone)."),
+    name: Optional[str] = NAME,
+    project: Optional[str] = PROJECT,
+    zone: Optional[str] = ZONE,
+    method: Optional[str] = METHOD,
+    location: str = LOCATION,
+    service_account: str = typer.Option("", help="scheduler: account whose OAuth token the jobs use; defaults "
+                                        "to the instance's own service account."),
+    check: bool = typer.Option(True, help="Check the APIs and your permissions before creating anything."),
+) -> None:
+    """Stop a GCE playground every night (and start it in the morning) so it costs nothing while idle.
+
+    Without a subcommand: create or update the schedule. Idempotent: running it
+    twice leaves the same jobs. `schedule show` prints the next runs in your time
+    zone; `schedule remove` deletes them.
+    """
+    if ctx.invoked_subcommand:
+        return
+    from . import settings
+    from .gce import schedule
+
+    try:
+        s, inst, chosen = _target(project, zone, name, method)
+        zone_name, tz_source = settings.resolve("timezone", tz)
+        spec = schedule.make_spec(stop, start, days, zone_name or local_time_zone())
+        console.print(f"{inst}: stop '{spec.stop}'" + (f", start '{spec.start}'" if spec.start else "")
+                      + f" in {spec.tz} ({tz_source if zone_name else 'this machine'}), via {chosen}",
+                      highlight=False)
+        with progress() as bar:
+            task = bar.add_task("checking", total=None)
+            report = lambda m: bar.update(task, description=m)  # noqa: E731
+            if check:
+                schedule.preflight(s, chosen, report)
+            if chosen == "scheduler":
+                done = schedule.apply_scheduler(s, inst, spec, report, location, service_account)
+            else:
+                done = schedule.apply_policy(s, inst, spec, report)
+            bar.update(task, description="schedule in place")
+    except PlaygroundError as exc:
+        fail(exc)
+    for what, how in done:
+        console.print(f"{how}: {what}", highlight=False)
+    if chosen == "resource-policy":
+        console.print("note: the Compute Engine Service Agent (service-PROJECT_NUMBER@compute-system.iam."
+                      "gserviceaccount.com) needs roles/compute.instanceAdmin.v1 to start and stop the VM",
+                      highlight=False)
+    console.print(f"next runs: playground schedule show --project {s.project} --zone {s.zone} --name {inst}"
+                  + (" --method resource-policy" if chosen == "resource-policy" else ""), highlight=False)
+
+
+@schedule_app.command("show")
+def schedule_show(
+    name: Optional[str] = NAME,
+    project: Optional[str] = PROJECT,
+    zone: Optional[str] = ZONE,
+    method: Optional[str] = METHOD,
+    location: str = LOCATION,
+    count: int = typer.Option(3, min=1, max=14, help="How many next runs to show per action."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """The schedule of a GCE playground and its next runs in your time zone."""
+    import json
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .gce import schedule
+
+    try:
+        s, inst, chosen = _target(project, zone, name, method)
+        rows = (schedule.show_scheduler(s, inst, location) if chosen == "scheduler"
+                else schedule.show_policy(s, inst))
+        mine = local_time_zone()
+        for row in rows:
+            row["next_runs"] = [t.astimezone(ZoneInfo(mine)).isoformat()
+                                for t in schedule.next_runs(row["cron"], row["time_zone"], count)]
+    except PlaygroundError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps({"instance": inst, "project": s.project, "zone": s.zone, "method": chosen,
+                          "your_time_zone": mine, "entries": rows}, indent=2))
+        return
+    if not rows:
+        console.print(f"no {chosen} schedule for {inst} in {s.project}/{s.zone}: create one with "
+                      f"`playground schedule --project {s.project} --name {inst} --stop 21:00`", highlight=False)
+        raise typer.Exit(1)
+    table = Table("action", "cron", "time zone", f"next runs ({mine})", title=f"{inst}: {chosen}",
+                  caption=", ".join(sorted({row["where"] for row in rows})))
+    for row in rows:
+        runs = "\n".join(datetime.fromisoformat(r).strftime("%a %d %b %H:%M") for r in row["next_runs"])
+        table.add_row(row["action"], row["cron"], row["time_zone"], runs)
+    Console().print(table)
+
+
+@schedule_app.command("remove")
+def schedule_remove(
+    name: Optional[str] = NAME,
+    project: Optional[str] = PROJECT,
+    zone: Optional[str] = ZONE,
+    method: Optional[str] = METHOD,
+    location: str = LOCATION,
+) -> None:
+    """Delete the schedule's jobs (or detach and delete its resource policy)."""
+    from .gce import schedule
+
+    try:
+        s, inst, chosen = _target(project, zone, name, method)
+        with progress() as bar:
+            task = bar.add_task("removing", total=None)
+            if chosen == "scheduler":
+                removed = schedule.remove_scheduler(s, inst, location)
+            else:
+                removed = schedule.remove_policy(s, inst, lambda m: bar.update(task, description=m))
+            bar.update(task, description="done")
+    except PlaygroundError as exc:
+        fail(exc)
+    for item in removed:
+        console.print(f"removed {item}", highlight=False)
+    if not removed:
+        console.print(f"no {chosen} schedule for {inst}: nothing to remove", highlight=False)
