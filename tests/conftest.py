@@ -22,6 +22,13 @@ class MetadataFixture:
         tmp.replace(self.path)
 
 
+@pytest.fixture(autouse=True)
+def no_real_google(monkeypatch):
+    """No test may reach Google's real APIs: unless a test points them at the fake server, every
+    Google client (in this process and in the CLI processes it starts) gets a closed loopback port."""
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", "http://127.0.0.1:9")
+
+
 @pytest.fixture
 def metadata(tmp_path: Path):
     fx = MetadataFixture(tmp_path / "metadata.json")

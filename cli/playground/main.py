@@ -397,11 +397,15 @@ def status(
                   if (name is None or i.name == name) and (project is None or i.project == project)]
         machines = [instance.machine(i) for i in chosen]
         if settings.resolve("project", project)[0]:  # GCE playgrounds of the configured project too
-            from .gce import compute
+            from .gce import compute, schedule
 
             gce = settings.gce(project, zone)
-            machines += [compute.machine(gce, row) for row in compute.list_instances(gce)
-                         if name is None or row["name"] == name]
+            method = settings.resolve("schedule_method")[0]
+            for row in compute.list_instances(gce):
+                if name is None or row["name"] == name:
+                    machine = compute.machine(gce, row)
+                    machine.schedule = schedule.next_for(gce, row["name"], method)
+                    machines.append(machine)
         if name and not machines:
             raise PlaygroundError(f"no instance named {name!r} (see `playground list`)")
         return status_mod.collect(machines, timeout)

@@ -1,8 +1,6 @@
 """`playground schedule`: stop a GCE playground every night (and start it in the morning)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -18,17 +16,6 @@ ZONE = typer.Option(None, help="The instance's zone (else PLAYGROUND_ZONE, playg
 METHOD = typer.Option(None, help="scheduler (Cloud Scheduler jobs, the default) or resource-policy "
                       "(a Compute Engine instance schedule, for projects without Cloud Scheduler).")
 LOCATION = typer.Option("", help="scheduler: Cloud Scheduler location; defaults to the zone's region.")
-
-
-def local_time_zone() -> str:
-    """This machine's IANA zone name (what `schedule show` converts to)."""
-    if os.environ.get("TZ", "").strip(":"):
-        return os.environ["TZ"].strip(":")
-    link = Path("/etc/localtime")
-    if link.is_symlink() and "zoneinfo/" in str(link.resolve()):
-        return str(link.resolve()).split("zoneinfo/", 1)[1]
-    tzfile = Path("/etc/timezone")
-    return tzfile.read_text().strip() if tzfile.is_file() else "UTC"
 
 
 def _target(project: Optional[str], zone: Optional[str], name: Optional[str], method: Optional[str]):
@@ -74,7 +61,8 @@ def schedule_set(
     try:
         s, inst, chosen = _target(project, zone, name, method)
         zone_name, tz_source = settings.resolve("timezone", tz)
-        spec = schedule.make_spec(stop, start, days, zone_name or local_time_zone())
+        tz_source = "flag --tz" if tz else tz_source
+        spec = schedule.make_spec(stop, start, days, zone_name or schedule.local_time_zone())
         console.print(f"{inst}: stop '{spec.stop}'" + (f", start '{spec.start}'" if spec.start else "")
                       + f" in {spec.tz} ({tz_source if zone_name else 'this machine'}), via {chosen}",
                       highlight=False)
@@ -124,7 +112,7 @@ def schedule_show(
         s, inst, chosen = _target(project, zone, name, method)
         rows = (schedule.show_scheduler(s, inst, location) if chosen == "scheduler"
                 else schedule.show_policy(s, inst))
-        mine = local_time_zone()
+        mine = schedule.local_time_zone()
         for row in rows:
             row["next_runs"] = [t.astimezone(ZoneInfo(mine)).isoformat()
                                 for t in schedule.next_runs(row["cron"], row["time_zone"], count)]

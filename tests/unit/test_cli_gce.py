@@ -15,7 +15,7 @@ PROJECT = "my-team-project"
 def google(monkeypatch, tmp_path):
     fake = FakeGoogle()
     fake.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
-    monkeypatch.setenv("PLAYGROUND_COMPUTE_ENDPOINT", fake.endpoint)
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", fake.endpoint)
     monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)

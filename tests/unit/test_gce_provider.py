@@ -18,7 +18,7 @@ ZONE = "europe-west2-b"
 def google(monkeypatch):
     fake = FakeGoogle()
     fake.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
-    monkeypatch.setenv("PLAYGROUND_COMPUTE_ENDPOINT", fake.endpoint)
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", fake.endpoint)
     monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
     yield fake
     fake.close()

@@ -231,3 +231,32 @@ def test_resource_policy_is_created_attached_updated_and_removed(google):
     res = run("schedule", "remove", *WHERE, "--method", "resource-policy")
     assert res.exit_code == 0, res.output
     assert not google.compute.policies and inst["resourcePolicies"] == []
+
+
+def test_status_shows_the_next_stop_and_start_in_the_users_time_zone(google, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gcloud and no key: the machine itself is unreachable
+    assert run("schedule", *WHERE, "--stop", "21:00", "--start", "08:00", "--tz", "Europe/London").exit_code == 0
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    res = run("status", "--project", PROJECT, "--zone", ZONE, "--json")
+    row = next(r for r in json.loads(res.stdout)["instances"] if r["name"] == "pg-demo")
+    # November: London is UTC+0, Tokyo UTC+9.
+    assert row["schedule"]["next_stop"].endswith("06:00 JST"), row["schedule"]
+    assert row["schedule"]["next_start"].endswith("17:00 JST"), row["schedule"]
+    assert run("schedule", "remove", *WHERE).exit_code == 0
+    res = run("status", "--project", PROJECT, "--zone", ZONE, "--json")
+    row = next(r for r in json.loads(res.stdout)["instances"] if r["name"] == "pg-demo")
+    assert row["schedule"]["next_stop"] is None and "no schedule" in row["schedule"]["note"]
+
+
+def test_google_out_of_reach_is_one_line_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for args, api in ((("list", "--project", PROJECT), "compute"),
+                      (("schedule", "show", *WHERE), "cloudscheduler"),
+                      (("schedule", *WHERE, "--tz", "Europe/London"), "serviceusage"),
+                      (("stop", "--provider", "gce", *WHERE), "compute")):
+        res = run(*args)
+        assert res.exit_code == 1, res.output
+        assert f"error: cannot reach the {api} API at http://127.0.0.1:9" in flat(res.output), res.output

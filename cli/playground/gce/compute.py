@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import PlaygroundError
+from .google import reachable
 
 MANAGED_LABEL = ("managed-by", "playground")
 SCOPES = [
@@ -142,6 +143,7 @@ def instance_resource(s: GceSettings, name: str, image_link: str, attributes: di
     )
 
 
+@reachable("compute")
 def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report) -> dict:
     """Create the VM and wait for it; on failure remove what was made."""
     s.check()
@@ -194,6 +196,7 @@ def describe(inst) -> dict:
             "created": inst.creation_timestamp}
 
 
+@reachable("compute")
 def _call(s: GceSettings, name: str, verb: str, report: Report) -> None:
     from google.api_core import exceptions as gex
 
@@ -220,6 +223,7 @@ def destroy(s: GceSettings, name: str, report: Report) -> None:
     _call(s, name, "delete", report)
 
 
+@reachable("compute")
 def list_instances(s: GceSettings) -> list[dict]:
     from google.api_core import exceptions as gex
     from google.cloud import compute_v1

@@ -54,3 +54,32 @@ def session():
     from google.auth.transport.requests import AuthorizedSession
 
     return AuthorizedSession(credentials())
+
+
+def network_errors() -> tuple[type[BaseException], ...]:
+    """What a call raises when Google cannot be reached at all (no API answer to explain)."""
+    import requests
+    from google.auth.exceptions import GoogleAuthError
+
+    return (requests.RequestException, GoogleAuthError)
+
+
+def unreachable(api: str, exc: BaseException) -> PlaygroundError:
+    reason = str(exc).split("(Caused by ")[-1].rstrip(")")[:160]
+    return PlaygroundError(f"cannot reach the {api} API at {root(api)}: {reason}; check the network, the "
+                           f"credentials, or PLAYGROUND_{api.upper()}_ENDPOINT")
+
+
+def reachable(api: str):
+    """Decorator: a call that cannot reach Google at all fails with one line, not a traceback."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except network_errors() as exc:
+                raise unreachable(api, exc) from exc
+        return call
+    return wrap

@@ -8,14 +8,17 @@ same schedule twice leaves the same jobs or policy.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import PlaygroundError
 from . import compute
 from .compute import GceSettings
+from .google import reachable
 
 Report = Callable[[str], None]
 METHODS = ("scheduler", "resource-policy")
@@ -134,8 +137,39 @@ def next_runs(cron: str, tz: str, count: int = 3, now: Optional[datetime] = None
     return runs
 
 
+def local_time_zone() -> str:
+    """This machine's IANA zone name: what next runs are shown in."""
+    if os.environ.get("TZ", "").strip(":"):
+        return os.environ["TZ"].strip(":")
+    link = Path("/etc/localtime")
+    if link.is_symlink() and "zoneinfo/" in str(link.resolve()):
+        return str(link.resolve()).split("zoneinfo/", 1)[1]
+    tzfile = Path("/etc/timezone")
+    return tzfile.read_text().strip() if tzfile.is_file() else "UTC"
+
+
+def next_for(s: GceSettings, instance: str, method: str) -> dict:
+    """The status view's schedule: next stop and start in the user's time zone, or why there is none."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        rows = show_scheduler(s, instance) if method == "scheduler" else show_policy(s, instance)
+    except PlaygroundError as exc:
+        return {"next_stop": None, "next_start": None, "note": str(exc)}
+    mine = ZoneInfo(local_time_zone())
+    out: dict = {"next_stop": None, "next_start": None, "method": method}
+    for row in rows:
+        runs = next_runs(row["cron"], row["time_zone"], 1)
+        if runs:
+            out[f"next_{row['action']}"] = runs[0].astimezone(mine).strftime("%a %d %b %H:%M %Z")
+    if not rows:
+        out["note"] = f"no schedule: playground schedule --project {s.project} --name {instance}"
+    return out
+
+
 # ---------------------------------------------------------------- checks before creating anything
 
+@reachable("serviceusage")
 def preflight(s: GceSettings, method: str, report: Report) -> None:
     """Say exactly which API or permission is missing, and the command that fixes it."""
     from .google import root, session
@@ -144,7 +178,8 @@ def preflight(s: GceSettings, method: str, report: Report) -> None:
     http = session()
     for api in apis:
         report(f"checking {api} is enabled")
-        doc = _rest(http, "GET", f"{root('serviceusage')}/v1/projects/{s.project}/services/{api}", what="API check")
+        doc = _rest(http, "GET", f"{root('serviceusage')}/v1/projects/{s.project}/services/{api}",
+                    what="API check")
         if doc.get("state") != "ENABLED":
             raise PlaygroundError(f"the {API_TITLES.get(api, api)} API is not enabled in project {s.project}: "
                                   f"gcloud services enable {api} --project {s.project}")
@@ -161,12 +196,7 @@ def preflight(s: GceSettings, method: str, report: Report) -> None:
 
 
 def _rest(http, verb: str, url: str, body: Optional[dict] = None, what: str = "call") -> dict:
-    import requests
-
-    try:
-        resp = http.request(verb, url, json=body, timeout=30)
-    except requests.RequestException as exc:
-        raise PlaygroundError(f"{what}: cannot reach {url.split('/v')[0]}: {exc}") from exc
+    resp = http.request(verb, url, json=body, timeout=30)  # unreachable: one line from @reachable
     try:
         doc = resp.json()
     except ValueError:
@@ -232,6 +262,7 @@ def _same_job(have, want) -> bool:
                                      b.oauth_token.service_account_email, b.oauth_token.scope)
 
 
+@reachable("cloudscheduler")
 def apply_scheduler(s: GceSettings, instance: str, spec: Spec, report: Report, location: str = "",
                     account: str = "") -> list[tuple[str, str]]:
     """Create, update or remove the stop/start jobs so they match spec. Returns (job, what was done)."""
@@ -291,6 +322,7 @@ def _explain_scheduler(exc, s: GceSettings) -> PlaygroundError:
     return PlaygroundError(f"Cloud Scheduler API error ({exc.code}): {msg}")
 
 
+@reachable("cloudscheduler")
 def show_scheduler(s: GceSettings, instance: str, location: str = "") -> list[dict]:
     from google.api_core import exceptions as gex
 
@@ -309,6 +341,7 @@ def show_scheduler(s: GceSettings, instance: str, location: str = "") -> list[di
     return rows
 
 
+@reachable("cloudscheduler")
 def remove_scheduler(s: GceSettings, instance: str, location: str = "") -> list[str]:
     from google.api_core import exceptions as gex
 
@@ -360,6 +393,7 @@ def _same_policy(have, want) -> bool:
         (b.time_zone, b.vm_stop_schedule.schedule, b.vm_start_schedule.schedule)
 
 
+@reachable("compute")
 def apply_policy(s: GceSettings, instance: str, spec: Spec, report: Report) -> list[tuple[str, str]]:
     """Create or update the instance schedule policy and attach it to the instance."""
     from google.api_core import exceptions as gex
@@ -403,6 +437,7 @@ def apply_policy(s: GceSettings, instance: str, spec: Spec, report: Report) -> l
     return done
 
 
+@reachable("compute")
 def show_policy(s: GceSettings, instance: str) -> list[dict]:
     from google.api_core import exceptions as gex
 
@@ -424,6 +459,7 @@ def show_policy(s: GceSettings, instance: str) -> list[dict]:
     return rows
 
 
+@reachable("compute")
 def remove_policy(s: GceSettings, instance: str, report: Report) -> list[str]:
     """Detach the policy from the instance (a policy in use cannot be deleted), then delete it."""
     from google.api_core import exceptions as gex

@@ -1,0 +1,67 @@
+"""Monthly cost of a playground VM, with and without the nightly stop, next to the smallest
+Cloud Composer environment, from the public list prices in bench/prices.toml (issue 5).
+
+    .venv/bin/python bench/cost.py [--stop 21:00] [--start 08:00] [--days 5]
+The prices carry the date they were written down; the table prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+HOURS_PER_MONTH = 730  # Google's billing month
+WEEKS_PER_MONTH = HOURS_PER_MONTH / 168
+
+
+def hours(text: str) -> float:
+    h, m = text.split(":")
+    return int(h) + int(m) / 60
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stop", default="21:00", help="nightly stop (the original set-up: 9 pm)")
+    parser.add_argument("--start", default="08:00", help="morning start")
+    parser.add_argument("--days", type=int, default=5, help="working days a week")
+    parser.add_argument("--prices", default=str(Path(__file__).with_name("prices.toml")))
+    args = parser.parse_args()
+    p = tomllib.loads(Path(args.prices).read_text())
+    vm, disk, comp = p["vm"], p["disk"], p["composer"]
+
+    disk_month = disk["size_gb"] * disk["per_gb_month"]
+    always = HOURS_PER_MONTH * vm["per_hour"]
+    up_hours = args.days * (hours(args.stop) - hours(args.start)) * WEEKS_PER_MONTH
+    scheduled = up_hours * vm["per_hour"]
+    composer_hour = (comp["environment_fee_per_hour"] + comp["vcpus"] * comp["vcpu_per_hour"]
+                     + comp["memory_gb"] * comp["gb_memory_per_hour"]
+                     + comp["storage_gb"] * comp["gb_storage_per_hour"])
+    composer = HOURS_PER_MONTH * composer_hour
+
+    cur = p["currency"]
+    table = Table("what", "running hours / month", "compute", "disk", "total / month", "vs Composer",
+                  title=f"Monthly cost, {p['region']} list prices noted {p['noted']} ({cur})",
+                  caption="sources: " + ", ".join(x["source"] for x in (vm, disk, comp)))
+    rows = [
+        (f"playground {vm['machine_type']}, always on", HOURS_PER_MONTH, always, disk_month),
+        (f"playground {vm['machine_type']}, stop {args.stop} / start {args.start}, {args.days} days",
+         up_hours, scheduled, disk_month),
+        (comp["what"], HOURS_PER_MONTH, composer, 0.0),
+    ]
+    for what, hrs, compute_cost, disk_cost in rows:
+        total = compute_cost + disk_cost
+        table.add_row(what, f"{hrs:.0f}", f"{compute_cost:,.2f}", f"{disk_cost:,.2f}", f"{total:,.2f}",
+                      f"{total / composer:.0%}")
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    saved = always - scheduled
+    console.print(f"The nightly stop saves {saved:,.2f} {cur} a month per playground "
+                    f"({saved / (always + disk_month):.0%} of the always-on bill). Prices as noted on {p['noted']}; "
+                  "re-check them on the source pages before quoting.")
+
+
+if __name__ == "__main__":
+    main()
