@@ -376,7 +376,14 @@ def start(name: str, report: Report, timeout: float = 300) -> tuple[Instance, di
     inst = load(name)
     if is_running(inst):
         raise PlaygroundError(f"instance {name!r} is already running")
-    _boot(inst)
+    try:
+        _boot(inst)
+    except PlaygroundError as exc:
+        _halt(inst)  # undo what this boot made (overlay, metadata server, network); the instance's data stays
+        inst.state = "stopped"
+        inst.save()
+        raise PlaygroundError(f"{exc}; {name} stays stopped, its data kept: free that, then "
+                              f"`playground start --name {name}`") from exc
     return inst, wait_healthy(inst, timeout, report)
 
 
