@@ -1,5 +1,5 @@
 """A local server speaking the subset of Google's Compute, Cloud Scheduler, Resource Manager and Service
-Usage REST APIs the CLI uses.
+Usage REST APIs the CLI uses, and Secret Manager's access call the agent makes.
 
 Every request is checked against Google's own API description: the discovery
 documents shipped inside google-api-python-client (method and path, required
@@ -399,6 +399,31 @@ class FakeIam:
         return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
 
 
+class FakeSecrets:
+    """Secret Manager's versions.access, for the agent: needs the bearer token the metadata server gave."""
+
+    def __init__(self, google: "FakeGoogle") -> None:
+        self.google = google
+        self.values: dict[tuple[str, str], str] = {}  # (project, secret) -> latest value
+        self.token = "ya29.fake-instance-token"
+        self.denied: set[str] = set()  # secret ids the instance's account may not read
+
+    def handle(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
+        import base64
+
+        if self.google.requests[-1]["headers"].get("Authorization") != f"Bearer {self.token}":
+            return 401, google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+        name = f"projects/{p['projectsId']}/secrets/{p['secretsId']}"
+        if p["secretsId"] in self.denied:
+            return 403, google_error(403, "PERMISSION_DENIED", f"Permission 'secretmanager.versions.access' "
+                                     f"denied for resource '{name}/versions/{p['versionsId']}' (or it may not exist).")
+        value = self.values.get((p["projectsId"], p["secretsId"]))
+        if value is None or p["versionsId"] not in ("latest", "1"):
+            return 404, google_error(404, "NOT_FOUND", f"Secret [{name}] not found or has no versions.")
+        return 200, {"name": f"projects/{PROJECT_NUMBER}/secrets/{p['secretsId']}/versions/1",
+                     "payload": {"data": base64.b64encode(value.encode()).decode()}}
+
+
 def _matches(inst: dict, flt: str) -> bool:
     """The label filters the CLI sends: `labels.KEY = "VALUE"` terms joined by AND."""
     for key, value in re.findall(r'labels\.([a-z0-9_-]+)\s*=\s*"?([^"\s)]*)"?', flt):
@@ -415,10 +440,12 @@ class FakeGoogle:
         scheduler_doc = load_discovery("cloudscheduler.v1.json")
         self.scheduler = FakeScheduler(scheduler_doc)
         self.iam = FakeIam()
+        self.secrets = FakeSecrets(self)
         self.apis = [(Discovery(load_discovery("compute.v1.json")), self.compute),
                      (Discovery(scheduler_doc), self.scheduler),
                      (Discovery(load_discovery("cloudresourcemanager.v3.json")), self.iam),
-                     (Discovery(load_discovery("serviceusage.v1.json")), self.iam)]
+                     (Discovery(load_discovery("serviceusage.v1.json")), self.iam),
+                     (Discovery(load_discovery("secretmanager.v1.json")), self.secrets)]
         self.requests: list[dict] = []
         self.violations: list[str] = []
         fake = self
@@ -436,7 +463,7 @@ class FakeGoogle:
                 except ValueError:
                     body = raw.decode(errors="replace")
                 query = parse_qs(url.query, keep_blank_values=True)
-                code, doc = fake.dispatch(self.command, url.path, query, body)
+                code, doc = fake.dispatch(self.command, url.path, query, body, dict(self.headers))
                 out = json.dumps(doc).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -451,14 +478,16 @@ class FakeGoogle:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def dispatch(self, verb: str, path: str, query: dict, body: Any) -> tuple[int, dict]:
+    def dispatch(self, verb: str, path: str, query: dict, body: Any, headers: Optional[dict] = None) \
+            -> tuple[int, dict]:
         for disc, impl in self.apis:
             found = disc.match(verb, path)
             if found is None:
                 continue
             mid, m, params = found
             errors = disc.validate(m, params, query, body)
-            self.requests.append({"method": mid, "params": params, "query": query, "body": body})
+            self.requests.append({"method": mid, "params": params, "query": query, "body": body,
+                                  "headers": headers or {}})
             if errors:
                 self.violations += [f"{mid}: {e}" for e in errors]
                 return 400, google_error(400, "INVALID_ARGUMENT", f"{mid}: " + "; ".join(errors), "invalid")

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, health, paths, render
+from . import bootstrap, health, paths, render, secrets
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
@@ -69,9 +69,12 @@ def apply(client: MetadataClient, start: bool = True) -> int:
         log("ssh-keys not applied: %s" % exc)
     try:
         cfg = parse(doc)
+        files = render.render(cfg)
+        files.update(secrets.files(cfg, client))  # read before anything is written
     except ConfigError as exc:
         return fail(str(exc))
-    changed = render.write_all(render.render(cfg))
+    changed = render.write_all(files)
+    changed += secrets.remove_unneeded(files)
     if any(p.startswith(paths.SYSTEMD_DIR) for p in changed):
         _systemctl("daemon-reload")
     try:

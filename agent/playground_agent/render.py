@@ -69,8 +69,9 @@ def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
 
 def mlflow_env(cfg: Config) -> Dict[str, str]:
     if cfg.mlflow_backend == "cloudsql":
-        # The password is appended by the agent into the secrets env file.
-        backend = "mysql+pymysql://%s:${MLFLOW_DB_PASSWORD}@127.0.0.1:%d/%s" % (
+        # Without the password: the full URI is in the root-only secrets/mlflow.env (secrets.py),
+        # which the unit reads after this file.
+        backend = "mysql+pymysql://%s@127.0.0.1:%d/%s" % (
             cfg.mlflow_db_user, cfg.cloudsql_proxy_port, cfg.mlflow_db_name)
     else:
         backend = "postgresql+psycopg2://%s@/%s?host=/var/run/postgresql" % (cfg.mlflow_db_user, cfg.mlflow_db_name)

@@ -1,0 +1,79 @@
+"""Secrets the services need, read from Secret Manager with the instance's own token.
+
+Like Google's client libraries on GCE: an access token from the metadata server
+(`instance/service-accounts/default/token`), then Secret Manager's REST call
+`GET v1/{name}:access`. The value is written only to a root-only file under
+/var/lib/playground/secrets, never logged and never into the shared env files.
+PLAYGROUND_SECRETMANAGER_ENDPOINT points the agent at another server (tests).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Dict, List
+
+from . import paths
+from .config import Config, ConfigError
+from .metadata import MetadataClient, MetadataError
+from .render import FileSpec, _env
+
+ENDPOINT = "https://secretmanager.googleapis.com"
+
+
+def access(client: MetadataClient, name: str, timeout: float = 10.0) -> str:
+    """The secret version's payload as text; ConfigError naming the attribute when it cannot be read."""
+    attr = "mlflow-db-password-secret"
+    if "/versions/" not in name:
+        name += "/versions/latest"
+    try:
+        token_doc, _ = client.get("instance/service-accounts/default/token", recursive=False)
+        token = json.loads(token_doc)["access_token"]
+    except (MetadataError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(attr, "an instance service account with an access token (%s)" % exc, name) from None
+    root = os.environ.get("PLAYGROUND_SECRETMANAGER_ENDPOINT", ENDPOINT).rstrip("/")
+    req = urllib.request.Request("%s/v1/%s:access" % (root, name),
+                                 headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            doc = json.loads(resp.read().decode("utf-8"))
+        value = base64.b64decode(doc["payload"]["data"]).decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read().decode("utf-8"))["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = str(exc.reason)
+        hint = {403: "grant the instance's service account roles/secretmanager.secretAccessor on it",
+                404: "create the secret and a version"}.get(exc.code, "retry later")
+        raise ConfigError(attr, "a secret the instance can read; Secret Manager answered %d (%s): %s"
+                          % (exc.code, message[:120], hint), name) from None
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(attr, "a secret Secret Manager returns (%s)" % exc, name) from None
+    if not value or "\n" in value.strip("\n"):
+        raise ConfigError(attr, "a one-line password, not %s" % ("nothing" if not value else "several lines"),
+                          name)
+    return value.strip("\n")
+
+
+def remove_unneeded(files: Dict[str, FileSpec]) -> List[str]:
+    """Remove the secrets env files no setting needs any more (a unit would still read them)."""
+    removed = []
+    for path in [paths.SECRETS_DIR + "/mlflow.env"]:
+        if path not in files and os.path.exists(path):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def files(cfg: Config, client: MetadataClient) -> Dict[str, FileSpec]:
+    """The root-only env files holding secrets, for the settings that need them."""
+    if cfg.mlflow_backend != "cloudsql":
+        return {}
+    password = access(client, cfg.mlflow_db_password_secret)
+    uri = "mysql+pymysql://%s:%s@127.0.0.1:%d/%s" % (
+        cfg.mlflow_db_user, urllib.parse.quote(password, safe=""), cfg.cloudsql_proxy_port, cfg.mlflow_db_name)
+    # Read by systemd (as root) before it drops to the mlflow user; later EnvironmentFile= wins.
+    return {paths.SECRETS_DIR + "/mlflow.env": FileSpec(_env({"MLFLOW_BACKEND_STORE_URI": uri}), 0o600, "")}
