@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import secrets
+import string
 import subprocess
 import time
 from typing import Dict, List, Optional
@@ -38,6 +39,11 @@ def is_first_boot(cfg: Config, state: Dict[str, object]) -> bool:
     return state.get("instance_id") != cfg.instance_id
 
 
+def new_password(length: int = 24) -> str:
+    """Letters and digits only (~143 bits): never read as a command-line option, easy to paste."""
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
+
+
 def ensure_secrets(instance_id: str) -> Dict[str, str]:
     """Create the per-instance secrets once; they are never logged and stay 0600 root."""
     os.makedirs(paths.SECRETS_DIR, mode=0o700, exist_ok=True)
@@ -54,7 +60,7 @@ def ensure_secrets(instance_id: str) -> Dict[str, str]:
         content = 'AIRFLOW__CORE__FERNET_KEY="%s"\nAIRFLOW__WEBSERVER__SECRET_KEY="%s"\n' % (
             fernet, secrets.token_hex(32))
         write_atomic(env_path, content, 0o600, 0)
-        write_atomic(pw_path, secrets.token_urlsafe(18) + "\n", 0o600, 0)
+        write_atomic(pw_path, new_password() + "\n", 0o600, 0)
         write_atomic(marker, instance_id + "\n", 0o600, 0)
     return read_env(env_path)
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, health, paths, render, secrets
+from . import bootstrap, health, paths, render, secret_manager
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
@@ -70,11 +70,11 @@ def apply(client: MetadataClient, start: bool = True) -> int:
     try:
         cfg = parse(doc)
         files = render.render(cfg)
-        files.update(secrets.files(cfg, client))  # read before anything is written
+        files.update(secret_manager.files(cfg, client))  # read before anything is written
     except ConfigError as exc:
         return fail(str(exc))
     changed = render.write_all(files)
-    changed += secrets.remove_unneeded(files)
+    changed += secret_manager.remove_unneeded(files)
     if any(p.startswith(paths.SYSTEMD_DIR) for p in changed):
         _systemctl("daemon-reload")
     try:

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import pytest
 from fakegoogle import FakeGoogle
-from playground_agent import paths, render, secrets
+from playground_agent import paths, render, secret_manager
 from playground_agent.config import ConfigError, parse
 from playground_agent.metadata import MetadataClient
 from support import REPO, metadata_doc
@@ -42,7 +42,7 @@ def gce_doc(**attrs):
 def test_the_password_reaches_only_the_root_only_file(google, metadata):
     metadata.set(gce_doc())
     cfg = parse(gce_doc())
-    files = secrets.files(cfg, MetadataClient(metadata.host, retries=1))
+    files = secret_manager.files(cfg, MetadataClient(metadata.host, retries=1))
     (path, spec), = files.items()
     assert path.endswith("/var/lib/playground/secrets/mlflow.env") and spec.mode == 0o600 and spec.group == ""
     line = next(x for x in spec.content.splitlines() if x.startswith("MLFLOW_BACKEND_STORE_URI="))
@@ -65,7 +65,7 @@ def test_a_secret_it_cannot_read_is_named(google, metadata, setup, expected):
     setup(google)
     metadata.set(gce_doc())
     with pytest.raises(ConfigError) as err:
-        secrets.files(parse(gce_doc()), MetadataClient(metadata.host, retries=1))
+        secret_manager.files(parse(gce_doc()), MetadataClient(metadata.host, retries=1))
     assert err.value.attribute == "mlflow-db-password-secret" and expected in str(err.value)
     assert PASSWORD not in str(err.value)
 
@@ -91,8 +91,23 @@ def test_a_stale_secrets_file_is_removed_when_the_backend_goes_local(tmp_path, m
     stale.parent.mkdir()
     stale.write_text('MLFLOW_BACKEND_STORE_URI="mysql+pymysql://old"\n')
     files = render.render(parse(metadata_doc()))
-    files.update(secrets.files(parse(metadata_doc()), MetadataClient("127.0.0.1:9", retries=1)))
-    assert secrets.remove_unneeded(files) == [str(stale)]
+    files.update(secret_manager.files(parse(metadata_doc()), MetadataClient("127.0.0.1:9", retries=1)))
+    assert secret_manager.remove_unneeded(files) == [str(stale)]
     assert not stale.exists(), "the unit would read the old URI after the new one"
     stale.write_text("kept\n")
-    assert secrets.remove_unneeded({str(stale): files[next(iter(files))]}) == [] and stale.exists()
+    assert secret_manager.remove_unneeded({str(stale): files[next(iter(files))]}) == [] and stale.exists()
+
+
+def test_generated_admin_passwords_are_never_read_as_options(tmp_path, monkeypatch):
+    # `airflow users create --password X` failed on first boot when X began with "-".
+    from playground_agent import bootstrap
+
+    monkeypatch.setattr(paths, "SECRETS_DIR", str(tmp_path))
+    seen = set()
+    for i in range(300):
+        bootstrap.ensure_secrets(str(i))
+        pw = (tmp_path / "admin-password").read_text().strip()
+        assert pw.isalnum() and len(pw) == 24, pw
+        seen.add(pw)
+    assert len(seen) == 300
+    assert oct((tmp_path / "admin-password").stat().st_mode & 0o777) == "0o600"
