@@ -316,6 +316,8 @@ def tunnel(
     port: list[int] = typer.Option([], "--port", help="Remote port on the machine's 127.0.0.1 to forward; repeat. "
                                    "Default: Airflow's and MLflow's."),
     as_json: bool = typer.Option(False, "--json", help="Print the forwards as one JSON line for scripts."),
+    provider: Optional[str] = typer.Option(None, help="local or gce (gce: SSH through IAP, needs gcloud)."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
 ) -> None:
     """Forward the web UIs (bound to the machine's 127.0.0.1) to this machine until Ctrl-C.
 
@@ -326,17 +328,14 @@ def tunnel(
     import threading
 
     from . import remote
-    from .local import instance
 
     try:
-        inst = instance.resolve(name, project)
-        if not instance.is_running(inst):
-            raise PlaygroundError(f"instance {inst.name} is stopped: `playground start --name {inst.name}`")
-        web = instance.web_ports(inst)
+        machine = _reachable(name, project, provider, zone)
+        web = machine["web"]
         labels = {v: k for k, v in web.items()}
         wanted = port or list(web.values())
-        target = instance.target(inst)
-        conn = remote.connect(target)
+        target = machine["target"]
+        conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
         stop_event = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
         try:
@@ -346,15 +345,15 @@ def tunnel(
                         console.print(f"local port {fw.remote_port} is in use: using {fw.local_port}",
                                       highlight=False)
                 if as_json:
-                    print(json.dumps({"instance": inst.name, "admin_user": _admin_user(inst), "forwards": [
+                    print(json.dumps({"instance": target.name, "admin_user": machine["admin"], "forwards": [
                         {"service": labels.get(f.remote_port, "port"), "remote_port": f.remote_port,
                          "local_port": f.local_port, "url": f.url} for f in fws]}), flush=True)
                 else:
                     for fw in fws:
                         console.print(f"{labels.get(fw.remote_port, 'port').ljust(8)} {fw.url}  "
                                       f"(machine's 127.0.0.1:{fw.remote_port})", highlight=False)
-                    console.print(f"Airflow admin user: {_admin_user(inst)}  (password: playground ssh --name "
-                                  f"{inst.name} -- sudo playground-agent admin-password)", highlight=False)
+                    console.print(f"Airflow admin user: {machine['admin']}  (password: {machine['ssh']} -- sudo "
+                                  "playground-agent admin-password)", highlight=False)
                     console.print("forwarding; Ctrl-C to close", highlight=False)
                 try:
                     while not stop_event.wait(0.5):
@@ -430,24 +429,41 @@ def status(
     raise typer.Exit(status_mod.exit_code(current))
 
 
-def _admin_user(inst) -> str:
-    return inst.attributes.get("airflow-admin-user", "admin")
+def _reachable(name: Optional[str], project: Optional[str], provider: Optional[str], zone: Optional[str]) -> dict:
+    """A running machine of either provider: its SSH target, web ports, admin user, and ssh command."""
+    gce = _gce_or_none(provider, project, zone)
+    if gce is not None:
+        from .gce import compute
+
+        row = compute.running_row(gce, name)
+        return {"target": compute.ssh_target(gce, row), "web": compute.web_ports(row),
+                "admin": row["attributes"].get("airflow-admin-user", "admin"), "ssh_args": compute.ssh_args(gce, row),
+                "ssh": f"playground ssh --provider gce --project {gce.project} --zone {gce.zone} --name {row['name']}"}
+    from .local import instance
+
+    inst = instance.resolve(name, project)
+    if not instance.is_running(inst):
+        raise PlaygroundError(f"instance {inst.name} is stopped: `playground start --name {inst.name}`")
+    return {"target": instance.target(inst), "web": instance.web_ports(inst),
+            "admin": inst.attributes.get("airflow-admin-user", "admin"), "ssh_args": instance.ssh_args(inst),
+            "ssh": f"playground ssh --name {inst.name}"}
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def ssh(ctx: typer.Context, name: str = typer.Option(..., help="Instance name.")) -> None:
+def ssh(
+    ctx: typer.Context,
+    name: Optional[str] = typer.Option(None, help="Instance name (default: the only one, or --project's)."),
+    project: Optional[str] = typer.Option(None, help="Pick the instance of this project (gce: the GCP project)."),
+    provider: Optional[str] = typer.Option(None, help="local or gce (gce: through IAP, needs gcloud)."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+) -> None:
     """Open a shell on an instance, or run the command given after --."""
     import os
 
-    from .local import instance
-
     try:
-        inst = instance.load(name)
-        if not instance.is_running(inst):
-            raise PlaygroundError(f"instance {name} is stopped: `playground start --name {name}`")
+        args = _reachable(name, project, provider, zone)["ssh_args"]
     except PlaygroundError as exc:
         fail(exc)
-    args = instance.ssh_args(inst)
     os.execvp(args[0], args + list(ctx.args))
 
 

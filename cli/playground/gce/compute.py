@@ -11,7 +11,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 from ..errors import PlaygroundError
 from .google import reachable
@@ -193,7 +193,8 @@ def describe(inst) -> dict:
             "profile": inst.labels.get("playground-profile", ""), "state": inst.status.lower()
             if isinstance(inst.status, str) else str(inst.status), "zone": inst.zone.rsplit("/", 1)[-1],
             "machine_type": inst.machine_type.rsplit("/", 1)[-1], "address": nic.network_i_p if nic else "",
-            "created": inst.creation_timestamp}
+            "created": inst.creation_timestamp,
+            "attributes": {i.key: i.value for i in inst.metadata.items if i.key != "ssh-keys"}}
 
 
 @reachable("compute")
@@ -237,6 +238,11 @@ def list_instances(s: GceSettings) -> list[dict]:
         raise explain(exc, s) from exc
 
 
+def ssh_user() -> str:
+    """The login gcloud registers: PLAYGROUND_SSH_USER (e.g. an OS Login name), else the local user."""
+    return os.environ.get("PLAYGROUND_SSH_USER") or os.environ.get("USER", "playground")
+
+
 def ssh_target(s: GceSettings, row: dict):
     """How fabric reaches a GCE playground: IAP TCP forwarding (no external IP), the OS Login or
     ssh-keys key gcloud manages in ~/.ssh/google_compute_engine."""
@@ -246,8 +252,39 @@ def ssh_target(s: GceSettings, row: dict):
     if not os.path.exists(key):
         raise PlaygroundError(f"SSH key missing: {key}; create it and register it once with `gcloud compute ssh "
                               f"{row['name']} --zone {s.zone} --project {s.project} --tunnel-through-iap`")
-    return Target(name=row["name"], host=row["name"], user=os.environ.get("USER", "playground"), key_file=key,
+    return Target(name=row["name"], host=row["name"], user=ssh_user(), key_file=key,
+                  known_hosts=os.path.expanduser("~/.ssh/google_compute_known_hosts"),
                   proxy_command=iap_proxy_command(row["name"], s.zone, s.project))
+
+
+def ssh_args(s: GceSettings, row: dict) -> list[str]:
+    """An interactive `ssh` through the same IAP gateway."""
+    t = ssh_target(s, row)
+    return ["ssh", "-i", t.key_file, "-o", f"ProxyCommand={t.proxy_command}", "-o",
+            f"UserKnownHostsFile={t.known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", f"{t.user}@{t.host}"]
+
+
+def web_ports(row: dict) -> dict[str, int]:
+    attrs = row.get("attributes", {})
+    return {"airflow": int(attrs.get("airflow-port", 8080)), "mlflow": int(attrs.get("mlflow-port", 5000))}
+
+
+def running_row(s: GceSettings, name: Optional[str]) -> dict:
+    """The one running GCE playground a command means (by name, else the only one)."""
+    rows = [r for r in list_instances(s) if name is None or r["name"] == name]
+    where = f"{s.project}/{s.zone}"
+    if not rows:
+        raise PlaygroundError(f"no GCE playground {name + ' ' if name else ''}in {where} "
+                              f"(see `playground list --project {s.project} --zone {s.zone}`)")
+    if len(rows) > 1:
+        raise PlaygroundError(f"several GCE playgrounds in {where}: pass --name ("
+                              + ", ".join(r["name"] for r in rows) + ")")
+    row = rows[0]
+    if row["state"] != "running":
+        raise PlaygroundError(f"instance {row['name']} is {row['state']}: `playground start --provider gce "
+                              f"--project {s.project} --zone {s.zone} --name {row['name']}`")
+    return row
 
 
 def machine(s: GceSettings, row: dict):
