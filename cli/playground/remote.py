@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import time
@@ -41,8 +42,12 @@ def iap_proxy_command(instance: str, zone: str, project: str) -> str:
 
 def connect(target: Target, timeout: float = 5.0):
     """A fabric Connection; nothing is opened until first use."""
+    import logging
+
     import paramiko
     from fabric import Config, Connection
+
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # failures become one line (explain), not a trace
 
     kwargs = {"key_filename": target.key_file, "look_for_keys": False, "allow_agent": False,
               "banner_timeout": timeout, "auth_timeout": timeout}
@@ -51,7 +56,10 @@ def connect(target: Target, timeout: float = 5.0):
     conn = Connection(target.host, user=target.user, connect_timeout=timeout, connect_kwargs=kwargs,
                       config=Config(overrides={"load_ssh_configs": False}))
     if target.known_hosts:
+        # paramiko saves a new host key to the file it loaded: it must exist (first contact, accept-new).
         with contextlib.suppress(OSError):
+            if not os.path.exists(target.known_hosts):
+                os.close(os.open(target.known_hosts, os.O_WRONLY | os.O_CREAT, 0o600))
             conn.client.load_host_keys(target.known_hosts)
     return conn
 
@@ -62,8 +70,10 @@ def explain(exc: BaseException, target: Target) -> str:
 
     if isinstance(exc, paramiko.AuthenticationException):
         return f"SSH key refused by {target.name}: is {target.key_file} in the instance's ssh-keys attribute?"
-    if isinstance(exc, FileNotFoundError):
+    if isinstance(exc, FileNotFoundError) and exc.filename in (None, target.key_file):
         return f"SSH key missing: {target.key_file}"
+    if isinstance(exc, FileNotFoundError):
+        return f"SSH to {target.name}: {exc.filename} is missing"
     if isinstance(exc, ConnectionRefusedError):
         return f"SSH refused by {target.name} ({target.host}): is sshd up? try `playground start --name {target.name}`"
     if isinstance(exc, (socket.timeout, TimeoutError)):

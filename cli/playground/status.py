@@ -110,7 +110,8 @@ def check(machine: Machine, timeout: float = 8.0) -> dict:
     if machine.state != "running" or machine.target is None:
         row["level"] = "down"
         row["error"] = machine.error or f"instance is {machine.state}"
-        row["next_step"] = None if machine.error else f"playground start --name {machine.name}"
+        gce = f"--provider gce --project {machine.project} --zone {machine.zone} " if machine.provider == "gce" else ""
+        row["next_step"] = None if machine.error else f"playground start {gce}--name {machine.name}"
         return row
     conn = remote.connect(machine.target, timeout=timeout)
     try:
