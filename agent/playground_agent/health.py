@@ -15,17 +15,30 @@ from .render import write_atomic
 BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service"]
 
 
-def unit_state(unit: str) -> Dict[str, str]:
+PROPS = "ActiveState,SubState,Result,NRestarts,ActiveEnterTimestamp"
+
+
+def unit_states(units: List[str]) -> Dict[str, Dict[str, str]]:
+    """Every unit's state from one `systemctl show` (one block per unit, named by its Id)."""
     try:
-        out = subprocess.run(
-            ["systemctl", "show", unit, "--property=ActiveState,SubState,Result,NRestarts,ActiveEnterTimestamp"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10).stdout
+        out = subprocess.run(["systemctl", "show", "--property=Id," + PROPS] + units, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return {"active": "unknown"}
-    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return {"active": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
-            "result": props.get("Result", ""), "restarts": props.get("NRestarts", "0"),
-            "since": props.get("ActiveEnterTimestamp", "")}
+        out = ""
+    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+              for block in out.strip().split("\n\n") if block.strip()]
+    by_id = {block.get("Id"): block for block in blocks}
+    states = {}
+    for unit in units:
+        props = by_id.get(unit, {})
+        states[unit] = {"active": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
+                        "result": props.get("Result", ""), "restarts": props.get("NRestarts", "0"),
+                        "since": props.get("ActiveEnterTimestamp", "")}
+    return states
+
+
+def unit_state(unit: str) -> Dict[str, str]:
+    return unit_states([unit])[unit]
 
 
 def http_json(url: str, timeout: float = 3.0) -> Optional[Any]:
@@ -73,10 +86,10 @@ def mount_state(cfg: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     return {"ok": mounted, "state": "mounted" if mounted else "not mounted", "bucket": cfg["dags_bucket"]}
 
 
-def proxy_state(cfg: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def proxy_state(cfg: Optional[Dict[str, Any]], st: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     if not cfg or not cfg.get("cloudsql_instance"):
         return {"ok": True, "state": "not configured (MLflow on the local PostgreSQL)"}
-    st = unit_state("cloud-sql-proxy.service")
+    st = st or unit_state("cloud-sql-proxy.service")
     return {"ok": st["active"] == "active", "state": st["active"], "instance": cfg["cloudsql_instance"]}
 
 
@@ -104,21 +117,28 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
     units: List[str] = list(BASE_UNITS)
     if cfg:
         units += ["airflow-scheduler@%d.service" % i for i in range(1, int(cfg.get("airflow_schedulers", 1)) + 1)]
-    unit_states = {u: unit_state(u) for u in units}
+    if cfg and cfg.get("cloudsql_instance"):
+        units.append("cloud-sql-proxy.service")
+    states = unit_states(units)
     report: Dict[str, Any] = {
         "schema": 1,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config_state,
-        "units": unit_states,
+        "units": {u: st for u, st in states.items() if u != "cloud-sql-proxy.service"},
         "disk": disk(),
         "memory": memory(),
     }
     if cfg:
-        report["airflow"] = airflow_health(int(cfg.get("airflow_port", 8080)))
-        report["mlflow"] = mlflow_health(int(cfg.get("mlflow_port", 5000)))
+        # The two web checks wait on other processes: ask both at once.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            airflow = pool.submit(airflow_health, int(cfg.get("airflow_port", 8080)))
+            mlflow = pool.submit(mlflow_health, int(cfg.get("mlflow_port", 5000)))
+            report["airflow"], report["mlflow"] = airflow.result(), mlflow.result()
         report["mount"] = mount_state(cfg)
-        report["proxy"] = proxy_state(cfg)
-    problems = [u + " is " + s["active"] for u, s in unit_states.items() if s["active"] != "active"]
+        report["proxy"] = proxy_state(cfg, states.get("cloud-sql-proxy.service"))
+    problems = [u + " is " + st["active"] for u, st in report["units"].items() if st["active"] != "active"]
     for part in ("airflow", "mlflow", "mount", "proxy"):
         if part in report and not report[part]["ok"]:
             problems.append(report[part].get("reason") or "%s: %s" % (part, report[part].get("state")))
