@@ -24,7 +24,7 @@ build {
   sources = ["source.googlecompute.gce", "source.null.local"]
 
   provisioner "shell" {
-    inline          = ["mkdir -p ${local.src}/agent ${local.src}/units ${local.src}/locks ${local.src}/dags"]
+    inline          = ["mkdir -p ${local.src}/agent ${local.src}/units ${local.src}/locks ${local.src}/dags ${local.src}/lineage"]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }
 
@@ -53,6 +53,11 @@ build {
     destination = "${local.src}/dags"
   }
 
+  provisioner "file" {
+    source      = "${path.root}/../../lineage/"
+    destination = "${local.src}/lineage"
+  }
+
   provisioner "shell" {
     environment_vars = local.env
     execute_command  = "chmod +x {{ .Path }}; sudo -E env {{ .Vars }} bash {{ .Path }}"
@@ -60,6 +65,7 @@ build {
       "${path.root}/../scripts/10-base.sh",
       "${path.root}/../scripts/20-postgresql.sh",
       "${path.root}/../scripts/30-airflow.sh",
+      "${path.root}/../scripts/35-lineage.sh",
       "${path.root}/../scripts/40-mlflow.sh",
       "${path.root}/../scripts/50-google-tools.sh",
       "${path.root}/../scripts/60-agent-units.sh",

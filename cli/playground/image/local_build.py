@@ -259,9 +259,9 @@ def build_local(profile: str = "local", report: Report = print) -> Path:
 
 
 def source_hash() -> str:
-    """sha256 of everything that goes into an image (template, scripts, locks, agent, units, DAGs)."""
+    """sha256 of everything that goes into an image (template, scripts, locks, agent, units, DAGs, lineage)."""
     digest = hashlib.sha256()
-    for top in ("packer", "agent/playground_agent", "units", "dags"):
+    for top in ("packer", "agent/playground_agent", "units", "dags", "lineage"):
         for path in sorted((paths.REPO / top).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(paths.REPO)).encode() + b"\0" + path.read_bytes())

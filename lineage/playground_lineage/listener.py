@@ -1,0 +1,200 @@
+"""Airflow listener hooks (Airflow 2.3+): task instances -> lineage events -> MLflow.
+
+Every hook is wrapped: lineage never raises into Airflow and never takes longer than
+its budget (PLAYGROUND_LINEAGE_BUDGET_S, default 1.5 s). Events go to the spool
+first, then the spool is drained within the budget; what is left is delivered by
+the next task or by `python -m playground_lineage.replay` (a systemd timer).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+from airflow.listeners import hookimpl
+
+from . import mlflow_rest, spool
+
+log = logging.getLogger(__name__)
+STATUS = {"success": "FINISHED", "failed": "FAILED", "up_for_retry": "FAILED", "skipped": "KILLED",
+          "upstream_failed": "KILLED", "removed": "KILLED"}
+MAX_ARTIFACT = 1 << 20
+
+
+def _ms(when) -> int:
+    return int(when.timestamp() * 1000) if when is not None else int(time.time() * 1000)
+
+
+def _try_number(ti) -> int:
+    # Airflow 2.10 made try_number the stored column; before, it read one ahead once the try ended.
+    from airflow import __version__
+
+    major, minor = (int(x) for x in __version__.split(".")[:2])
+    return int(ti.try_number if (major, minor) >= (2, 10) else ti._try_number)
+
+
+def _key(ti) -> Dict[str, str]:
+    return {"airflow.dag_id": ti.dag_id, "airflow.task_id": ti.task_id, "airflow.run_id": ti.run_id,
+            "airflow.try_number": str(_try_number(ti))}
+
+
+def experiment(dag_id: str) -> str:
+    return os.environ.get("PLAYGROUND_LINEAGE_EXPERIMENT", "airflow/{dag_id}").format(dag_id=dag_id)
+
+
+def _tables(entities: List[Any]) -> List[Dict[str, str]]:
+    """Airflow's inlets/outlets (Table, Dataset, File) as names with a source type."""
+    out = []
+    for ent in entities or []:
+        if hasattr(ent, "database") and hasattr(ent, "name"):  # airflow.lineage.entities.Table
+            kind = "bigquery" if "bigquery" in str(getattr(ent, "cluster", "")).lower() else "postgres"
+            out.append({"name": "%s.%s" % (ent.database, ent.name), "source_type": kind,
+                        "conn_id": str(getattr(ent, "cluster", "") or "")})
+        elif hasattr(ent, "uri"):  # airflow.datasets.Dataset
+            out.append({"name": ent.uri, "source_type": "uri", "conn_id": ""})
+        elif hasattr(ent, "url"):  # airflow.lineage.entities.File
+            out.append({"name": ent.url, "source_type": "uri", "conn_id": ""})
+    return out
+
+
+def _dataset(table: Dict[str, str], context: str, facts: Dict[str, Any]) -> Dict[str, Any]:
+    # OpenLineage facet shapes for the profile: dataset statistics and lifecycle.
+    profile = {"datasetStatistics": {k: facts[k] for k in ("rowCount", "size") if k in facts},
+               "lifecycle": {k: facts[k] for k in ("createdAt", "modifiedAt") if k in facts}}
+    return {"tags": [{"key": "mlflow.data.context", "value": context}],
+            "dataset": {"name": table["name"], "digest": hashlib.sha256(table["name"].encode()).hexdigest()[:8],
+                        "source_type": table["source_type"], "source": json.dumps({"uri": table["name"]}),
+                        "profile": json.dumps(profile)}}
+
+
+def _facts(table: Dict[str, str]) -> Dict[str, Any]:
+    from . import collectors
+
+    try:
+        return collectors.collect(table)
+    except Exception as exc:  # noqa: BLE001 - metadata is best effort
+        log.debug("lineage: no metadata for %s: %s", table["name"], exc)
+        return {}
+
+
+def _common_tags(ti) -> Dict[str, str]:
+    dag = ti.task.dag if getattr(ti, "task", None) is not None else None
+    dag_tags = sorted(getattr(dag, "tags", None) or [])
+    extra = (getattr(dag, "params", None) or {}).get("lineage_tags") if dag is not None else None
+    functional = dag_tags + sorted(str(t) for t in (extra if isinstance(extra, (list, tuple)) else []))
+    tags = {"mlflow.user": "airflow", "mlflow.source.type": "JOB", "mlflow.runName": ti.task_id,
+            "mlflow.source.name": getattr(dag, "fileloc", "") or ti.dag_id, "airflow.map_index": str(ti.map_index),
+            "pipeline.tags": ",".join(functional), "gcp.project": os.environ.get("PLAYGROUND_PROJECT", "")}
+    tags.update({"pipeline.tag.%s" % t: "true" for t in functional})
+    return tags
+
+
+def start_event(ti) -> Dict[str, Any]:
+    task = ti.task
+    inlets, outlets = _tables(getattr(task, "inlets", [])), _tables(getattr(task, "outlets", []))
+    datasets, metrics = [], {}
+    for table, context in [(t, "source") for t in inlets] + [(t, "destination") for t in outlets]:
+        facts = _facts(table)
+        datasets.append(_dataset(table, context, facts))
+        for fact in ("rowCount", "size"):
+            if fact in facts:
+                metrics["table.%s.%s" % (table["name"], fact)] = float(facts[fact])
+    artifacts = {}
+    fileloc = getattr(task.dag, "fileloc", "")
+    if fileloc and os.path.isfile(fileloc) and os.path.getsize(fileloc) <= MAX_ARTIFACT:
+        with open(fileloc, encoding="utf-8", errors="replace") as fh:
+            artifacts["airflow/" + os.path.basename(fileloc)] = fh.read()
+    rendered = {f: str(getattr(task, f, ""))[:100000] for f in getattr(task, "template_fields", ())}
+    artifacts["airflow/rendered_template_fields.json"] = json.dumps(rendered, indent=2, sort_keys=True)
+    logical = getattr(ti, "logical_date", None) or getattr(ti, "execution_date", None)
+    return {"kind": "start", "experiment": experiment(ti.dag_id), "key": _key(ti), "start_ms": _ms(ti.start_date),
+            "params": {"task_id": ti.task_id, "operator": getattr(task, "task_type", type(task).__name__),
+                       "logical_date": logical.isoformat() if logical else "", "try_number": _key(ti)[
+                           "airflow.try_number"], "project": os.environ.get("PLAYGROUND_PROJECT", ""),
+                       "source_tables": ",".join(t["name"] for t in inlets),
+                       "destination_tables": ",".join(t["name"] for t in outlets)},
+            "tags": _common_tags(ti), "datasets": datasets, "metrics": metrics, "artifacts": artifacts}
+
+
+def end_event(ti, state: str, kind: str = "end") -> Dict[str, Any]:
+    ended = getattr(ti, "end_date", None)
+    event = {"kind": kind, "experiment": experiment(ti.dag_id), "key": _key(ti), "status": STATUS.get(state, "FAILED"),
+             "end_ms": _ms(ended), "tags": {"airflow.state": state}}
+    if getattr(ti, "duration", None) is not None:
+        event["metrics"] = {"airflow.duration_s": float(ti.duration)}
+    if kind == "outcome":  # the task never ran: its run is made from this event alone
+        event["start_ms"] = event["end_ms"]
+        event["tags"].update({"mlflow.user": "airflow", "mlflow.source.type": "JOB", "mlflow.runName": ti.task_id})
+    return event
+
+
+def dispatch(event: Dict[str, Any], budget: Optional[float] = None) -> None:
+    """Spool the event, then deliver what the budget allows; never raises."""
+    try:
+        spool.put(event)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("lineage: could not spool an event: %s", exc)
+        return
+    deliver_pending(budget)
+
+
+def deliver_pending(budget: Optional[float] = None) -> None:
+    budget = float(os.environ.get("PLAYGROUND_LINEAGE_BUDGET_S", "1.5")) if budget is None else budget
+    deadline = time.monotonic() + budget
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    try:
+        client = mlflow_rest.Mlflow(uri, deadline)
+        done, left = spool.drain(lambda e: mlflow_rest.deliver(e, client), deadline,
+                                 retry=(mlflow_rest.Unavailable, OSError))
+        if left:
+            log.info("lineage: %d event(s) wait for MLflow (%d delivered)", left, done)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("lineage: delivery postponed: %s", exc)
+
+
+def _safely(what: str, build) -> None:
+    try:
+        dispatch(build())
+    except Exception as exc:  # noqa: BLE001 - lineage must never fail a task
+        log.warning("lineage: %s not recorded: %s", what, exc)
+
+
+@hookimpl
+def on_task_instance_running(previous_state, task_instance, session):
+    _safely("task start", lambda: start_event(task_instance))
+
+
+@hookimpl
+def on_task_instance_success(previous_state, task_instance, session):
+    _safely("task success", lambda: end_event(task_instance, "success"))
+
+
+@hookimpl
+def on_task_instance_failed(previous_state, task_instance, session):
+    state = str(getattr(task_instance.state, "value", task_instance.state) or "failed")
+    _safely("task failure", lambda: end_event(task_instance, state if state in STATUS else "failed"))
+
+
+def _outcomes(dag_run) -> None:
+    # Tasks that never ran (skipped, upstream_failed) have no task hooks: record them from the DAG run.
+    # The scheduler runs this: spool only, the replay timer delivers.
+    for ti in dag_run.get_task_instances():
+        state = str(getattr(ti.state, "value", ti.state))
+        if state in ("skipped", "upstream_failed", "removed"):
+            try:
+                spool.put(end_event(ti, state, kind="outcome"))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("lineage: outcome of %s not recorded: %s", ti.task_id, exc)
+
+
+@hookimpl
+def on_dag_run_success(dag_run, msg):
+    _outcomes(dag_run)
+
+
+@hookimpl
+def on_dag_run_failed(dag_run, msg):
+    _outcomes(dag_run)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Airflow -> MLflow lineage: a listener plugin (Airflow 2.3+) with an on-disk spool.
+set -euo pipefail
+
+install -d -m 0755 /opt/playground/lineage
+rm -rf /opt/playground/lineage/playground_lineage
+cp -r "$PLAYGROUND_SRC/lineage/playground_lineage" /opt/playground/lineage/
+find /opt/playground/lineage -name __pycache__ -prune -exec rm -rf {} +
+# Importable by every Airflow process (scheduler, task runners) and by the replay unit.
+site="$(/opt/airflow/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+echo /opt/playground/lineage > "$site/playground-lineage.pth"
+install -d -o airflow -g airflow -m 0755 /var/lib/airflow/plugins /var/lib/airflow/lineage-spool
+install -o airflow -g airflow -m 0644 "$PLAYGROUND_SRC/lineage/playground_lineage_plugin.py" /var/lib/airflow/plugins/
+/opt/airflow/bin/python -c 'import playground_lineage.mlflow_rest, playground_lineage.spool'
