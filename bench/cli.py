@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from common import Row, print_rows
 
 AIM_HELP_S = 0.5
 BIN = Path(sys.executable).parent
@@ -31,10 +29,7 @@ def timed(argv: list[str], repeat: int, env: dict) -> list[float]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=10)
-    args = parser.parse_args()
+def measure(repeat: int = 10) -> list[Row]:
     # `list` without a project lists local instances only: no Google call leaves this machine.
     env = {k: v for k, v in os.environ.items() if k != "PLAYGROUND_PROJECT"}
     cli = str(BIN / "playground")
@@ -46,24 +41,23 @@ def main() -> None:
     fake = FakeGoogle()
     gce_env = dict(env, PLAYGROUND_GOOGLE_ENDPOINT=fake.endpoint, PLAYGROUND_GOOGLE_ANONYMOUS="1")
     try:
-        gce_list = timed([cli, "list", "--project", "bench-project"], args.repeat, gce_env)
+        gce_list = timed([cli, "list", "--project", "bench-project"], repeat, gce_env)
     finally:
         fake.close()
-    rows = [
-        ("playground --help", timed([cli, "--help"], args.repeat, env), AIM_HELP_S),
-        ("playground list (local)", timed([cli, "list"], args.repeat, env), None),
-        ("playground list --project (GCE, local fake API)", gce_list, None),
-        ("python -c 'import google.cloud.compute_v1'",
-         timed([sys.executable, "-c", "import google.cloud.compute_v1"], args.repeat, env), None),
-        ("python -c 'import google.cloud.scheduler_v1'",
-         timed([sys.executable, "-c", "import google.cloud.scheduler_v1"], args.repeat, env), None),
+    return [
+        Row("cli: playground --help (s)", timed([cli, "--help"], repeat, env), AIM_HELP_S),
+        Row("cli: playground list, local (s)", timed([cli, "list"], repeat, env)),
+        Row("cli: playground list --project, GCE on the local fake API (s)", gce_list),
+        Row("cli: python -c 'import google.cloud.compute_v1' (s)",
+            timed([sys.executable, "-c", "import google.cloud.compute_v1"], repeat, env)),
     ]
-    table = Table("figure", "median", "min", "max", "aim", "met", title=f"CLI start-up ({args.repeat} runs each)")
-    for name, runs, aim in rows:
-        med = statistics.median(runs)
-        table.add_row(name, f"{med:.3f} s", f"{min(runs):.3f} s", f"{max(runs):.3f} s",
-                      f"< {aim} s" if aim else "-", ("yes" if med < aim else "NO") if aim else "-")
-    Console().print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    print_rows(measure(args.repeat), f"CLI start-up ({args.repeat} runs each)")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import argparse
 import tomllib
 from pathlib import Path
 
+from common import Row
 from rich.console import Console
 from rich.table import Table
 
@@ -20,6 +21,23 @@ WEEKS_PER_MONTH = HOURS_PER_MONTH / 168
 def hours(text: str) -> float:
     h, m = text.split(":")
     return int(h) + int(m) / 60
+
+
+def figures(stop: str = "21:00", start: str = "08:00", days: int = 5,
+            prices: str = str(Path(__file__).with_name("prices.toml"))) -> list[Row]:
+    """The monthly totals as rows, for bench/run."""
+    p = tomllib.loads(Path(prices).read_text())
+    vm, disk, comp = p["vm"], p["disk"], p["composer"]
+    disk_month = disk["size_gb"] * disk["per_gb_month"]
+    up_hours = days * (hours(stop) - hours(start)) * WEEKS_PER_MONTH
+    composer = HOURS_PER_MONTH * (comp["environment_fee_per_hour"] + comp["vcpus"] * comp["vcpu_per_hour"]
+                                  + comp["memory_gb"] * comp["gb_memory_per_hour"]
+                                  + comp["storage_gb"] * comp["gb_storage_per_hour"])
+    cur = f"{p['currency']}/month, prices of {p['noted']}"
+    return [Row(f"cost: {vm['machine_type']} always on ({cur})", [HOURS_PER_MONTH * vm["per_hour"] + disk_month]),
+            Row(f"cost: with the {stop} stop, {start} start, {days} days ({cur})",
+                [up_hours * vm["per_hour"] + disk_month]),
+            Row(f"cost: {comp['what']} ({cur})", [composer])]
 
 
 def main() -> None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import time
 
+from common import Row, print_rows
 from playground import paths
 from playground.image import local_build
-from rich.console import Console
-from rich.table import Table
 
 AIM_WARM_S = 240
 
@@ -26,28 +24,27 @@ def build_once() -> tuple[float, dict]:
     return time.monotonic() - t0, json.loads((image / "manifest.json").read_text())
 
 
+def measure(cold: bool = False, repeat: int = 1) -> list[Row]:
+    rows = []
+    if cold:
+        shutil.rmtree(paths.cache_dir() / "base", ignore_errors=True)
+        seconds, manifest = build_once()
+        rows.append(Row("image: cold build (s)", [seconds]))
+    warm = []
+    for _ in range(repeat):
+        seconds, manifest = build_once()
+        warm.append(seconds)
+    rows.append(Row("image: warm build (s)", warm, AIM_WARM_S))
+    rows.append(Row("image: size (GiB)", [manifest["size_bytes"] / 2**30]))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold", action="store_true", help="also measure a build without the base rootfs cache")
     parser.add_argument("--repeat", type=int, default=1, help="warm builds to run")
     args = parser.parse_args()
-    rows = []
-    if args.cold:
-        shutil.rmtree(paths.cache_dir() / "base", ignore_errors=True)
-        seconds, manifest = build_once()
-        rows.append(("cold build (s)", [seconds], None))
-    warm = []
-    for _ in range(args.repeat):
-        seconds, manifest = build_once()
-        warm.append(seconds)
-    rows.append(("warm build (s)", warm, AIM_WARM_S))
-    rows.append(("image size (GiB)", [manifest["size_bytes"] / 2**30], None))
-    table = Table("figure", "min", "median", "max", "aim", "met")
-    for name, values, aim in rows:
-        med = statistics.median(values)
-        table.add_row(name, f"{min(values):.1f}", f"{med:.1f}", f"{max(values):.1f}",
-                      f"< {aim}" if aim else "-", ("yes" if med < aim else "NO") if aim else "-")
-    Console().print(table)
+    print_rows(measure(args.cold, args.repeat), "local image build")
 
 
 if __name__ == "__main__":

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import time
 from pathlib import Path
 
+from common import Row, print_rows
 from playground import paths
 from playground.image import local_build
 from playground.local import instance
-from rich.console import Console
-from rich.table import Table
 
 AIM_LAUNCH_S = 60
 AIM_IDLE_GIB = 1.5
@@ -63,11 +61,7 @@ def du(path: Path) -> int:
     return int(out.split()[0])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=1, help="launch/stop/start cycles")
-    parser.add_argument("--idle", type=float, default=60, help="seconds to let the instance settle before memory")
-    args = parser.parse_args()
+def measure(repeat: int = 1, idle: float = 60) -> list[Row]:
     image = local_build.newest_image("local")
     if image is None:
         raise SystemExit("no local image: run `playground image build` first")
@@ -75,11 +69,11 @@ def main() -> None:
         instance.destroy(NAME)
     launch_s, start_s, pss_b, rss_b, disk_b = [], [], [], [], []
     try:
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             t0 = time.monotonic()
             inst, _ = instance.launch(NAME, "playground-bench", {}, image, "local", lambda s: None, 300)
             launch_s.append(time.monotonic() - t0)
-            time.sleep(args.idle)
+            time.sleep(idle)
             pss, rss = memory_of(descendants(instance.load(NAME).pids["nspawn"]))
             pss_b.append(pss)
             rss_b.append(rss)
@@ -93,19 +87,19 @@ def main() -> None:
         if (paths.instances_dir() / NAME).exists():
             instance.destroy(NAME)
     gib = 2**30
-    rows = [
-        ("launch to healthy (s)", launch_s, AIM_LAUNCH_S),
-        ("start to healthy (s)", start_s, None),
-        ("idle memory, PSS sum (GiB)", [b / gib for b in pss_b], AIM_IDLE_GIB),
-        ("idle memory, RSS sum (GiB)", [b / gib for b in rss_b], None),
-        ("disk added over the image (MiB)", [b / 2**20 for b in disk_b], None),
-    ]
-    table = Table("figure", "min", "median", "max", "aim", "met", title=f"local instance, {os.cpu_count()} CPUs")
-    for name, values, aim in rows:
-        med = statistics.median(values)
-        table.add_row(name, f"{min(values):.2f}", f"{med:.2f}", f"{max(values):.2f}",
-                      f"< {aim}" if aim else "-", ("yes" if med < aim else "NO") if aim else "-")
-    Console().print(table)
+    return [Row("instance: launch to healthy (s)", launch_s, AIM_LAUNCH_S),
+            Row("instance: start to healthy (s)", start_s),
+            Row("instance: idle memory, PSS sum (GiB)", [b / gib for b in pss_b], AIM_IDLE_GIB),
+            Row("instance: idle memory, RSS sum (GiB)", [b / gib for b in rss_b]),
+            Row("instance: disk added over the image (MiB)", [b / 2**20 for b in disk_b])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=1, help="launch/stop/start cycles")
+    parser.add_argument("--idle", type=float, default=60, help="seconds to let the instance settle before memory")
+    args = parser.parse_args()
+    print_rows(measure(args.repeat, args.idle), f"local instance, {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -180,6 +180,7 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
     ensure_ssh_keys(cfg.ssh_keys)
     wait_for_postgres()
     ensure_database("airflow", "airflow")
+    ensure_database("warehouse", "airflow")  # pipelines' own tables (AIRFLOW_CONN_WAREHOUSE)
     if cfg.mlflow_backend == "local":
         ensure_database(cfg.mlflow_db_name, cfg.mlflow_db_user)
     env = airflow_command_env(cfg, secret_env)

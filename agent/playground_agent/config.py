@@ -51,6 +51,7 @@ class Config:
     # machine light; raise it with the airflow-parallelism attribute.
     airflow_parallelism: int = 8
     timezone: str = "UTC"
+    lineage: str = "on"  # every task recorded in MLflow by the lineage plugin
     airflow_port: int = 8080
     mlflow_port: int = 5000
     ssh_keys: List[SshKey] = field(default_factory=list)
@@ -226,6 +227,10 @@ def parse(doc: Dict[str, Any], zoneinfo: str = ZONEINFO) -> Config:
         cfg.airflow_parallelism = _int("airflow-parallelism", get("airflow-parallelism"), 1, 512)
     if get("timezone"):
         cfg.timezone = _timezone(get("timezone"), zoneinfo)
+    if get("lineage"):
+        if get("lineage") not in ("on", "off"):
+            raise ConfigError("lineage", "on or off", get("lineage"))
+        cfg.lineage = get("lineage")
     if get("airflow-port"):
         cfg.airflow_port = _int("airflow-port", get("airflow-port"), 1024, 65535)
     if get("mlflow-port"):

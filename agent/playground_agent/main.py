@@ -16,7 +16,7 @@ from .metadata import MetadataClient, MetadataError
 CONFIG_STATE = paths.STATE_DIR + "/config-state.json"
 # Which services read which rendered file: a change restarts only those.
 READERS = {
-    "airflow.env": ["airflow-webserver.service", "airflow-scheduler@*.service"],
+    "airflow.env": ["airflow-webserver.service", "airflow-scheduler@*.service", "playground-lineage.service"],
     "mlflow.env": ["mlflow-server.service"],
     "cloudsql-proxy.env": ["cloud-sql-proxy.service"],
     "bucket-mount.env": ["playground-bucket-mount.service"],

@@ -58,6 +58,10 @@ def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
         "AIRFLOW__SCHEDULER__PARSING_PROCESSES": str(max(1, min(cpus, 2))),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": "/var/log/airflow",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:%d" % cfg.mlflow_port,
+        # The instance's own data warehouse for pipelines (the example DAGs' tables): a database on the
+        # local PostgreSQL owned by airflow, reached over the socket with peer authentication (no password).
+        "AIRFLOW_CONN_WAREHOUSE": "postgres://airflow@%2Fvar%2Frun%2Fpostgresql/warehouse",
+        "PLAYGROUND_LINEAGE": cfg.lineage,
         "PLAYGROUND_PROJECT": cfg.project_id,
         "GOOGLE_CLOUD_PROJECT": cfg.project_id,
     }

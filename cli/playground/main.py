@@ -449,6 +449,54 @@ def _reachable(name: Optional[str], project: Optional[str], provider: Optional[s
             "ssh": f"playground ssh --name {inst.name}"}
 
 
+@app.command()
+def lineage(
+    model: Optional[str] = typer.Option(None, help="NAME or NAME/VERSION of a registered model: the pipeline run "
+                                        "and tables behind it (newest version if none given)."),
+    pipeline: Optional[str] = typer.Option(None, help="A DAG id: its recorded runs, their tables, and the models "
+                                           "built from them."),
+    last: int = typer.Option(10, min=1, help="--pipeline: how many of the newest DAG runs to show."),
+    name: Optional[str] = typer.Option(None, help="Instance name (default: the one for --project, or the only one)."),
+    project: Optional[str] = typer.Option(None, help="Pick the instance of this project."),
+    as_json: bool = typer.Option(False, "--json", help="Print the lineage as JSON for scripts."),
+    provider: Optional[str] = typer.Option(None, help="local or gce (gce: SSH through IAP, needs gcloud)."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+) -> None:
+    """Walk the Airflow -> MLflow lineage: model -> pipeline run -> tables, or pipeline -> runs -> models.
+
+    Read from the machine's MLflow server through an SSH tunnel that closes when done.
+    """
+    import json
+
+    from . import lineage as lineage_mod
+    from . import remote
+
+    try:
+        if (model is None) == (pipeline is None):
+            raise PlaygroundError("give exactly one of --model NAME[/VERSION] or --pipeline DAG_ID")
+        wanted = lineage_mod.parse_model(model) if model else None
+        machine = _reachable(name, project, provider, zone)
+        target = machine["target"]
+        conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
+        try:
+            with remote.forwards(conn, [machine["web"]["mlflow"]]) as (fw,):
+                api = lineage_mod.Mlflow(fw.url)
+                if wanted:
+                    found = lineage_mod.model_lineage(api, *wanted)
+                else:
+                    found = lineage_mod.pipeline_lineage(api, pipeline, last=last)
+        except PlaygroundError:
+            raise
+        except Exception as exc:  # paramiko/socket errors: one line, not a traceback
+            raise PlaygroundError(remote.explain(exc, target)) from exc
+    except PlaygroundError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(found, indent=2, sort_keys=True))
+    else:
+        Console().print(lineage_mod.render_model(found) if wanted else lineage_mod.render_pipeline(found))
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def ssh(
     ctx: typer.Context,

@@ -1,9 +1,10 @@
 """Airflow listener hooks (Airflow 2.3+): task instances -> lineage events -> MLflow.
 
-Every hook is wrapped: lineage never raises into Airflow and never takes longer than
-its budget (PLAYGROUND_LINEAGE_BUDGET_S, default 1.5 s). Events go to the spool
-first, then the spool is drained within the budget; what is left is delivered by
-the next task or by `python -m playground_lineage.replay` (a systemd timer).
+Every hook is wrapped: lineage never raises into Airflow. A hook only builds its event and writes it to
+the durable spool (a file, fsync'd: a few milliseconds); the lineage service (`python -m
+playground_lineage.replay --follow`, unit playground-lineage.service) delivers the spool to MLflow within
+about a second, in order, once, and keeps events while MLflow is down. PLAYGROUND_LINEAGE_BUDGET_S > 0
+also delivers from the task process, within that many seconds.
 """
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from airflow.listeners import hookimpl
+from . import spool
 
-from . import mlflow_rest, spool
+try:
+    from airflow.listeners import hookimpl
+except ImportError:  # Airflow < 2.3 has no listeners: policy.py sends the same events from task callbacks
+    def hookimpl(fn):  # type: ignore[no-redef]
+        return fn
 
 log = logging.getLogger(__name__)
 STATUS = {"success": "FINISHED", "failed": "FAILED", "up_for_retry": "FAILED", "skipped": "KILLED",
@@ -64,8 +69,11 @@ def _dataset(table: Dict[str, str], context: str, facts: Dict[str, Any]) -> Dict
     # OpenLineage facet shapes for the profile: dataset statistics and lifecycle.
     profile = {"datasetStatistics": {k: facts[k] for k in ("rowCount", "size") if k in facts},
                "lifecycle": {k: facts[k] for k in ("createdAt", "modifiedAt") if k in facts}}
+    # MLflow keeps one dataset per (name, digest) in an experiment: the digest covers the metadata, so each
+    # state of a table is its own dataset and a run shows the table as its task saw it.
+    digest = hashlib.sha256((table["name"] + json.dumps(profile, sort_keys=True)).encode()).hexdigest()[:8]
     return {"tags": [{"key": "mlflow.data.context", "value": context}],
-            "dataset": {"name": table["name"], "digest": hashlib.sha256(table["name"].encode()).hexdigest()[:8],
+            "dataset": {"name": table["name"], "digest": digest,
                         "source_type": table["source_type"], "source": json.dumps({"uri": table["name"]}),
                         "profile": json.dumps(profile)}}
 
@@ -92,16 +100,23 @@ def _common_tags(ti) -> Dict[str, str]:
     return tags
 
 
-def start_event(ti) -> Dict[str, Any]:
-    task = ti.task
-    inlets, outlets = _tables(getattr(task, "inlets", [])), _tables(getattr(task, "outlets", []))
+def _table_facts(tables: List[Dict[str, str]], context: str) -> Tuple[List[Dict[str, Any]], Dict[str, float]]:
+    """Datasets (with the tables' metadata as they are now) and the same facts as metrics."""
     datasets, metrics = [], {}
-    for table, context in [(t, "source") for t in inlets] + [(t, "destination") for t in outlets]:
+    for table in tables:
         facts = _facts(table)
         datasets.append(_dataset(table, context, facts))
         for fact in ("rowCount", "size"):
             if fact in facts:
                 metrics["table.%s.%s" % (table["name"], fact)] = float(facts[fact])
+    return datasets, metrics
+
+
+def start_event(ti) -> Dict[str, Any]:
+    # Sources as the task found them; destinations are recorded at the end, as the task left them.
+    task = ti.task
+    inlets, outlets = _tables(getattr(task, "inlets", [])), _tables(getattr(task, "outlets", []))
+    datasets, metrics = _table_facts(inlets, "source")
     artifacts = {}
     fileloc = getattr(task.dag, "fileloc", "")
     if fileloc and os.path.isfile(fileloc) and os.path.getsize(fileloc) <= MAX_ARTIFACT:
@@ -125,6 +140,12 @@ def end_event(ti, state: str, kind: str = "end") -> Dict[str, Any]:
              "end_ms": _ms(ended), "tags": {"airflow.state": state}}
     if getattr(ti, "duration", None) is not None:
         event["metrics"] = {"airflow.duration_s": float(ti.duration)}
+    task = getattr(ti, "task", None)
+    if kind == "end" and task is not None:
+        outlets = _tables(getattr(task, "outlets", []))
+        if outlets:
+            event["datasets"], facts = _table_facts(outlets, "destination")
+            event.setdefault("metrics", {}).update(facts)
     if kind == "outcome":  # the task never ran: its run is made from this event alone
         event["start_ms"] = event["end_ms"]
         event["tags"].update({"mlflow.user": "airflow", "mlflow.source.type": "JOB", "mlflow.runName": ti.task_id})
@@ -132,30 +153,27 @@ def end_event(ti, state: str, kind: str = "end") -> Dict[str, Any]:
 
 
 def dispatch(event: Dict[str, Any], budget: Optional[float] = None) -> None:
-    """Spool the event, then deliver what the budget allows; never raises."""
+    """Spool the event (and deliver what a budget allows); never raises."""
     try:
         spool.put(event)
     except Exception as exc:  # noqa: BLE001
         log.warning("lineage: could not spool an event: %s", exc)
         return
-    deliver_pending(budget)
+    budget = float(os.environ.get("PLAYGROUND_LINEAGE_BUDGET_S", "0")) if budget is None else budget
+    if budget > 0:
+        from .delivery import deliver_pending
+
+        deliver_pending(budget)
 
 
-def deliver_pending(budget: Optional[float] = None) -> None:
-    budget = float(os.environ.get("PLAYGROUND_LINEAGE_BUDGET_S", "1.5")) if budget is None else budget
-    deadline = time.monotonic() + budget
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    try:
-        client = mlflow_rest.Mlflow(uri, deadline)
-        done, left = spool.drain(lambda e: mlflow_rest.deliver(e, client), deadline,
-                                 retry=(mlflow_rest.Unavailable, OSError))
-        if left:
-            log.info("lineage: %d event(s) wait for MLflow (%d delivered)", left, done)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("lineage: delivery postponed: %s", exc)
+def enabled() -> bool:
+    """The instance's `lineage` attribute (on by default), rendered into the Airflow env by the agent."""
+    return os.environ.get("PLAYGROUND_LINEAGE", "on") != "off"
 
 
 def _safely(what: str, build) -> None:
+    if not enabled():
+        return
     try:
         dispatch(build())
     except Exception as exc:  # noqa: BLE001 - lineage must never fail a task
@@ -178,23 +196,23 @@ def on_task_instance_failed(previous_state, task_instance, session):
     _safely("task failure", lambda: end_event(task_instance, state if state in STATUS else "failed"))
 
 
-def _outcomes(dag_run) -> None:
-    # Tasks that never ran (skipped, upstream_failed) have no task hooks: record them from the DAG run.
-    # The scheduler runs this: spool only, the replay timer delivers.
-    for ti in dag_run.get_task_instances():
-        state = str(getattr(ti.state, "value", ti.state))
-        if state in ("skipped", "upstream_failed", "removed"):
-            try:
-                spool.put(end_event(ti, state, kind="outcome"))
-            except Exception as exc:  # noqa: BLE001
-                log.warning("lineage: outcome of %s not recorded: %s", ti.task_id, exc)
+def _dag_run_done(dag_run) -> None:
+    if not enabled():
+        return
+    # Tasks that never ran (skipped, upstream_failed) have no task hooks: they are recorded from the DAG
+    # run. This hook runs inside the scheduler's locked loop, where touching the database breaks it:
+    # spool only the DAG run's name; the lineage service reads its task instances (delivery.expand_dag_run).
+    try:
+        spool.put({"kind": "dagrun", "dag_id": dag_run.dag_id, "run_id": dag_run.run_id})
+    except Exception as exc:  # noqa: BLE001
+        log.warning("lineage: end of DAG run %s not recorded: %s", getattr(dag_run, "run_id", "?"), exc)
 
 
 @hookimpl
 def on_dag_run_success(dag_run, msg):
-    _outcomes(dag_run)
+    _dag_run_done(dag_run)
 
 
 @hookimpl
 def on_dag_run_failed(dag_run, msg):
-    _outcomes(dag_run)
+    _dag_run_done(dag_run)

@@ -121,6 +121,7 @@ def deliver(event: Dict[str, Any], client: Mlflow) -> str:
             client.upload(run["info"].get("artifact_uri", ""), path, text.encode("utf-8"))
     else:  # "end" of a try, or an "outcome" (skipped, upstream_failed) the task never ran for
         client.log_batch(run_id, tags=event.get("tags"), metrics=event.get("metrics"), at_ms=event.get("end_ms", 0))
+        client.log_inputs(run_id, event.get("datasets", []))  # destinations, as the task left them
         client.update_run(run_id, event["status"], event.get("end_ms") or int(time.time() * 1000))
     client.log_batch(run_id, tags={marker: event["id"]})
     return "applied"

@@ -1,18 +1,36 @@
-"""Deliver the spooled lineage events MLflow could not take when they happened (a systemd timer runs this)."""
+"""Deliver the spooled lineage events to MLflow.
+
+    python -m playground_lineage.replay            # once, what is waiting (within PLAYGROUND_LINEAGE_REPLAY_S)
+    python -m playground_lineage.replay --follow   # the lineage service: every second, until SIGTERM
+"""
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import signal
 import sys
+import threading
 
 from . import spool
-from .listener import deliver_pending
+from .delivery import deliver_pending, follow
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--follow", action="store_true", help="keep delivering until SIGTERM (the service)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between looks at the spool")
+    args = parser.parse_args(argv)
+    budget = float(os.environ.get("PLAYGROUND_LINEAGE_REPLAY_S", "20"))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.follow:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        follow(args.interval, budget, stop)
+        return 0
     before = len(spool.pending())
-    deliver_pending(float(os.environ.get("PLAYGROUND_LINEAGE_REPLAY_S", "20")))
-    after = len(spool.pending())
-    print("lineage replay: %d delivered, %d waiting" % (before - after, after), file=sys.stderr)
+    done, left = deliver_pending(budget, expand=True)
+    print("lineage replay: %d delivered, %d waiting (of %d)" % (done, left, before), file=sys.stderr)
     return 0
 
 

@@ -10,5 +10,14 @@ find /opt/playground/lineage -name __pycache__ -prune -exec rm -rf {} +
 site="$(/opt/airflow/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 echo /opt/playground/lineage > "$site/playground-lineage.pth"
 install -d -o airflow -g airflow -m 0755 /var/lib/airflow/plugins /var/lib/airflow/lineage-spool
-install -o airflow -g airflow -m 0644 "$PLAYGROUND_SRC/lineage/playground_lineage_plugin.py" /var/lib/airflow/plugins/
-/opt/airflow/bin/python -c 'import playground_lineage.mlflow_rest, playground_lineage.spool'
+# Airflow 2.3+: a listener plugin. 2.0-2.2 (seed) have no listeners: a cluster policy wraps task callbacks.
+if /opt/airflow/bin/python -c 'import airflow.listeners' 2>/dev/null; then
+  rm -f /var/lib/airflow/config/airflow_local_settings.py
+  install -o airflow -g airflow -m 0644 "$PLAYGROUND_SRC/lineage/playground_lineage_plugin.py" /var/lib/airflow/plugins/
+  /opt/airflow/bin/python -c 'import playground_lineage.listener, playground_lineage.tasks'
+else
+  rm -f /var/lib/airflow/plugins/playground_lineage_plugin.py
+  install -d -o airflow -g airflow -m 0755 /var/lib/airflow/config
+  install -o airflow -g airflow -m 0644 "$PLAYGROUND_SRC/lineage/airflow_local_settings.py" /var/lib/airflow/config/
+  /opt/airflow/bin/python -c 'import playground_lineage.policy, playground_lineage.tasks'
+fi

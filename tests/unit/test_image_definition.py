@@ -11,7 +11,8 @@ from support import REPO
 PACKER = REPO / "packer"
 PROFILES = sorted(p.name.removesuffix(".pkrvars.hcl") for p in (PACKER / "profiles").glob("*.pkrvars.hcl"))
 # Binaries the image provides; the host running the tests does not have them.
-IMAGE_BINARIES = ("/opt/airflow/bin/airflow", "/usr/local/bin/playground-agent", "/bin/fusermount")
+IMAGE_BINARIES = ("/opt/airflow/bin/airflow", "/opt/airflow/bin/python", "/usr/local/bin/playground-agent",
+                  "/bin/fusermount")
 
 
 def need(tool: str) -> None:

@@ -99,3 +99,26 @@ def test_arrival_order_is_kept_across_many_events(tmp_path, n):
     got = []
     spool.drain(lambda e: got.append(e["n"]), later(), str(tmp_path))
     assert got == list(range(n))
+
+
+def test_events_another_deliverer_takes_are_left_in_place_without_blocking(tmp_path):
+    spool.put({"n": 0, "kind": "dagrun"}, str(tmp_path))
+    spool.put({"n": 1, "kind": "end"}, str(tmp_path))
+    got = []
+    assert spool.drain(lambda e: got.append(e["n"]), later(), str(tmp_path),
+                       skip=lambda e: e["kind"] == "dagrun") == (1, 1)
+    assert got == [1]
+    assert spool.drain(lambda e: got.append(e["n"]), later(), str(tmp_path)) == (1, 0)
+    assert got == [1, 0]
+
+
+def test_a_held_lock_keeps_every_other_deliverer_out_until_released(tmp_path):
+    spool.put({"n": 0}, str(tmp_path))
+    got = []
+    with spool.hold(1.0, str(tmp_path)) as held:
+        assert held
+        assert spool.drain(lambda e: got.append(e["n"]), later(), str(tmp_path)) == (0, 1)
+        with spool.hold(0.2, str(tmp_path)) as again:
+            assert not again, "a second holder waits, then gives up"
+        assert spool.drain(lambda e: got.append(e["n"]), later(), str(tmp_path), held=True) == (1, 0)
+    assert got == [0]

@@ -1,0 +1,50 @@
+"""What every benchmark shares: a figure's row (values over repetitions, its aim) and the table."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass
+class Row:
+    figure: str
+    values: list[float]
+    aim: Optional[float] = None
+    higher_is_better: bool = False
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def met(self) -> Optional[bool]:
+        if self.aim is None or not self.values:
+            return None
+        return self.median >= self.aim if self.higher_is_better else self.median < self.aim
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(median=self.median if self.values else None, min=min(self.values, default=None),
+                 max=max(self.values, default=None), met=self.met)
+        return d
+
+
+def table(rows: list[Row], title: str) -> Table:
+    out = Table("figure", "n", "min", "median", "max", "aim", "met", title=title)
+    for r in rows:
+        aim = "-" if r.aim is None else f"{'>=' if r.higher_is_better else '<'} {r.aim:g}"
+        met = {None: "-", True: "yes", False: "NO"}[r.met]
+        if r.values:
+            out.add_row(r.figure, str(len(r.values)), f"{min(r.values):.2f}", f"{r.median:.2f}",
+                        f"{max(r.values):.2f}", aim, met)
+        else:
+            out.add_row(r.figure, "0", "-", "-", "-", aim, met)
+    return out
+
+
+def print_rows(rows: list[Row], title: str) -> None:
+    Console(width=max(Console().width, 130)).print(table(rows, title))

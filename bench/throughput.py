@@ -1,0 +1,190 @@
+"""Pipeline throughput: a playground local instance against a fresh `airflow standalone`, same machine.
+
+Run as root on a machine with a built local image:
+    .venv/bin/python bench/throughput.py [--tasks 60] [--repeat 3]
+Aim (issue 8): the playground runs a DAG of independent PythonOperator tasks at least 7x as many
+tasks/minute as `airflow standalone` (SQLite, SequentialExecutor) of the same Airflow version.
+
+Both run inside one launched instance, one after the other, on the same Airflow install: the
+standalone with a home of its own under /tmp and nothing of the playground's config (playground.target
+is stopped while it runs), then the playground as launched by default. The span of a DAG run is from
+its `queued_at` to its last task's `end_date`, read from that Airflow's own database, after the DAG
+is parsed and unpaused.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import time
+
+from common import Row, print_rows
+from playground import paths
+from playground.image import local_build
+from playground.local import instance
+
+AIM_RATIO = 7.0
+NAME = "pgbthru"
+DAG_ID = "bench_fanout"
+SA_HOME = "/tmp/bench-standalone"
+DAG_CODE = '''"""{tasks} independent PythonOperator tasks: the throughput benchmark's pipeline."""
+from datetime import datetime
+
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+
+def work(n):
+    return sum(i * i for i in range(1000)) + n
+
+
+with DAG(dag_id="{dag_id}", start_date=datetime(2024, 1, 1), schedule_interval=None, catchup=False,
+         default_args={{"retries": 0}}) as dag:
+    for n in range({tasks}):
+        PythonOperator(task_id="t%02d" % n, python_callable=work, op_args=[n])
+'''
+# Span of a DAG run: queued_at to the last task's end, from the database (seconds), and its state.
+SPAN_SQL = ("SELECT dr.state, {epoch_end} - {epoch_queued}, sum(CASE WHEN ti.state = 'success' THEN 1 ELSE 0 END) "
+            "FROM dag_run dr JOIN task_instance ti ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
+            "WHERE dr.dag_id = '{dag}' AND dr.run_id = '{run}' GROUP BY dr.state, dr.queued_at")
+PG_SPAN = SPAN_SQL.format(epoch_end="extract(epoch from max(ti.end_date))", epoch_queued="extract(epoch from "
+                          "dr.queued_at)", dag="{dag}", run="{run}")
+SQLITE_SPAN = SPAN_SQL.format(epoch_end="(julianday(max(ti.end_date)) * 86400.0)", epoch_queued="(julianday("
+                              "dr.queued_at) * 86400.0)", dag="{dag}", run="{run}")
+
+
+def sh(inst, command: str, timeout: float = 120) -> str:
+    proc = instance.remote(inst, command, timeout=timeout)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: `{command[:120]}` failed on {inst.name}: {proc.stderr.strip()[-400:]}")
+    return proc.stdout
+
+
+def wait(what: str, check, timeout: float, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(every)
+    raise SystemExit(f"bench: {what} not reached in {timeout:.0f} s")
+
+
+def standalone_airflow(inst, args: str) -> str:
+    env = (f"env -i PATH=/opt/airflow/bin:/usr/bin:/bin HOME={SA_HOME} AIRFLOW_HOME={SA_HOME} "
+           f"AIRFLOW__CORE__DAGS_FOLDER={SA_HOME}/dags AIRFLOW__CORE__LOAD_EXAMPLES=False")
+    return sh(inst, f"sudo -n -u airflow {env} airflow {args}", timeout=180)
+
+
+def sqlite(inst, sql: str) -> str:
+    code = f"import sqlite3; print('|'.join(map(str, sqlite3.connect('{SA_HOME}/airflow.db').execute(" \
+           f"{sql!r}).fetchone() or ())))"
+    return sh(inst, f"sudo -n -u airflow /opt/airflow/bin/python -c {shlex.quote(code)}")
+
+
+def psql(inst, sql: str) -> str:
+    return sh(inst, f"sudo -n -u postgres psql -d airflow -Atc {shlex.quote(sql)}").strip()
+
+
+def finished(row: str):
+    parts = row.strip().split("|")
+    if len(parts) == 3 and parts[0] in ("success", "failed"):
+        return parts[0], float(parts[1]), int(parts[2])
+    return None
+
+
+def run_standalone(inst, tasks: int, repeat: int) -> list[float]:
+    sh(inst, "sudo -n systemctl stop playground.target 'airflow-scheduler@*' airflow-webserver mlflow-server")
+    sh(inst, f"sudo -n rm -rf {SA_HOME} && sudo -n -u airflow mkdir -p {SA_HOME}/dags && "
+             f"printf %s {shlex.quote(DAG_CODE.format(tasks=tasks, dag_id=DAG_ID))} | "
+             f"sudo -n -u airflow tee {SA_HOME}/dags/{DAG_ID}.py >/dev/null")
+    # A transient unit: stopping it stops every process standalone started (its cgroup).
+    env = {"HOME": SA_HOME, "AIRFLOW_HOME": SA_HOME, "AIRFLOW__CORE__DAGS_FOLDER": f"{SA_HOME}/dags",
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
+           "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": "8090", "PATH": "/opt/airflow/bin:/usr/bin:/bin"}
+    sh(inst, "sudo -n systemd-run --unit=bench-standalone --uid=airflow --gid=airflow "
+             f"-p WorkingDirectory={SA_HOME} " + " ".join(f"--setenv={k}={v}" for k, v in env.items())
+       + " /opt/airflow/bin/airflow standalone")
+    try:
+        wait("standalone's database", lambda: "ok" in sh(inst, f"test -s {SA_HOME}/airflow.db && echo ok || true"),
+             240)
+        wait("standalone parsed the DAG", lambda: DAG_ID in sqlite(inst, f"SELECT dag_id FROM dag WHERE "
+                                                                       f"dag_id = '{DAG_ID}'"), 240, 2)
+        standalone_airflow(inst, f"dags unpause {DAG_ID}")
+        spans = []
+        for i in range(repeat):
+            run_id = f"bench-sa-{i}"
+            standalone_airflow(inst, f"dags trigger {DAG_ID} -r {run_id}")
+            state, span, done = wait(f"standalone run {run_id}", lambda r=run_id: finished(sqlite(
+                inst, SQLITE_SPAN.format(dag=DAG_ID, run=r))), 60 + tasks * 10, 2)
+            if state != "success" or done != tasks:
+                raise SystemExit(f"bench: standalone run {run_id} ended {state} with {done}/{tasks} tasks done")
+            spans.append(span)
+        return spans
+    finally:
+        sh(inst, "sudo -n systemctl stop bench-standalone; sudo -n systemctl reset-failed bench-standalone 2>/dev/null "
+                 "|| true")
+
+
+def run_playground(inst, tasks: int, repeat: int) -> list[float]:
+    sh(inst, "sudo -n systemctl start playground.target")
+    wait("the playground healthy again", lambda: '"healthy": true' in sh(
+        inst, "sudo -n playground-agent status --json"), 180, 3)
+    sh(inst, f"printf %s {shlex.quote(DAG_CODE.format(tasks=tasks, dag_id=DAG_ID))} | "
+             f"sudo -n -u airflow tee /var/lib/airflow/dags/{DAG_ID}.py >/dev/null")
+    auth = "admin:" + sh(inst, "sudo -n playground-agent admin-password").strip()
+    api = "http://127.0.0.1:8080/api/v1/dags/" + DAG_ID
+
+    def curl(method: str, url: str, body=None) -> dict:
+        cmd = f"curl -s -X {method} -u {shlex.quote(auth)} -H 'Content-Type: application/json' {shlex.quote(url)}"
+        if body is not None:
+            cmd += f" -d {shlex.quote(json.dumps(body))}"
+        out = sh(inst, cmd)
+        return json.loads(out) if out.strip() else {}
+
+    wait("the playground parsed the DAG", lambda: curl("GET", api).get("dag_id"), 240, 2)
+    curl("PATCH", api + "?update_mask=is_paused", {"is_paused": False})
+    spans = []
+    for i in range(repeat):
+        run_id = f"bench-pg-{i}"
+        curl("POST", api + "/dagRuns", {"dag_run_id": run_id})
+        state, span, done = wait(f"playground run {run_id}", lambda r=run_id: finished(psql(
+            inst, PG_SPAN.format(dag=DAG_ID, run=r))), 60 + tasks * 10, 1)
+        if state != "success" or done != tasks:
+            raise SystemExit(f"bench: playground run {run_id} ended {state} with {done}/{tasks} tasks done")
+        spans.append(span)
+    return spans
+
+
+def measure(tasks: int = 60, repeat: int = 3) -> list[Row]:
+    image = local_build.newest_image("local")
+    if image is None:
+        raise SystemExit("no local image: run `playground image build` first")
+    if (paths.instances_dir() / NAME).exists():
+        instance.destroy(NAME)
+    try:
+        inst, _ = instance.launch(NAME, "playground-bench", {}, image, "local", lambda s: None, 300)
+        standalone = run_standalone(inst, tasks, repeat)
+        playground = run_playground(inst, tasks, repeat)
+    finally:
+        if (paths.instances_dir() / NAME).exists():
+            instance.destroy(NAME)
+    sa_rate = [tasks * 60 / s for s in standalone]
+    pg_rate = [tasks * 60 / s for s in playground]
+    ratio = statistics.median(pg_rate) / statistics.median(sa_rate)
+    return [Row(f"standalone, {tasks} tasks (tasks/min)", sa_rate),
+            Row(f"playground, {tasks} tasks (tasks/min)", pg_rate),
+            Row("playground / standalone (x)", [ratio], AIM_RATIO, higher_is_better=True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=60)
+    parser.add_argument("--repeat", type=int, default=3, help="DAG runs on each side")
+    args = parser.parse_args()
+    print_rows(measure(args.tasks, args.repeat), f"pipeline throughput, {args.tasks} independent tasks")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Delivering the spool to MLflow: by the lineage service, or by a task process given a budget.
+
+Importing this does not import Airflow: the service stays small until a finished DAG run needs its
+task instances read (expand_dag_run), which only the service does.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import mlflow_rest, spool
+
+log = logging.getLogger(__name__)
+
+
+def deliver_pending(budget: float, expand: bool = False, held: bool = False) -> Tuple[int, int]:
+    """Deliver spooled events within the budget (seconds); never raises. DAG-run events need the Airflow
+    database: only the service (expand=True) takes them; a task process leaves them in place.
+    held: the caller holds the spool's lock already. Returns (delivered, left)."""
+    deadline = time.monotonic() + budget
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    client = mlflow_rest.Mlflow(uri, deadline)
+
+    def deliver(event: Dict[str, Any]) -> str:
+        if event.get("kind") != "dagrun":
+            return mlflow_rest.deliver(event, client)
+        for outcome in expand_dag_run(event):
+            mlflow_rest.deliver(outcome, client)
+        return "expanded"
+
+    try:
+        done, left = spool.drain(deliver, deadline, retry=(mlflow_rest.Unavailable, OSError),
+                                 skip=None if expand else (lambda e: e.get("kind") == "dagrun"), held=held)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("lineage: delivery postponed: %s", exc)
+        return 0, len(spool.pending())
+    if left:
+        log.info("lineage: %d event(s) wait for MLflow (%d delivered)", left, done)
+    return done, left
+
+
+def expand_dag_run(event: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The outcome events of a finished DAG run's tasks that never ran (skipped, upstream failed)."""
+    from airflow.models import DagRun
+
+    from .listener import end_event
+
+    runs = DagRun.find(dag_id=event["dag_id"], run_id=event["run_id"])
+    if not runs:
+        return []
+    out = []
+    for ti in runs[0].get_task_instances():
+        state = str(getattr(ti.state, "value", ti.state))
+        if state in ("skipped", "upstream_failed", "removed"):
+            out.append(dict(end_event(ti, state, kind="outcome"), id="%s-%s-%s" % (
+                event.get("id", ""), ti.task_id, ti.map_index)))
+    return out
+
+
+def follow(interval: float, batch_budget: float, stop: Optional[Any] = None) -> None:
+    """The service's loop: whenever events wait, deliver them; never more than batch_budget at once."""
+    while stop is None or not stop.is_set():
+        if spool.pending():
+            deliver_pending(batch_budget, expand=True)
+        if stop is not None:
+            stop.wait(interval)
+        else:
+            time.sleep(interval)

@@ -1,0 +1,97 @@
+"""Airflow 2.0-2.2 lineage (the seed image): the cluster policy records each task through its callbacks,
+still runs the DAG author's own callbacks, and is never the reason a callback fails."""
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import pytest
+from support import REPO
+
+sys.path.insert(0, str(REPO / "lineage"))
+from playground_lineage import listener, policy  # noqa: E402
+
+
+def fake_task(**callbacks):
+    dag = SimpleNamespace(dag_id="etl", fileloc="/nonexistent/etl.py", tags=["claims"], params={})
+    return SimpleNamespace(task_id="load", dag=dag, inlets=[], outlets=[], task_type="PythonOperator",
+                           template_fields=(), **callbacks)
+
+
+def fake_ti(task):
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return SimpleNamespace(task=task, dag_id="etl", task_id=task.task_id, run_id="manual__1", map_index=-1,
+                           try_number=1, _try_number=1, start_date=when, end_date=when, duration=1.5,
+                           logical_date=when)
+
+
+@pytest.fixture(autouse=True)
+def seed_airflow(monkeypatch):
+    # The seed image's Airflow, as far as the events ask (its version decides how try_number is read).
+    monkeypatch.setitem(sys.modules, "airflow", SimpleNamespace(__version__="2.0.2"))
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    got = []
+    monkeypatch.setattr(listener, "dispatch", lambda event, budget=None: got.append(event))
+    return got
+
+
+@pytest.mark.parametrize("callback, kind, status", [
+    ("on_execute_callback", "start", None), ("on_success_callback", "end", "FINISHED"),
+    ("on_failure_callback", "end", "FAILED"), ("on_retry_callback", "end", "FAILED")])
+def test_each_callback_sends_its_event_then_calls_the_authors_own(sent, callback, kind, status):
+    calls = []
+    task = fake_task(**{callback: lambda ctx: calls.append(ctx["ti"].task_id) or "own result"})
+    policy.task_policy(task)
+    ti = fake_ti(task)
+    assert getattr(task, callback)({"ti": ti}) == "own result"
+    assert calls == ["load"]
+    assert [e["kind"] for e in sent] == [kind]
+    assert sent[0]["key"] == {"airflow.dag_id": "etl", "airflow.task_id": "load", "airflow.run_id": "manual__1",
+                              "airflow.try_number": "1"}
+    if status:
+        assert sent[0]["status"] == status
+    if callback == "on_retry_callback":
+        assert sent[0]["tags"]["airflow.state"] == "up_for_retry"
+
+
+def test_a_task_without_callbacks_gets_lineage_ones(sent):
+    task = fake_task(on_execute_callback=None, on_success_callback=None, on_failure_callback=None,
+                     on_retry_callback=None)
+    policy.task_policy(task)
+    ti = fake_ti(task)
+    task.on_execute_callback({"ti": ti})
+    task.on_success_callback({"ti": ti})
+    assert [e["kind"] for e in sent] == ["start", "end"]
+
+
+def test_lineage_failing_never_hides_the_authors_callback(monkeypatch):
+    def broken(event, budget=None):
+        raise RuntimeError("spool disk full")
+    monkeypatch.setattr(listener, "dispatch", broken)
+    calls = []
+    task = fake_task(on_failure_callback=lambda ctx: calls.append("alert sent"))
+    policy.task_policy(task)
+    task.on_failure_callback({"ti": fake_ti(task)})
+    assert calls == ["alert sent"]
+
+
+def test_the_authors_exception_still_reaches_airflow(sent):
+    def own(ctx):
+        raise ValueError("author's bug")
+    task = fake_task(on_success_callback=own)
+    policy.task_policy(task)
+    with pytest.raises(ValueError, match="author's bug"):
+        task.on_success_callback({"ti": fake_ti(task)})
+    assert [e["kind"] for e in sent] == ["end"]
+
+
+def test_a_dag_parsed_twice_is_wrapped_once(sent):
+    task = fake_task(on_success_callback=None)
+    policy.task_policy(task)
+    policy.task_policy(task)
+    task.on_success_callback({"ti": fake_ti(task)})
+    assert len(sent) == 1
