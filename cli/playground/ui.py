@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .errors import PlaygroundError
@@ -11,7 +12,8 @@ console = Console(stderr=True)
 
 
 def fail(exc: PlaygroundError) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    # Messages quote user input and syntax like NAME[/VERSION]: never read them as rich markup.
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
