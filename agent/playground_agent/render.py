@@ -56,6 +56,8 @@ def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
         # Airflow 2.0-2.2 (seed) read the singular option; the default there denies all API calls.
         "AIRFLOW__API__AUTH_BACKEND": "airflow.api.auth.backend.basic_auth",
         "AIRFLOW__SCHEDULER__PARSING_PROCESSES": str(max(1, min(cpus, 2))),
+        # A new DAG file shows up within 30 s, not Airflow's 5 minutes: a playground is where DAGs are written.
+        "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": "/var/log/airflow",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:%d" % cfg.mlflow_port,
         # The instance's own data warehouse for pipelines (the example DAGs' tables): a database on the

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from . import mlflow_rest, spool
 
@@ -59,12 +59,19 @@ def expand_dag_run(event: Dict[str, Any]) -> List[Dict[str, Any]]:
     return out
 
 
-def follow(interval: float, batch_budget: float, stop: Optional[Any] = None) -> None:
-    """The service's loop: whenever events wait, deliver them; never more than batch_budget at once."""
-    while stop is None or not stop.is_set():
-        if spool.pending():
+def due(names: List[str], now_ns: int, quiet: float, max_wait: float) -> bool:
+    """Deliver once the spool has been quiet for `quiet` seconds, or its oldest event waited `max_wait`.
+    During a burst of tasks MLflow's work for their records (several requests each) would take CPU the
+    tasks need: it waits for the burst to end, bounded. Names start with the event's time in ns."""
+    if not names:
+        return False
+    oldest, newest = (int(n.split("-", 1)[0]) for n in (names[0], names[-1]))
+    return (now_ns - newest) / 1e9 >= quiet or (now_ns - oldest) / 1e9 >= max_wait
+
+
+def follow(interval: float, batch_budget: float, stop: Any, quiet: float = 2.0, max_wait: float = 60.0) -> None:
+    """The service's loop: deliver whatever is due, never more than batch_budget seconds at once."""
+    while not stop.is_set():
+        if due(spool.pending(), time.time_ns(), quiet, max_wait):
             deliver_pending(batch_budget, expand=True)
-        if stop is not None:
-            stop.wait(interval)
-        else:
-            time.sleep(interval)
+        stop.wait(interval)

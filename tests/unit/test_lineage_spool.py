@@ -122,3 +122,15 @@ def test_a_held_lock_keeps_every_other_deliverer_out_until_released(tmp_path):
             assert not again, "a second holder waits, then gives up"
         assert spool.drain(lambda e: got.append(e["n"]), later(), str(tmp_path), held=True) == (1, 0)
     assert got == [0]
+
+
+def test_delivery_waits_for_a_burst_to_end_but_never_longer_than_its_bound():
+    from playground_lineage.delivery import due
+
+    s = 1_000_000_000
+    names = [f"{100 * s:020d}-a.json", f"{110 * s:020d}-b.json"]
+    assert not due([], 200 * s, 2, 60)
+    assert not due(names, 111 * s, 2, 60), "an event came 1 s ago: the burst goes on"
+    assert due(names, 112 * s, 2, 60), "quiet for 2 s"
+    busy = names + [f"{159 * s:020d}-c.json"]
+    assert due(busy, 160 * s, 2, 60), "the oldest waited 60 s: deliver even mid-burst"
