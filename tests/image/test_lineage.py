@@ -159,9 +159,16 @@ def test_the_example_pipeline_registers_a_model_that_lineage_walks_back_to_its_t
 
     # Lineage through the CLI, as a user asks it: from the model back to the tables ...
     name = local_instance.name
-    proc = playground("lineage", "--name", name, "--model", "claim_severity", "--json")
-    assert proc.returncode == 0, proc.stderr
-    found = json.loads(proc.stdout)
+
+    def model_lineage():  # the tasks' end records arrive once the lineage service delivers the burst
+        proc = playground("lineage", "--name", name, "--model", "claim_severity", "--json")
+        assert proc.returncode == 0, proc.stderr
+        found = json.loads(proc.stdout)
+        tasks = (found.get("pipeline_run") or {}).get("tasks", [])
+        return found if len(tasks) == len(ETL_TASKS) and all(t["status"] != "RUNNING" for t in tasks) else None
+
+    found = eventually(model_lineage, 90) or json.loads(playground(
+        "lineage", "--name", name, "--model", "claim_severity", "--json").stdout)
     assert found["model"]["name"] == "claim_severity" and found["model"]["built_by"]["task_id"] == \
         "train_severity_model"
     run = found["pipeline_run"]

@@ -250,12 +250,34 @@ def build_local(profile: str = "local", report: Report = print) -> Path:
             (building / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             final = out_dir / name
             os.replace(building, final)
+            removed = prune_images(profile)
+            if removed:
+                report(f"removed {len(removed)} older image(s) no instance uses: {', '.join(removed)}")
             return final
         except BaseException:
             if container is not None:
                 stop_container(container, timeout=30)
             shutil.rmtree(building, ignore_errors=True)
             raise
+
+
+def prune_images(profile: str, keep: Optional[int] = None) -> list[str]:
+    """Remove all but the newest `keep` images (PLAYGROUND_KEEP_IMAGES, default 3), and never one that a
+    local instance runs on (its copy-on-write root sits over the image's rootfs)."""
+    from ..local import instance
+
+    keep = int(os.environ.get("PLAYGROUND_KEEP_IMAGES", "3")) if keep is None else keep
+    root = paths.images_dir(profile)
+    images = sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+    used = {str(Path(i.image).resolve()) for i in instance.all_instances()}
+    removed = []
+    for image in images[:max(0, len(images) - keep)]:
+        if str(image.resolve()) in used:
+            continue
+        shutil.rmtree(image, ignore_errors=True)
+        image.with_suffix(".log").unlink(missing_ok=True)
+        removed.append(image.name)
+    return removed
 
 
 def source_hash() -> str:
