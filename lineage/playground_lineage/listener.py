@@ -2,9 +2,9 @@
 
 Every hook is wrapped: lineage never raises into Airflow. A hook only builds its event and writes it to
 the durable spool (a file, fsync'd: a few milliseconds); the lineage service (`python -m
-playground_lineage.replay --follow`, unit playground-lineage.service) delivers the spool to MLflow within
-about a second, in order, once, and keeps events while MLflow is down. PLAYGROUND_LINEAGE_BUDGET_S > 0
-also delivers from the task process, within that many seconds.
+playground_lineage.replay --follow`, unit playground-lineage.service) delivers the spool to MLflow once a
+burst of tasks is over (2 s quiet, at most 60 s late), in order, once, and keeps events while MLflow is
+down. PLAYGROUND_LINEAGE_BUDGET_S > 0 also delivers from the task process, within that many seconds.
 """
 from __future__ import annotations
 
