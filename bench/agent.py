@@ -54,7 +54,7 @@ def measure(repeat: int = 5) -> list[Row]:
     finally:
         if (paths.instances_dir() / NAME).exists():
             instance.destroy(NAME)
-    if changed.get("state") != "applied":
+    if changed.get("state") != "ok":
         raise SystemExit(f"bench: the agent's config after re-applies is {changed}")
     return [Row("agent: first boot apply (s)", [first_apply]),
             Row("agent: first boot, start to healthy seen (s, upper bound)", [healthy_at - started]),
