@@ -7,7 +7,8 @@ p95 under 50 ms; no record lost across an MLflow outage.
 
 A task's time is its LocalTaskJob's span in Airflow's database (job start to end: the task process with
 every listener hook, start and end), compared between DAG runs with the instance's `lineage` attribute
-on and off (re-applied by the agent), alternated so drift hits both. Then MLflow is stopped, the DAG
+on and off (re-applied by the agent), alternated so drift hits both. The DAG runs one task at a time,
+so a span is the task's own work, not its share of busy cores. Then MLflow is stopped, the DAG
 runs, MLflow is started, and every task's record must arrive, once.
 """
 from __future__ import annotations
@@ -23,10 +24,12 @@ from common import Row, print_rows
 from playground import paths
 from playground.image import local_build
 from playground.local import instance
-from throughput import DAG_CODE, DAG_ID, healthy, sh, spool_empty, wait
+from throughput import dag_code, healthy, put_dag, sh, spool_empty, wait
 
 AIM_P95_MS = 50.0
 NAME = "pgblin"
+# One task at a time: a task's span is then its own work, not its share of two busy cores.
+DAG_ID = "bench_lineage"
 JOB_SPANS = ("SELECT extract(epoch from j.end_date - j.start_date) FROM task_instance ti JOIN job j ON "
              "j.id = ti.job_id WHERE ti.dag_id = '{dag}' AND ti.run_id = '{run}' AND ti.state = 'success'")
 
@@ -104,9 +107,7 @@ def measure(tasks: int = 60, repeat: int = 3) -> list[Row]:
     spans: dict[str, list[list[float]]] = {"on": [], "off": []}
     try:
         inst, _ = instance.launch(NAME, "playground-bench", {}, image, "local", lambda s: None, 300)
-        sh(inst, f"printf %s {shlex.quote(DAG_CODE.format(tasks=tasks, dag_id=DAG_ID))} | "
-                 f"sudo -n -u airflow tee /var/lib/airflow/dags/{DAG_ID}.py >/dev/null")
-        sh(inst, "sudo -n airflow dags reserialize", timeout=180)  # now, not at the next DAG folder listing
+        put_dag(inst, DAG_ID, dag_code(tasks, DAG_ID, "max_active_tasks=1, "))
         api = Api(inst)
         wait("the DAG parsed", lambda: api.call("GET", f"http://127.0.0.1:8080/api/v1/dags/{DAG_ID}").get(
             "dag_id"), 240, 2)

@@ -28,7 +28,7 @@ AIM_RATIO = 7.0
 NAME = "pgbthru"
 DAG_ID = "bench_fanout"
 SA_HOME = "/tmp/bench-standalone"
-DAG_CODE = '''"""{tasks} independent PythonOperator tasks: the throughput benchmark's pipeline."""
+DAG_CODE = '''"""{tasks} independent PythonOperator tasks: a benchmark's pipeline."""
 from datetime import datetime
 
 from airflow import DAG
@@ -40,7 +40,7 @@ def work(n):
 
 
 with DAG(dag_id="{dag_id}", start_date=datetime(2024, 1, 1), schedule_interval=None, catchup=False,
-         default_args={{"retries": 0}}) as dag:
+         {dag_args}default_args={{"retries": 0}}) as dag:
     for n in range({tasks}):
         PythonOperator(task_id="t%02d" % n, python_callable=work, op_args=[n])
 '''
@@ -59,6 +59,16 @@ def sh(inst, command: str, timeout: float = 120) -> str:
     if proc.returncode != 0:
         raise SystemExit(f"bench: `{command[:120]}` failed on {inst.name}: {proc.stderr.strip()[-400:]}")
     return proc.stdout
+
+
+def dag_code(tasks: int, dag_id: str, dag_args: str = "") -> str:
+    return DAG_CODE.format(tasks=tasks, dag_id=dag_id, dag_args=dag_args)
+
+
+def put_dag(inst, dag_id: str, code: str) -> None:
+    """Into the playground's DAG folder, parsed now (not at the next folder listing)."""
+    sh(inst, f"printf %s {shlex.quote(code)} | sudo -n -u airflow tee /var/lib/airflow/dags/{dag_id}.py >/dev/null")
+    sh(inst, "sudo -n airflow dags reserialize", timeout=180)
 
 
 def healthy(inst) -> bool:
@@ -108,8 +118,8 @@ def finished(row: str):
 def run_standalone(inst, tasks: int, repeat: int) -> list[float]:
     sh(inst, "sudo -n systemctl stop playground.target 'airflow-scheduler@*' airflow-webserver mlflow-server")
     sh(inst, f"sudo -n rm -rf {SA_HOME} && sudo -n -u airflow mkdir -p {SA_HOME}/dags && "
-             f"printf %s {shlex.quote(DAG_CODE.format(tasks=tasks, dag_id=DAG_ID))} | "
-             f"sudo -n -u airflow tee {SA_HOME}/dags/{DAG_ID}.py >/dev/null")
+             f"printf %s {shlex.quote(dag_code(tasks, DAG_ID))} | sudo -n -u airflow tee {SA_HOME}/dags/{DAG_ID}.py "
+             ">/dev/null")
     # A transient unit: stopping it stops every process standalone started (its cgroup).
     env = {"HOME": SA_HOME, "AIRFLOW_HOME": SA_HOME, "AIRFLOW__CORE__DAGS_FOLDER": f"{SA_HOME}/dags",
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
@@ -142,9 +152,7 @@ def run_standalone(inst, tasks: int, repeat: int) -> list[float]:
 def run_playground(inst, tasks: int, repeat: int) -> list[float]:
     sh(inst, "sudo -n systemctl start playground.target")
     wait("the playground healthy again", lambda: healthy(inst), 180, 3)
-    sh(inst, f"printf %s {shlex.quote(DAG_CODE.format(tasks=tasks, dag_id=DAG_ID))} | "
-             f"sudo -n -u airflow tee /var/lib/airflow/dags/{DAG_ID}.py >/dev/null")
-    sh(inst, "sudo -n airflow dags reserialize", timeout=180)  # now, not at the next DAG folder listing
+    put_dag(inst, DAG_ID, dag_code(tasks, DAG_ID))
     auth = "admin:" + sh(inst, "sudo -n playground-agent admin-password").strip()
     api = "http://127.0.0.1:8080/api/v1/dags/" + DAG_ID
 
