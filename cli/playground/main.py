@@ -338,32 +338,27 @@ def tunnel(
         conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
         stop_event = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
-        try:
-            with remote.forwards(conn, wanted) as fws:
+        with remote.one_line_errors(target), remote.forwards(conn, wanted) as fws:
+            for fw in fws:
+                if fw.local_port != fw.remote_port:
+                    console.print(f"local port {fw.remote_port} is in use: using {fw.local_port}",
+                                  highlight=False)
+            if as_json:
+                print(json.dumps({"instance": target.name, "admin_user": machine["admin"], "forwards": [
+                    {"service": labels.get(f.remote_port, "port"), "remote_port": f.remote_port,
+                     "local_port": f.local_port, "url": f.url} for f in fws]}), flush=True)
+            else:
                 for fw in fws:
-                    if fw.local_port != fw.remote_port:
-                        console.print(f"local port {fw.remote_port} is in use: using {fw.local_port}",
-                                      highlight=False)
-                if as_json:
-                    print(json.dumps({"instance": target.name, "admin_user": machine["admin"], "forwards": [
-                        {"service": labels.get(f.remote_port, "port"), "remote_port": f.remote_port,
-                         "local_port": f.local_port, "url": f.url} for f in fws]}), flush=True)
-                else:
-                    for fw in fws:
-                        console.print(f"{labels.get(fw.remote_port, 'port').ljust(8)} {fw.url}  "
-                                      f"(machine's 127.0.0.1:{fw.remote_port})", highlight=False)
-                    console.print(f"Airflow admin user: {machine['admin']}  (password: {machine['ssh']} -- sudo "
-                                  "playground-agent admin-password)", highlight=False)
-                    console.print("forwarding; Ctrl-C to close", highlight=False)
-                try:
-                    while not stop_event.wait(0.5):
-                        pass
-                except KeyboardInterrupt:
+                    console.print(f"{labels.get(fw.remote_port, 'port').ljust(8)} {fw.url}  "
+                                  f"(machine's 127.0.0.1:{fw.remote_port})", highlight=False)
+                console.print(f"Airflow admin user: {machine['admin']}  (password: {machine['ssh']} -- sudo "
+                              "playground-agent admin-password)", highlight=False)
+                console.print("forwarding; Ctrl-C to close", highlight=False)
+            try:
+                while not stop_event.wait(0.5):
                     pass
-        except PlaygroundError:
-            raise
-        except Exception as exc:  # paramiko/socket errors: one line, not a traceback
-            raise PlaygroundError(remote.explain(exc, target)) from exc
+            except KeyboardInterrupt:
+                pass
     except PlaygroundError as exc:
         fail(exc)
     console.print("tunnel closed", highlight=False)
@@ -478,17 +473,12 @@ def lineage(
         machine = _reachable(name, project, provider, zone)
         target = machine["target"]
         conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
-        try:
-            with remote.forwards(conn, [machine["web"]["mlflow"]]) as (fw,):
-                api = lineage_mod.Mlflow(fw.url)
-                if wanted:
-                    found = lineage_mod.model_lineage(api, *wanted)
-                else:
-                    found = lineage_mod.pipeline_lineage(api, pipeline, last=last)
-        except PlaygroundError:
-            raise
-        except Exception as exc:  # paramiko/socket errors: one line, not a traceback
-            raise PlaygroundError(remote.explain(exc, target)) from exc
+        with remote.one_line_errors(target), remote.forwards(conn, [machine["web"]["mlflow"]]) as (fw,):
+            api = lineage_mod.Mlflow(fw.url)
+            if wanted:
+                found = lineage_mod.model_lineage(api, *wanted)
+            else:
+                found = lineage_mod.pipeline_lineage(api, pipeline, last=last)
     except PlaygroundError as exc:
         fail(exc)
     if as_json:

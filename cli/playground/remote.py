@@ -83,6 +83,17 @@ def explain(exc: BaseException, target: Target) -> str:
     return f"SSH to {target.name} failed: {type(exc).__name__}: {exc}"
 
 
+@contextlib.contextmanager
+def one_line_errors(target: Target) -> Iterator[None]:
+    """paramiko and socket failures inside the block become one PlaygroundError line (explain)."""
+    try:
+        yield
+    except PlaygroundError:
+        raise
+    except Exception as exc:
+        raise PlaygroundError(explain(exc, target)) from exc
+
+
 def agent_status(conn, timeout: float = 10.0) -> dict:
     """The agent's health report with its live checks (`playground-agent status --json`)."""
     res = conn.run("sudo -n playground-agent status --json", hide=True, warn=True, timeout=timeout, in_stream=False)
