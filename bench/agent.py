@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common import Row, print_rows
-from playground import paths
-from playground.image import local_build
+from common import Row, bench_instance, print_rows
 from playground.local import instance
 
 AIM_REAPPLY_S = 1.0
@@ -28,13 +26,7 @@ def remote(inst, command: str) -> str:
 
 
 def measure(repeat: int = 5) -> list[Row]:
-    image = local_build.newest_image("local")
-    if image is None:
-        raise SystemExit("no local image: run `playground image build` first")
-    if (paths.instances_dir() / NAME).exists():
-        instance.destroy(NAME)
-    try:
-        inst, report = instance.launch(NAME, "playground-bench", {}, image, "local", lambda s: None, 300)
+    with bench_instance(NAME) as (inst, report):
         # Monotonic clocks inside the container are the host's: both stamps on one clock.
         started = int(remote(inst, "systemctl show playground-agent.service "
                                    "-p ExecMainStartTimestampMonotonic --value").strip()) / 1e6
@@ -51,9 +43,6 @@ def measure(repeat: int = 5) -> list[Row]:
             assert rc == "0", out
             reapply.append(float(seconds))
         changed = json.loads(remote(inst, "cat /run/playground/status.json"))["config"]
-    finally:
-        if (paths.instances_dir() / NAME).exists():
-            instance.destroy(NAME)
     if changed.get("state") != "ok":
         raise SystemExit(f"bench: the agent's config after re-applies is {changed}")
     return [Row("agent: first boot apply (s)", [first_apply]),

@@ -1,9 +1,10 @@
 """What every benchmark shares: a figure's row (values over repetitions, its aim) and the table."""
 from __future__ import annotations
 
+import contextlib
 import statistics
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 from rich.console import Console
 from rich.table import Table
@@ -48,3 +49,23 @@ def table(rows: list[Row], title: str) -> Table:
 
 def print_rows(rows: list[Row], title: str) -> None:
     Console(width=max(Console().width, 130)).print(table(rows, title))
+
+
+@contextlib.contextmanager
+def bench_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tuple]:
+    """A fresh local instance of the newest local image, and its first health report; destroyed after,
+    whatever happens (a leftover of the same name from an interrupted run is destroyed first)."""
+    from playground import paths
+    from playground.image import local_build
+    from playground.local import instance
+
+    image = local_build.newest_image("local")
+    if image is None:
+        raise SystemExit("no local image: run `playground image build` first")
+    if (paths.instances_dir() / name).exists():
+        instance.destroy(name)
+    try:
+        yield instance.launch(name, "playground-bench", attributes or {}, image, "local", lambda s: None, 300)
+    finally:
+        if (paths.instances_dir() / name).exists():
+            instance.destroy(name)

@@ -19,9 +19,7 @@ import shlex
 import statistics
 import time
 
-from common import Row, print_rows
-from playground import paths
-from playground.image import local_build
+from common import Row, bench_instance, print_rows
 from playground.local import instance
 
 AIM_RATIO = 7.0
@@ -179,18 +177,9 @@ def run_playground(inst, tasks: int, repeat: int) -> list[float]:
 
 
 def measure(tasks: int = 60, repeat: int = 3) -> list[Row]:
-    image = local_build.newest_image("local")
-    if image is None:
-        raise SystemExit("no local image: run `playground image build` first")
-    if (paths.instances_dir() / NAME).exists():
-        instance.destroy(NAME)
-    try:
-        inst, _ = instance.launch(NAME, "playground-bench", {}, image, "local", lambda s: None, 300)
+    with bench_instance(NAME) as (inst, _):
         standalone = run_standalone(inst, tasks, repeat)
         playground = run_playground(inst, tasks, repeat)
-    finally:
-        if (paths.instances_dir() / NAME).exists():
-            instance.destroy(NAME)
     sa_rate = [tasks * 60 / s for s in standalone]
     pg_rate = [tasks * 60 / s for s in playground]
     ratio = statistics.median(pg_rate) / statistics.median(sa_rate)
