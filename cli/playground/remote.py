@@ -74,7 +74,10 @@ def explain(exc: BaseException, target: Target) -> str:
         return f"SSH key missing: {target.key_file}"
     if isinstance(exc, FileNotFoundError):
         return f"SSH to {target.name}: {exc.filename} is missing"
-    if isinstance(exc, ConnectionRefusedError):
+    # paramiko reports a refused connect as NoValidConnectionsError, one errno per address it tried.
+    refused = isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) and exc.errors and all(
+        isinstance(e, ConnectionRefusedError) for e in exc.errors.values())
+    if refused or isinstance(exc, ConnectionRefusedError):
         return f"SSH refused by {target.name} ({target.host}): is sshd up? try `playground start --name {target.name}`"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return f"{target.name} ({target.host}) did not answer SSH in time: stopped or still booting?"
