@@ -14,6 +14,8 @@ import urllib.parse
 import urllib.request
 from typing import Any, Optional
 
+from rich.markup import escape
+
 from .errors import PlaygroundError
 
 EXPERIMENT = "airflow/{dag_id}"  # the plugin's default (PLAYGROUND_LINEAGE_EXPERIMENT on the machine)
@@ -193,36 +195,39 @@ def _table_line(t: dict) -> str:
         facts.append(f"{t['rowCount']} rows")
     if "size" in t:
         facts.append(f"{t['size'] / 1024:.0f} KiB")
-    return t["name"] + (f" ({', '.join(facts)})" if facts else "")
+    return escape(t["name"]) + (f" ({', '.join(facts)})" if facts else "")
 
 
 def _add_run(node, p: dict) -> None:
-    state = "failed: " + ", ".join(p["failed"]) if p["failed"] else "ok"
-    branch = node.add(f"[bold]DAG run[/bold] {p['dag_id']} / {p['run_id']}  [dim]{len(p['tasks'])} tasks, "
-                      f"{state}[/dim]")
+    # Names come from DAGs and MLflow: escaped, so a '[' in one is text, not rich markup.
+    state = "failed: " + escape(", ".join(p["failed"])) if p["failed"] else "ok"
+    branch = node.add(f"[bold]DAG run[/bold] {escape(p['dag_id'])} / {escape(p['run_id'])}  "
+                      f"[dim]{len(p['tasks'])} tasks, {state}[/dim]")
     for t in p["tasks"]:
         style = STYLE.get(t["status"], "white")
-        leaf = branch.add(f"[{style}]{t['task_id']}[/{style}]  {t['state']}  [dim]{t['operator']}[/dim]")
+        leaf = branch.add(f"[{style}]{escape(t['task_id'])}[/{style}]  {t['state']}  "
+                          f"[dim]{escape(t['operator'])}[/dim]")
         for s in t["sources"]:
             leaf.add(f"[dim]reads[/dim]  {_table_line(s)}")
         for d in t["destinations"]:
             leaf.add(f"[dim]writes[/dim] {_table_line(d)}")
     for m in p.get("models", []):
-        branch.add(f"[magenta]model[/magenta] {m['name']} v{m['version']}")
+        branch.add(f"[magenta]model[/magenta] {escape(m['name'])} v{m['version']}")
 
 
 def render_model(tree_model: dict):
     from rich.tree import Tree
 
     m = tree_model["model"]
-    root = Tree(f"[magenta bold]model[/magenta bold] {m['name']} v{m['version']}  [dim]run {m['run_id'] or '-'}"
-                + (f", built by task {m['built_by']['task_id']}" if m.get("built_by") else "") + "[/dim]")
+    built_by = f", built by task {escape(m['built_by']['task_id'] or '-')}" if m.get("built_by") else ""
+    root = Tree(f"[magenta bold]model[/magenta bold] {escape(m['name'])} v{m['version']}  "
+                f"[dim]run {m['run_id'] or '-'}{built_by}[/dim]")
     if tree_model.get("pipeline_run"):
         p = tree_model["pipeline_run"]
         _add_run(root, p)
         tables = root.add("[bold]tables behind it[/bold]")
         for name in sorted(set(p["tables"]["sources"]) | set(p["tables"]["destinations"])):
-            tables.add(name)
+            tables.add(escape(name))
     if tree_model.get("note"):
         root.add(f"[yellow]{tree_model['note']}[/yellow]")
     return root
@@ -231,7 +236,8 @@ def render_model(tree_model: dict):
 def render_pipeline(tree_model: dict):
     from rich.tree import Tree
 
-    root = Tree(f"[bold]pipeline[/bold] {tree_model['dag_id']}  [dim]experiment {tree_model['experiment']}, "
+    root = Tree(f"[bold]pipeline[/bold] {escape(tree_model['dag_id'])}  [dim]experiment "
+                f"{escape(tree_model['experiment'])}, "
                 f"{len(tree_model['runs'])} run(s) shown[/dim]")
     for p in tree_model["runs"]:
         _add_run(root, p)
@@ -242,7 +248,7 @@ def render_pipeline(tree_model: dict):
 
 def parse_model(spec: str) -> tuple[str, Optional[str]]:
     """NAME or NAME/VERSION."""
-    name, sep, version = spec.rpartition("/") if "/" in spec else (spec, "", "")
+    name, sep, version = spec.rpartition("/")
     if not sep:
         name, version = spec, ""
     if not name or (sep and not version.isdigit()):

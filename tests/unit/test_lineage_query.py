@@ -51,10 +51,12 @@ def test_a_retried_task_shows_its_last_try_and_the_run_its_tables():
 def test_the_tree_names_every_task_and_table():
     from rich.console import Console
 
-    runs = [mlflow_run("extract", 1, "FAILED", "failed", 100, [("public.raw", "source", 50)])]
+    runs = [mlflow_run("extract", 1, "FAILED", "failed", 100, [("public.raw", "source", 50),
+                                                               ("s3://lake/[raw]/claims.csv", "source", 3)])]
     tree = lineage.render_pipeline({"dag_id": "etl", "experiment": "airflow/etl", "runs": [
         dict(lineage.pipeline_run("etl", "r1", runs), models=[{"name": "m", "version": "2"}])]})
     console = Console(width=100, record=True)
     console.print(tree)
     text = console.export_text()
     assert "failed: extract" in text and "public.raw (50 rows, 8 KiB)" in text and "model m v2" in text
+    assert "s3://lake/[raw]/claims.csv (3 rows, 8 KiB)" in text, "names are text, not rich markup"
