@@ -22,6 +22,7 @@ import time
 
 from common import Row, bench_instance, print_rows
 from playground.local import instance
+from throughput import Api as AirflowApi
 from throughput import dag_code, healthy, put_dag, sh, spool_empty, wait
 
 AIM_P95_MS = 50.0
@@ -49,17 +50,8 @@ def set_lineage(inst, value: str) -> None:
     wait(f"healthy with lineage={value}", lambda: healthy(inst), 180, 2)
 
 
-class Api:
-    def __init__(self, inst) -> None:
-        self.inst = inst
-        self.auth = "admin:" + sh(inst, "sudo -n playground-agent admin-password").strip()
-
-    def call(self, method: str, url: str, body=None) -> dict:
-        cmd = f"curl -s -X {method} -u {shlex.quote(self.auth)} -H 'Content-Type: application/json' {shlex.quote(url)}"
-        if body is not None:
-            cmd += f" -d {shlex.quote(json.dumps(body))}"
-        out = sh(self.inst, cmd)
-        return json.loads(out) if out.strip() else {}
+class Api(AirflowApi):
+    """The REST API, and one DAG run of the lineage benchmark's DAG to its end."""
 
     def run_dag(self, run_id: str, tasks: int) -> None:
         api = f"http://127.0.0.1:8080/api/v1/dags/{DAG_ID}/dagRuns"

@@ -113,6 +113,30 @@ def finished(row: str):
     return None
 
 
+class Api:
+    """The instance's Airflow REST API as the admin, through curl on the instance (it binds 127.0.0.1)."""
+
+    def __init__(self, inst) -> None:
+        self.inst = inst
+        self.auth = "admin:" + sh(inst, "sudo -n playground-agent admin-password").strip()
+
+    def call(self, method: str, url: str, body=None) -> dict:
+        cmd = f"curl -s -X {method} -u {shlex.quote(self.auth)} -H 'Content-Type: application/json' {shlex.quote(url)}"
+        if body is not None:
+            cmd += f" -d {shlex.quote(json.dumps(body))}"
+        out = sh(self.inst, cmd)
+        return json.loads(out) if out.strip() else {}
+
+
+def span_of(label: str, run_id: str, query, tasks: int, every: float) -> float:
+    """A finished DAG run's span in seconds, from query(run_id) on that Airflow's database; every task
+    must have succeeded."""
+    state, span, done = wait(f"{label} run {run_id}", lambda: finished(query(run_id)), 60 + tasks * 10, every)
+    if state != "success" or done != tasks:
+        raise SystemExit(f"bench: {label} run {run_id} ended {state} with {done}/{tasks} tasks done")
+    return span
+
+
 def run_standalone(inst, tasks: int, repeat: int) -> list[float]:
     sh(inst, "sudo -n systemctl stop playground.target 'airflow-scheduler@*' airflow-webserver mlflow-server")
     sh(inst, f"sudo -n rm -rf {SA_HOME} && sudo -n -u airflow mkdir -p {SA_HOME}/dags && "
@@ -136,11 +160,8 @@ def run_standalone(inst, tasks: int, repeat: int) -> list[float]:
         for i in range(repeat):
             run_id = f"bench-sa-{i}"
             standalone_airflow(inst, f"dags trigger {DAG_ID} -r {run_id}")
-            state, span, done = wait(f"standalone run {run_id}", lambda r=run_id: finished(sqlite(
-                inst, SQLITE_SPAN.format(dag=DAG_ID, run=r))), 60 + tasks * 10, 2)
-            if state != "success" or done != tasks:
-                raise SystemExit(f"bench: standalone run {run_id} ended {state} with {done}/{tasks} tasks done")
-            spans.append(span)
+            spans.append(span_of("standalone", run_id, lambda r: sqlite(inst, SQLITE_SPAN.format(dag=DAG_ID, run=r)),
+                                 tasks, 2))
         return spans
     finally:
         sh(inst, "sudo -n systemctl stop bench-standalone; sudo -n systemctl reset-failed bench-standalone 2>/dev/null "
@@ -151,28 +172,15 @@ def run_playground(inst, tasks: int, repeat: int) -> list[float]:
     sh(inst, "sudo -n systemctl start playground.target")
     wait("the playground healthy again", lambda: healthy(inst), 180, 3)
     put_dag(inst, DAG_ID, dag_code(tasks, DAG_ID))
-    auth = "admin:" + sh(inst, "sudo -n playground-agent admin-password").strip()
-    api = "http://127.0.0.1:8080/api/v1/dags/" + DAG_ID
-
-    def curl(method: str, url: str, body=None) -> dict:
-        cmd = f"curl -s -X {method} -u {shlex.quote(auth)} -H 'Content-Type: application/json' {shlex.quote(url)}"
-        if body is not None:
-            cmd += f" -d {shlex.quote(json.dumps(body))}"
-        out = sh(inst, cmd)
-        return json.loads(out) if out.strip() else {}
-
-    wait("the playground parsed the DAG", lambda: curl("GET", api).get("dag_id"), 240, 2)
-    curl("PATCH", api + "?update_mask=is_paused", {"is_paused": False})
+    api, dag = Api(inst), "http://127.0.0.1:8080/api/v1/dags/" + DAG_ID
+    wait("the playground parsed the DAG", lambda: api.call("GET", dag).get("dag_id"), 240, 2)
+    api.call("PATCH", dag + "?update_mask=is_paused", {"is_paused": False})
     spans = []
     for i in range(repeat):
         run_id = f"bench-pg-{i}"
         spool_empty(inst)
-        curl("POST", api + "/dagRuns", {"dag_run_id": run_id})
-        state, span, done = wait(f"playground run {run_id}", lambda r=run_id: finished(psql(
-            inst, PG_SPAN.format(dag=DAG_ID, run=r))), 60 + tasks * 10, 1)
-        if state != "success" or done != tasks:
-            raise SystemExit(f"bench: playground run {run_id} ended {state} with {done}/{tasks} tasks done")
-        spans.append(span)
+        api.call("POST", dag + "/dagRuns", {"dag_run_id": run_id})
+        spans.append(span_of("playground", run_id, lambda r: psql(inst, PG_SPAN.format(dag=DAG_ID, run=r)), tasks, 1))
     return spans
 
 
