@@ -25,29 +25,59 @@ app.add_typer(schedule_app, name="schedule")
 
 @image_app.command("build")
 def image_build(
-    profile: str = typer.Option("local", help="Image profile: local (built here), current or seed (GCE)."),
-    local: bool = typer.Option(True, "--local/--gce", help="Build the local image here, or on GCE with Packer."),
+    profile: Optional[str] = typer.Option(
+        None, help="Image profile: local (built here; the default), or seed / current for --gce "
+                   "(default: gce_profile in the settings, else seed)."),
+    local: bool = typer.Option(True, "--local/--gce", help="Build the local image here, or a GCE image with Packer."),
+    project: Optional[str] = typer.Option(None, help="--gce: project to build in and keep the image "
+                                                     "(else PLAYGROUND_PROJECT, playground.toml)."),
+    zone: Optional[str] = typer.Option(None, help="--gce: zone of the build VM (else PLAYGROUND_ZONE, "
+                                                  "playground.toml, europe-west2-b)."),
 ) -> None:
     """Build the golden image with Packer, showing progress.
 
-    The local build caches the debootstrap base and the pip wheels under
-    PLAYGROUND_CACHE (default /var/cache/playground) so rebuilds are warm.
+    Local: a Debian 12 rootfs provisioned in a systemd-nspawn container; the
+    debootstrap base and the pip wheels are cached under PLAYGROUND_CACHE
+    (default /var/cache/playground) so rebuilds are warm. Prints the image folder.
+
+    --gce: `packer build -only=googlecompute.gce` with Application Default
+    Credentials; the image joins the family playground-PROFILE that `launch`
+    takes. Prints the image name.
+
+    Either way the template is validated first, and a failed or interrupted build
+    leaves no image behind.
     """
-    from .image import local_build, profiles
+    from . import settings
+    from .image import gce_build, local_build, profiles
 
     try:
-        profiles.check(profile)
-        if not local:
-            raise PlaygroundError("--gce: GCE image builds run `packer build -only=googlecompute.gce` "
-                                  "with Application Default Credentials; see README 'GCE image'")
+        if local:
+            profile = profile or "local"
+            profiles.check(profile)
+        else:
+            profile = profile or settings.resolve("gce_profile")[0]
+            profiles.check(profile)
+            if profile == "local":
+                raise PlaygroundError("--profile: the local profile is a Debian rootfs built here; "
+                                      "for --gce use one of " + ", ".join(p for p in profiles.known() if p != "local"))
+            proj = settings.resolve("project", project)[0]
+            if not proj:
+                raise PlaygroundError("--project: the GCE build needs the project to build the image in "
+                                      "(or PLAYGROUND_PROJECT, or project in playground.toml)")
+            build_zone = settings.resolve("zone", zone)[0]
         with progress() as bar:
             task = bar.add_task("starting", total=None)
             t0 = time.monotonic()
-            image = local_build.build_local(profile, report=lambda s: bar.update(task, description=s))
-            bar.update(task, description=f"built {image.name} in {time.monotonic() - t0:.0f} s")
+            report = lambda s: bar.update(task, description=s)  # noqa: E731
+            if local:
+                built = str(local_build.build_local(
+                    profile, report=report, notice=lambda s: bar.console.print(s, markup=False, highlight=False)))
+            else:
+                built = gce_build.build_gce(profile, proj, build_zone, report=report)
+            bar.update(task, description=f"built {Path(built).name} in {time.monotonic() - t0:.0f} s")
     except PlaygroundError as exc:
         fail(exc)
-    print(image)
+    print(built)
 
 
 @image_app.command("list")

@@ -25,3 +25,9 @@ def images_dir(profile: str) -> Path:
 
 def instances_dir() -> Path:
     return state_dir() / "instances"
+
+
+def user_logs_dir() -> Path:
+    """Logs of commands a user runs without root (GCE image builds): XDG_STATE_HOME/playground/logs."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "playground" / "logs"

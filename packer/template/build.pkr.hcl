@@ -1,7 +1,8 @@
 // One build for both sources: the same scripts provision GCE and local images.
 
 locals {
-  src = "/tmp/playground-src"
+  src    = "/tmp/playground-src"
+  family = var.image_family != "" ? var.image_family : "playground-${var.profile}"
   env = [
     "PLAYGROUND_PROFILE=${var.profile}",
     "PLAYGROUND_SRC=/tmp/playground-src",

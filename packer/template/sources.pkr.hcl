@@ -15,7 +15,7 @@ source "googlecompute" "gce" {
   ssh_username            = "packer"
   disk_size               = 30
   image_name              = "playground-${var.profile}-${var.image_version}"
-  image_family            = var.image_family
+  image_family            = local.family
   image_description       = "playground ${var.profile}: Airflow ${var.airflow_version}, MLflow ${var.mlflow_version}"
   image_labels = {
     playground-profile = var.profile

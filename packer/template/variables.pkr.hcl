@@ -28,8 +28,8 @@ variable "mlflow_version" {
 
 variable "image_family" {
   type        = string
-  description = "GCE image family the built image joins."
-  default     = "playground"
+  description = "GCE image family the built image joins; empty means playground-PROFILE, the family `playground launch` takes."
+  default     = ""
 }
 
 variable "image_version" {
@@ -41,8 +41,9 @@ variable "image_version" {
 // --- googlecompute source ---
 
 variable "project_id" {
-  type    = string
-  default = "playground-build"
+  type        = string
+  description = "GCE project the build VM runs in and the image is stored in (required for the googlecompute source)."
+  default     = ""
 }
 
 variable "zone" {

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+from playground.image import gce_build, local_build, packer
 from support import REPO
 
 PACKER = REPO / "packer"
@@ -26,13 +27,13 @@ def test_profiles_are_the_three_designed():
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_packer_validate(profile, tmp_path):
+    """The exact command lines the CLI runs validate for every profile: the local source (as
+    `image build` calls it) and the googlecompute source (as `image build --gce` calls it)."""
     need("packer")
     key = tmp_path / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    proc = subprocess.run(["packer", "validate", f"-var-file={PACKER / 'profiles' / (profile + '.pkrvars.hcl')}",
-                           "-var", f"ssh_private_key_file={key}", str(PACKER / "template")],
-                          capture_output=True, text=True, env={"CHECKPOINT_DISABLE": "1", "PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    packer.validate("local", profile, local_build.packer_variables(2222, key, "20260101-000000"))
+    packer.validate("gce", profile, gce_build.variables("my-team-project", "europe-west2-b", "20260101-000000"))
 
 
 def test_packer_fmt():

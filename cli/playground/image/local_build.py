@@ -11,15 +11,16 @@
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,7 +28,7 @@ from typing import Callable, Optional
 from .. import paths
 from ..errors import PlaygroundError
 from ..prereqs import require_root, require_tools
-from . import hostinputs, profiles
+from . import hostinputs, packer, profiles
 
 # What the base rootfs needs before Packer can reach it over SSH.
 BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "ca-certificates", "sudo", "iproute2"]
@@ -82,13 +83,18 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
     raise PlaygroundError(f"the build container's sshd did not answer on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
-def prepare_build_access(rootfs: Path, port: int, workdir: Path, log) -> Path:
-    """SSH access for Packer, for the build only (removed by remove_build_access)."""
-    key = workdir / "build_key"
+def build_key(folder: Path, log) -> Path:
+    """A key made for this build only: Packer's way into the build container."""
+    key = folder / "build_key"
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], log, "ssh-keygen")
+    return key
+
+
+def prepare_build_access(rootfs: Path, port: int, key: Path, log) -> None:
+    """SSH access for Packer, for the build only (removed by remove_build_access)."""
     ssh_dir = rootfs / "root" / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    (ssh_dir / "authorized_keys").write_text((workdir / "build_key.pub").read_text())
+    (ssh_dir / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
     os.chmod(ssh_dir / "authorized_keys", 0o600)
     conf = rootfs / "etc" / "ssh" / "sshd_config.d" / "99-playground-build.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +110,6 @@ def prepare_build_access(rootfs: Path, port: int, workdir: Path, log) -> Path:
     (rootfs / "etc" / "apt" / "sources.list").write_text("")
     for src in hostinputs.apt_source_files():
         shutil.copy(src, sources_d / src.name if src.name != "sources.list" else rootfs / "etc/apt/sources.list")
-    return key
 
 
 def remove_build_access(rootfs: Path) -> None:
@@ -159,51 +164,115 @@ def dir_size(root: Path) -> int:
     return total
 
 
-def packer_progress(line: str) -> Optional[str]:
-    """Turn Packer's machine-readable lines into a short status, when they carry one."""
-    parts = line.rstrip("\n").split(",")
-    if len(parts) >= 5 and parts[2] == "ui" and parts[3] in ("say", "message"):
-        text = ",".join(parts[4:]).replace("%!(PACKER_COMMA)", ",").replace("\\n", " ")
-        match = re.search(r"Provisioning with shell script: .*?/?(\d\d-[\w-]+\.sh)", text)
-        if match:
-            return f"provisioning: {match.group(1)}"
-        if "==>" in text:
-            return text.split("==>", 1)[1].strip()[:100]
-    return None
-
-
-def run_packer(profile: str, port: int, key: Path, version: str, report: Report, log) -> None:
-    cmd = ["packer", "build", "-machine-readable", "-only=null.local",
-           "-var-file=" + str(profiles.var_file(profile)),
-           "-var", f"ssh_port={port}", "-var", f"ssh_private_key_file={key}",
-           "-var", f"image_version={version}",
-           "-var", f"pip_cache_dir={BUILD_PIP_CACHE}", "-var", f"build_ca_bundle={BUILD_CA}"]
+def packer_variables(port: int, key: Path, version: str) -> dict[str, str]:
+    """The local build's inputs beside the profile's var-file."""
+    variables = {"ssh_port": str(port), "ssh_private_key_file": str(key), "image_version": version,
+                 "pip_cache_dir": BUILD_PIP_CACHE, "build_ca_bundle": BUILD_CA}
     index = hostinputs.pip_index_url()
     if index:
-        cmd += ["-var", f"pip_index_url={index}"]
-    cmd.append(str(paths.PACKER_DIR / "template"))
-    env = dict(os.environ, CHECKPOINT_DISABLE="1", PACKER_NO_COLOR="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    errors = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        log.write(line)
-        log.flush()
-        status = packer_progress(line)
-        if status:
-            report(status)
-        if ",error," in line:
-            errors.append(line.rstrip().split(",", 4)[-1].replace("\\n", " "))
-    if proc.wait() != 0:
-        detail = errors[-1] if errors else "see " + log.name
-        raise PlaygroundError(f"packer build failed: {detail[:300]}")
+        variables["pip_index_url"] = index
+    return variables
 
 
-def build_local(profile: str = "local", report: Report = print) -> Path:
-    """Build the local image; return its folder (which holds rootfs/ and manifest.json)."""
+class BuildInterrupted(PlaygroundError):
+    pass
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM and SIGHUP end the build through the same clean-up as an error (Python's default would
+    leave the build container and Packer running)."""
+    def interrupted(signum, _frame):
+        for sig in old:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        raise BuildInterrupted(f"image build interrupted ({signal.Signals(signum).name}): nothing was kept",
+                               exit_code=128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def build_lock(out_dir: Path):
+    """One build of a profile at a time: a second one would sweep the first one's folder."""
+    with open(out_dir / ".build.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise PlaygroundError(f"another image build is running here (pid {lock.read().strip() or '?'}): "
+                                  "wait for it to finish") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+def sweep_unfinished(out_dir: Path, report: Report) -> list[str]:
+    """Remove what a killed build left (SIGKILL skips every clean-up): its `.building` folder and the
+    build container still running on it. Called under build_lock, so no live build owns one."""
+    swept = []
+    for building in sorted(out_dir.glob("*.building")):
+        for pid in _pids_using(building):
+            _terminate(pid)
+        shutil.rmtree(building, ignore_errors=True)
+        swept.append(building.name)
+    if swept:
+        report(f"removed what an interrupted build left: {', '.join(swept)}")
+    return swept
+
+
+def _pids_using(folder: Path) -> list[int]:
+    """Processes whose command line names the folder (systemd-nspawn -D FOLDER/rootfs)."""
+    pids = []
+    needle = str(folder).encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its reaper (the orphans of a killed build are not ours to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _terminate(pid: int, timeout: float = 30) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def build_local(profile: str = "local", report: Report = print, notice: Optional[Report] = None) -> Path:
+    """Build the local image; return its folder (which holds rootfs/ and manifest.json).
+    `report` gets the progress; `notice` (default: report) what a user should read afterwards."""
+    notice = notice or report
     profiles.check(profile)
     if profile != "local":
-        raise PlaygroundError(f"profile {profile!r} builds on GCE only; locally use --profile local")
+        raise PlaygroundError(f"profile {profile!r} builds on GCE only; locally use --profile local "
+                              f"or `playground image build --gce --profile {profile}`")
     require_root("building the local image")
     require_tools("packer", "debootstrap", "systemd-nspawn", "ssh-keygen")
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -216,15 +285,22 @@ def build_local(profile: str = "local", report: Report = print) -> Path:
     t0 = time.monotonic()
     inputs = source_hash()
     container: Optional[subprocess.Popen] = None
-    with open(log_path, "w") as log, tempfile.TemporaryDirectory(prefix="playground-build-") as work:
+    with build_lock(out_dir), _signals_raise(), open(log_path, "w") as log:
         try:
+            sweep_unfinished(out_dir, notice)
+            # The build's key sits in the build folder, beside the rootfs (never in it), so Packer's
+            # command line names the folder too and a sweep after a SIGKILL finds it.
+            building.mkdir()
+            port = _free_port()
+            key = build_key(building, log)
+            variables = packer_variables(port, key, version)
+            # The template and profile are checked before anything is made.
+            packer.validate("local", profile, variables)
             base = base_rootfs(report, log)
             report("copying the base rootfs")
-            building.mkdir()
             rootfs = building / "rootfs"
             _run(["cp", "-a", "--reflink=auto", str(base), str(rootfs)], log, "copy of the base rootfs")
-            port = _free_port()
-            key = prepare_build_access(rootfs, port, Path(work), log)
+            prepare_build_access(rootfs, port, key, log)
             report("booting the build container")
             container = subprocess.Popen(
                 ["systemd-nspawn", "-D", str(rootfs), "--boot", "--register=no", "--keep-unit",
@@ -233,10 +309,12 @@ def build_local(profile: str = "local", report: Report = print) -> Path:
                  f"--bind-ro={hostinputs.ca_bundle()}:{BUILD_CA}"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             _wait_port(port, container, 90)
-            run_packer(profile, port, key, version, report, log)
+            packer.build("local", profile, variables, report, log)
             report("shutting the build container down")
             stop_container(container)
             remove_build_access(rootfs)
+            for leftover in building.glob("build_key*"):
+                leftover.unlink()
             report("writing the manifest (checksum of the image)")
             manifest = json.loads((rootfs / "etc/playground/image-manifest.json").read_text())
             manifest.update({
@@ -252,12 +330,14 @@ def build_local(profile: str = "local", report: Report = print) -> Path:
             os.replace(building, final)
             removed = prune_images(profile)
             if removed:
-                report(f"removed {len(removed)} older image(s) no instance uses: {', '.join(removed)}")
+                notice(f"removed {len(removed)} older image(s) no instance uses: {', '.join(removed)}")
             return final
         except BaseException:
             if container is not None:
                 stop_container(container, timeout=30)
             shutil.rmtree(building, ignore_errors=True)
+            if log.tell() == 0:  # failed before it did anything worth reading
+                log_path.unlink(missing_ok=True)
             raise
 
 

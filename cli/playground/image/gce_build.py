@@ -1,0 +1,36 @@
+"""Build a GCE image: `packer build -only=googlecompute.gce` with Application Default Credentials.
+
+The build VM has no external IP and is reached through IAP; the image joins the
+family playground-PROFILE, which `playground launch --provider gce` takes. On
+failure or Ctrl-C Packer deletes its build VM and disk itself; no image is
+created unless every provisioning script succeeded.
+"""
+from __future__ import annotations
+
+import time
+
+from .. import paths
+from ..prereqs import require_tools
+from . import packer, profiles
+
+Report = packer.Report
+
+
+def variables(project: str, zone: str, version: str) -> dict[str, str]:
+    return {"project_id": project, "zone": zone, "image_version": version}
+
+
+def build_gce(profile: str, project: str, zone: str, report: Report = print) -> str:
+    """Build the profile's image in `project`; return the image's name."""
+    profiles.check(profile)
+    require_tools("packer")
+    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    inputs = variables(project, zone, version)
+    packer.validate("gce", profile, inputs)
+    log_dir = paths.user_logs_dir()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    name = f"playground-{profile}-{version}"
+    with open(log_dir / f"image-build-{name}.log", "w") as log:
+        report(f"packer build of {name} in project {project}, zone {zone}")
+        packer.build("gce", profile, inputs, report, log)
+    return name

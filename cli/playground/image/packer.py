@@ -1,0 +1,132 @@
+"""Running Packer: one command line per source, a validate before every build
+(a bad or missing variable fails in a second, before anything is made), the
+build's progress, and Packer's errors turned into one line."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from typing import Callable, Optional, TextIO
+
+from .. import paths
+from ..errors import PlaygroundError
+from . import profiles
+
+Report = Callable[[str], None]
+SOURCES = {"local": "null.local", "gce": "googlecompute.gce"}
+# The script lines of a failing provisioner worth quoting: what it printed last.
+_OUTPUT = re.compile(r"^\s*(?:null\.local|googlecompute\.gce): (.*\S)")
+_SCRIPT = re.compile(r"Provisioning with shell script: .*?/?(\d\d-[\w-]+\.sh)")
+
+
+def command(verb: str, source: str, profile: str, variables: dict[str, str]) -> list[str]:
+    """`packer build|validate` for one source of the template with the profile's var-file and `variables`."""
+    cmd = ["packer", verb, "-machine-readable", "-only=" + SOURCES[source],
+           "-var-file=" + str(profiles.var_file(profile))]
+    for key, value in variables.items():
+        cmd += ["-var", f"{key}={value}"]
+    cmd.append(str(paths.PACKER_DIR / "template"))
+    return cmd
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, CHECKPOINT_DISABLE="1", PACKER_NO_COLOR="1")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "")
+
+
+def error_line(raw: str) -> str:
+    """One line from a Packer error: what is wrong, where, and the name it concerns."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", _unescape(raw)) if p.strip()]
+    what, where, more = "", "", ""
+    for para in paragraphs:
+        first = " ".join(para.split())
+        if first == "(source code not available)" or re.fullmatch(r"Error: \d+ error\(s\) occurred:?", first):
+            continue
+        loc = re.match(r"on (\S+) line (\d+)", first)
+        if loc:
+            where = where or f"{loc.group(1)} line {loc.group(2)}"
+            continue
+        if not what:
+            what = re.sub(r"^(Error: |\* )", "", first)
+        elif not more:
+            more = first.split(". ")[0].rstrip(".")
+    if not what:
+        return " ".join(_unescape(raw).split())[:300]
+    # "Unset variable "x"" names its field; "Undefined -var variable" says which only in the next paragraph.
+    line = what if '"' in what or not more else f"{what}: {more}"
+    return f"{line} ({where})" if where and where != "line" else line
+
+
+def validate(source: str, profile: str, variables: dict[str, str]) -> None:
+    """`packer validate` with exactly the build's inputs; a bad input is one line naming it."""
+    proc = subprocess.run(command("validate", source, profile, variables), capture_output=True, text=True, env=_env())
+    if proc.returncode == 0:
+        return
+    errors = [line.split(",", 4)[-1] for line in proc.stdout.splitlines() if ",ui,error," in line]
+    detail = error_line(errors[0] if errors else proc.stdout + proc.stderr)
+    if detail.startswith("Unset variable"):
+        detail += f": set it in packer/profiles/{profile}.pkrvars.hcl"
+    raise PlaygroundError(f"packer template ({profile} profile): {detail}")
+
+
+def progress_of(line: str) -> Optional[str]:
+    """Turn Packer's machine-readable lines into a short status, when they carry one."""
+    parts = line.rstrip("\n").split(",")
+    if len(parts) >= 5 and parts[2] == "ui" and parts[3] in ("say", "message"):
+        text = _unescape(",".join(parts[4:])).replace("\n", " ")
+        match = _SCRIPT.search(text)
+        if match:
+            return f"provisioning: {match.group(1)}"
+        if "==>" in text:
+            return text.split("==>", 1)[1].strip()[:100]
+    return None
+
+
+def build(source: str, profile: str, variables: dict[str, str], report: Report, log: TextIO) -> None:
+    """`packer build` with progress; a failure is one line naming the script and what it printed last.
+    Whatever ends this early (an error, Ctrl-C, SIGTERM turned into an exception) stops Packer first,
+    with SIGINT, which is Packer's own clean cancel (it tears its build VM down)."""
+    proc = subprocess.Popen(command("build", source, profile, variables), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env())
+    errors: list[str] = []
+    script, last_output = "", ""
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            status = progress_of(line)
+            if status:
+                report(status)
+                if status.startswith("provisioning: "):
+                    script, last_output = status.removeprefix("provisioning: "), ""
+            parts = line.rstrip("\n").split(",", 4)
+            if len(parts) == 5 and parts[2] == "ui" and parts[3] == "error":
+                errors.append(parts[4])
+            elif len(parts) == 5 and parts[2] == "ui" and parts[3] == "message":
+                out = _OUTPUT.match(_unescape(parts[4]).strip("\n").splitlines()[-1] if parts[4] else "")
+                if out:
+                    last_output = out.group(1)
+        code = proc.wait()
+    finally:
+        stop(proc)
+    if code != 0:
+        detail = error_line(errors[-1]) if errors else f"exit {code}"
+        where = f" in {script}" if script else ""
+        said = f" (it printed: {last_output[:200]})" if script and last_output else ""
+        raise PlaygroundError(f"packer build failed{where}: {detail}{said}; the build log is {log.name}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 60) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

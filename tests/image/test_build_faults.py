@@ -1,0 +1,113 @@
+"""A local image build that fails or is stopped part way leaves no image, no build container and no
+half-written folder where a good image is expected: a Packer error in a provisioning script, SIGTERM,
+and SIGKILL (whose leftovers the next build removes). Real builds, each in a home of its own."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from playground.image import local_build
+
+pytestmark = pytest.mark.image
+CLI = str(Path(sys.executable).with_name("playground"))
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a package index that refuses every connection."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def home(image, tmp_path):
+    """A PLAYGROUND_HOME of the test's own (the base rootfs cache is shared, and warm: `image` built it).
+    Every process still naming the home at the end is stopped: a test starts nothing it leaves running."""
+    yield tmp_path / "home"
+    for pid in pids_naming(tmp_path / "home"):
+        os.kill(pid, signal.SIGKILL)
+
+
+def build_env(home: Path, **extra: str) -> dict[str, str]:
+    return dict(os.environ, PLAYGROUND_HOME=str(home), COLUMNS="200", **extra)
+
+
+def pids_naming(folder: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(folder).encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def start_build(home: Path) -> tuple[subprocess.Popen, Path]:
+    """A build started and waited for until Packer provisions inside the booted container."""
+    proc = subprocess.Popen([CLI, "image", "build"], env=build_env(home), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    images = home / "images" / "local"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        logs = list(images.glob("*.log")) if images.is_dir() else []
+        if logs and "Provisioning with shell script" in logs[0].read_text(errors="replace"):
+            return proc, logs[0]
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.5)
+    proc.kill()
+    raise AssertionError("the build never reached provisioning")
+
+
+def no_image_left(home: Path) -> None:
+    images = home / "images" / "local"
+    assert sorted(p.name for p in images.iterdir() if p.is_dir()) == []
+    assert pids_naming(home) == []
+
+
+def test_packer_error_mid_build_is_one_line_and_leaves_no_image(home):
+    env = build_env(home, PIP_INDEX_URL=f"http://127.0.0.1:{closed_port()}/simple")
+    proc = subprocess.run([CLI, "image", "build"], env=env, capture_output=True, text=True, timeout=900)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("error: packer build failed in 30-airflow.sh: Script exited with non-zero exit "
+                                "status"), errors[0]
+    # The log is kept for reading, and the line says where.
+    log = Path(errors[0].split("the build log is ")[1])
+    assert log.is_file() and "Connection refused" in log.read_text(errors="replace")
+    no_image_left(home)
+
+
+def test_sigterm_mid_build_stops_packer_and_the_container(home):
+    proc, _ = start_build(home)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "image build interrupted (SIGTERM): nothing was kept" in " ".join(err.split())
+    no_image_left(home)
+
+
+def test_sigkill_mid_build_is_swept_by_the_next_build(home):
+    proc, _ = start_build(home)
+    proc.kill()
+    proc.wait(timeout=30)
+    images = home / "images" / "local"
+    (left,) = images.glob("*.building")
+    running = pids_naming(left)
+    assert running, "a SIGKILLed build leaves its container running (what the sweep is for)"
+    env = build_env(home, PIP_INDEX_URL=f"http://127.0.0.1:{closed_port()}/simple")
+    again = subprocess.run([CLI, "image", "build"], env=env, capture_output=True, text=True, timeout=900)
+    out = " ".join(again.stderr.split())
+    assert f"removed what an interrupted build left: {left.name}" in out
+    assert again.returncode == 1 and "packer build failed in 30-airflow.sh" in out
+    assert not left.exists()
+    assert [pid for pid in running if local_build._alive(pid)] == []
+    no_image_left(home)

@@ -1,0 +1,150 @@
+"""`playground image build` on bad input: one clear line, non-zero exit, nothing made.
+
+These run the real Packer (validate) on a copy of the image definition with one
+thing broken; the failures that need a build container are in
+tests/image/test_build_faults.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from playground import paths
+from playground.image import packer
+from playground.main import app
+from support import REPO
+from typer.testing import CliRunner
+
+BUILD_TOOLS = ("packer", "debootstrap", "systemd-nspawn", "ssh-keygen")
+
+
+def run(*args: str):
+    res = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return res.exit_code, " ".join(res.output.split())
+
+
+def one_error_line(out: str) -> str:
+    errors = [line for line in out.splitlines() if "error:" in line]
+    assert len(errors) == 1, out
+    return errors[0]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for var in ("PLAYGROUND_PROJECT", "PLAYGROUND_ZONE", "PLAYGROUND_GCE_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def broken_definition(tmp_path, monkeypatch):
+    """A copy of the repository's image definition the test may break (the template finds the agent,
+    units, DAGs and lineage plugin beside packer/, so those are linked in)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "packer", repo / "packer")
+    for part in ("agent", "units", "dags", "lineage"):
+        (repo / part).symlink_to(REPO / part)
+    monkeypatch.setattr(paths, "PACKER_DIR", repo / "packer")
+    return repo / "packer"
+
+
+def test_missing_packer_variable_is_named_before_anything_is_made(home, broken_definition, monkeypatch):
+    for tool in BUILD_TOOLS:
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (.ci/run installs it)")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    profile = broken_definition / "profiles" / "local.pkrvars.hcl"
+    profile.write_text("".join(line for line in profile.read_text().splitlines(keepends=True)
+                               if not line.startswith("airflow_version")))
+    code, out = run("image", "build")
+    assert code == 1
+    assert ('packer template (local profile): Unset variable "airflow_version": '
+            "set it in packer/profiles/local.pkrvars.hcl") in one_error_line(out)
+    # Checked before the base rootfs, the copy or the container: nothing was made or left.
+    assert not (home.parent / "cache" / "base").exists()
+    assert [p.name for p in (home / "images" / "local").iterdir()] == [".build.lock"]
+
+
+def test_wrong_type_in_a_profile_is_named(home, broken_definition):
+    if shutil.which("packer") is None:
+        pytest.skip("packer not installed (.ci/run installs it)")
+    profile = broken_definition / "profiles" / "seed.pkrvars.hcl"
+    profile.write_text(profile.read_text() + 'use_iap = "sometimes"\n')
+    code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
+    assert code == 1
+    line = one_error_line(out)
+    assert "packer template (seed profile):" in line and "use_iap" in line, line
+
+
+@pytest.mark.parametrize("tool", ["packer", "debootstrap"])
+def test_missing_build_tool_says_how_to_install_it(home, monkeypatch, tmp_path, tool):
+    """Only `tool` is missing: the others are linked into a PATH of their own."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for other in BUILD_TOOLS:
+        found = shutil.which(other)
+        if other != tool and found:
+            (bin_dir / other).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    code, out = run("image", "build")
+    assert code == 1
+    assert f"{tool} is not installed: apt-get install {tool}" in one_error_line(out)
+    assert not (home / "images" / "local").exists()
+
+
+def test_gce_build_without_packer(home, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
+    assert code == 1 and "packer is not installed: apt-get install packer" in one_error_line(out)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--profile", "nosuch"], "--profile: unknown profile 'nosuch'; expected one of current, local, seed"),
+    (["--profile", "seed"], "profile 'seed' builds on GCE only"),
+    (["--gce", "--profile", "seed"], "--project: the GCE build needs the project"),
+    (["--gce", "--profile", "local", "--project", "p-123456"], "--profile: the local profile is a Debian rootfs"),
+])
+def test_bad_flags(home, args, expected):
+    code, out = run("image", "build", *args)
+    assert code == 1 and expected in one_error_line(out)
+    assert not (home / "images").exists()
+
+
+def test_gce_build_takes_the_settings_profile_and_project(home, monkeypatch):
+    """No --profile with --gce means gce_profile from the settings; an unknown one is named."""
+    monkeypatch.setenv("PLAYGROUND_GCE_PROFILE", "nosuch")
+    monkeypatch.setenv("PLAYGROUND_PROJECT", "my-team-project")
+    code, out = run("image", "build", "--gce")
+    assert code == 1 and "--profile: unknown profile 'nosuch'" in one_error_line(out)
+
+
+# Packer 1.6.6's own error texts (as its machine-readable ui,error lines carry them) and the line made of each.
+@pytest.mark.parametrize("raw, expected", [
+    ('Error: Unset variable "airflow_version"\\n\\nA used variable must be set or have a default value; see\\n'
+     "https://packer.io/docs/configuration/from-1.5/syntax for details.\\n\\n",
+     'Unset variable "airflow_version"'),
+    ('Error: Undefined -var variable\\n\\nA "nosuch" variable was passed in the command line but was not found in '
+     "known\\nvariables. To declare variable \"nosuch\"%!(PACKER_COMMA) place this block in one of your .pkr\\n",
+     'Undefined -var variable: A "nosuch" variable was passed in the command line but was not found in known '
+     "variables"),
+    ("Error: 1 error(s) occurred:\\n\\n* a project_id must be specified\\n\\n  on packer/template/sources.pkr.hcl "
+     "line 4:\\n  (source code not available)\\n\\n",
+     "a project_id must be specified (packer/template/sources.pkr.hcl line 4)"),
+    ("Script exited with non-zero exit status: 1.Allowed exit codes are: [0]",
+     "Script exited with non-zero exit status: 1.Allowed exit codes are: [0]"),
+])
+def test_packer_errors_become_one_line(raw, expected):
+    assert packer.error_line(raw) == expected
+
+
+def test_packer_progress_names_the_script():
+    line = ("1795633387,,ui,say,==> null.local: Provisioning with shell script: "
+            "/src/packer/template/../scripts/20-postgresql.sh")
+    assert packer.progress_of(line) == "provisioning: 20-postgresql.sh"
+    assert packer.progress_of("1795633387,,ui,message,    null.local: Setting up libpq5") is None
