@@ -136,6 +136,8 @@ def test_gce_build_takes_the_settings_profile_and_project(home, monkeypatch):
     ("Error: 1 error(s) occurred:\\n\\n* a project_id must be specified\\n\\n  on packer/template/sources.pkr.hcl "
      "line 4:\\n  (source code not available)\\n\\n",
      "a project_id must be specified (packer/template/sources.pkr.hcl line 4)"),
+    ("\\n--> googlecompute.gce: google: could not find default credentials.",
+     "google: could not find default credentials."),
     ("Script exited with non-zero exit status: 1.Allowed exit codes are: [0]",
      "Script exited with non-zero exit status: 1.Allowed exit codes are: [0]"),
 ])
@@ -148,3 +150,20 @@ def test_packer_progress_names_the_script():
             "/src/packer/template/../scripts/20-postgresql.sh")
     assert packer.progress_of(line) == "provisioning: 20-postgresql.sh"
     assert packer.progress_of("1795633387,,ui,message,    null.local: Setting up libpq5") is None
+
+
+def test_gce_build_runs_packer_and_names_missing_credentials(home, monkeypatch, tmp_path):
+    """The real `packer build -only=googlecompute.gce`: validated, started, and stopped by its builder at the
+    credentials lookup (an unreadable GOOGLE_APPLICATION_CREDENTIALS file fails before any network call;
+    GCE_METADATA_HOST points the metadata fallback at a closed loopback port all the same)."""
+    if shutil.which("packer") is None:
+        pytest.skip("packer not installed (.ci/run installs it)")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
+    assert code == 1
+    line = one_error_line(out)
+    assert "packer build failed: google: error getting credentials" in line, line
+    assert "gcloud auth application-default login" in line
+    (log,) = (tmp_path / "state" / "playground" / "logs").glob("image-build-playground-seed-*.log")
+    assert "googlecompute.gce" in log.read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from .. import paths
+from ..errors import PlaygroundError
 from ..prereqs import require_tools
 from . import packer, profiles
 
@@ -32,5 +33,11 @@ def build_gce(profile: str, project: str, zone: str, report: Report = print) -> 
     name = f"playground-{profile}-{version}"
     with open(log_dir / f"image-build-{name}.log", "w") as log:
         report(f"packer build of {name} in project {project}, zone {zone}")
-        packer.build("gce", profile, inputs, report, log)
+        try:
+            packer.build("gce", profile, inputs, report, log)
+        except PlaygroundError as exc:
+            if "credentials" in str(exc):
+                raise PlaygroundError(f"{exc} (Packer uses Application Default Credentials: "
+                                      "`gcloud auth application-default login`)") from exc
+            raise
     return name

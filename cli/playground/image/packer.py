@@ -51,7 +51,7 @@ def error_line(raw: str) -> str:
             where = where or f"{loc.group(1)} line {loc.group(2)}"
             continue
         if not what:
-            what = re.sub(r"^(Error: |\* )", "", first)
+            what = re.sub(r"^(Error: |\* |--> [\w.-]+: )", "", first)
         elif not more:
             more = first.split(". ")[0].rstrip(".")
     if not what:
