@@ -125,14 +125,7 @@ def remove_build_access(rootfs: Path) -> None:
 
 def stop_container(proc: subprocess.Popen, timeout: float = 90) -> None:
     """SIGTERM makes systemd-nspawn ask the container's systemd for a clean poweroff."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    packer.end_process(proc, signal.SIGTERM, timeout)
 
 
 def tree_checksum(root: Path) -> str:

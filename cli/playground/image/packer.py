@@ -88,8 +88,7 @@ def progress_of(line: str) -> Optional[str]:
 
 def build(source: str, profile: str, variables: dict[str, str], report: Report, log: TextIO) -> None:
     """`packer build` with progress; a failure is one line naming the script and what it printed last.
-    Whatever ends this early (an error, Ctrl-C, SIGTERM turned into an exception) stops Packer first,
-    with SIGINT, which is Packer's own clean cancel (it tears its build VM down)."""
+    Whatever ends this early (an error, Ctrl-C, SIGTERM turned into an exception) stops Packer first."""
     proc = subprocess.Popen(command("build", source, profile, variables), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=_env())
     errors: list[str] = []
@@ -113,7 +112,8 @@ def build(source: str, profile: str, variables: dict[str, str], report: Report, 
                     last_output = out.group(1)
         code = proc.wait()
     finally:
-        stop(proc)
+        # SIGINT is Packer's own clean cancel (it tears its build VM down).
+        end_process(proc, signal.SIGINT)
     if code != 0:
         detail = error_line(errors[-1]) if errors else f"exit {code}"
         where = f" in {script}" if script else ""
@@ -121,10 +121,11 @@ def build(source: str, profile: str, variables: dict[str, str], report: Report, 
         raise PlaygroundError(f"packer build failed{where}: {detail}{said}; the build log is {log.name}")
 
 
-def stop(proc: subprocess.Popen, timeout: float = 60) -> None:
+def end_process(proc: subprocess.Popen, sig: int, timeout: float = 60) -> None:
+    """Ask a child to finish with `sig`; kill it if it has not within `timeout` seconds."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
