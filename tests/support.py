@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,3 +29,12 @@ def run_ok(host, cmd: str) -> str:
 
 def remote_json(host, path: str) -> dict:
     return json.loads(run_ok(host, f"cat {path}"))
+
+
+def need_local() -> None:
+    """Skip, saying why, where local instances and builds cannot run: they need root and the tools."""
+    if os.geteuid() != 0:
+        pytest.skip("local instances need root (systemd-nspawn, network namespaces)")
+    for tool in ("systemd-nspawn", "packer", "debootstrap"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (see .ci/run for the packages)")

@@ -6,33 +6,24 @@ test instance: pytest tests/image --hosts=ssh://USER@HOST (and --manifest FILE).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 import testinfra
 from playground.image import local_build
 from playground.local import instance
+from support import need_local
 
 
 def pytest_addoption(parser):
     parser.addoption("--manifest", default=None, help="image manifest.json for a --hosts run against GCE")
 
 
-def _need_local():
-    if os.geteuid() != 0:
-        pytest.skip("local instances need root (systemd-nspawn, network namespaces)")
-    for tool in ("systemd-nspawn", "packer", "debootstrap"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (see .ci/run for the packages)")
-
-
 @pytest.fixture(scope="session")
 def image(request) -> Path:
     if request.config.getoption("hosts"):
         pytest.skip("checking given --hosts, not a local image")
-    _need_local()
+    need_local()
     # Only an image built from this very tree counts: a stale one would test old code.
     found = local_build.newest_image("local", matching_source=True)
     if found is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from playground.image import local_build
+from support import need_local
 
 pytestmark = pytest.mark.image
 CLI = str(Path(sys.executable).with_name("playground"))
@@ -26,9 +27,12 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def home(image, tmp_path):
-    """A PLAYGROUND_HOME of the test's own (the base rootfs cache is shared, and warm: `image` built it).
+def home(request, tmp_path):
+    """A PLAYGROUND_HOME of the test's own (the base rootfs cache is shared: debootstrapped once).
     Every process still naming the home at the end is stopped: a test starts nothing it leaves running."""
+    if request.config.getoption("hosts"):
+        pytest.skip("checking given --hosts, not building here")
+    need_local()
     yield tmp_path / "home"
     for pid in pids_naming(tmp_path / "home"):
         os.kill(pid, signal.SIGKILL)
