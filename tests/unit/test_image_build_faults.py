@@ -167,3 +167,32 @@ def test_gce_build_runs_packer_and_names_missing_credentials(home, monkeypatch, 
     assert "gcloud auth application-default login" in line
     (log,) = (tmp_path / "state" / "playground" / "logs").glob("image-build-playground-seed-*.log")
     assert "googlecompute.gce" in log.read_text()
+
+
+def test_a_failed_script_is_named_with_its_status_and_last_error():
+    """Lines as Packer 1.6.6 printed them when 30-airflow.sh could not reach the package index."""
+    lines = [
+        "1795634266,,ui,message,    null.local: Processing triggers for libc-bin (2.36-9+deb12u14) ...",
+        "1795634267,,ui,say,==> null.local: Provisioning with shell script: "
+        "/src/packer/template/../scripts/30-airflow.sh",
+        "1795634279,,ui,message,    null.local: Requirement already satisfied: setuptools in /opt/airflow/lib",
+        "1795634294,,ui,error,==> null.local: ERROR: Could not find a version that satisfies the requirement wheel",
+        "1795634294,,ui,error,==> null.local: ERROR: No matching distribution found for wheel",
+        "1795634294,,ui,error,Build 'null.local' errored after 1 minute 3 seconds: Script exited with non-zero "
+        "exit status: 1.Allowed exit codes are: [0]",
+        "1795634294,,ui,error,\\n==> Some builds didn't complete successfully and had errors:",
+        "1795634294,null.local,error,Script exited with non-zero exit status: 1.Allowed exit codes are: [0]",
+        "1795634294,,ui,error,--> null.local: Script exited with non-zero exit status: 1.Allowed exit codes are: [0]",
+        "1795634294,,ui,say,\\n==> Builds finished but no artifacts were created.",
+    ]
+    output = packer.BuildOutput()
+    statuses = [output.feed(line + "\n") for line in lines]
+    assert "provisioning: 30-airflow.sh" in statuses
+    assert output.failure(1) == "30-airflow.sh exited with status 1: ERROR: No matching distribution found for wheel"
+
+
+def test_a_failure_before_any_script_is_packers_own_error():
+    output = packer.BuildOutput()
+    output.feed("1795634231,,ui,error,Build 'null.local' errored after 2 minutes: Timeout waiting for SSH.\n")
+    output.feed("1795634231,,ui,error,--> null.local: Timeout waiting for SSH.\n")
+    assert output.failure(1) == "Timeout waiting for SSH."

@@ -15,8 +15,9 @@ from . import profiles
 
 Report = Callable[[str], None]
 SOURCES = {"local": "null.local", "gce": "googlecompute.gce"}
-# The script lines of a failing provisioner worth quoting: what it printed last.
-_OUTPUT = re.compile(r"^\s*(?:null\.local|googlecompute\.gce): (.*\S)")
+# What a provisioning script writes, as Packer relays it: stdout, and stderr.
+_OUTPUT = re.compile(r"^\s+(?:null\.local|googlecompute\.gce): (.*\S)")
+_STDERR = re.compile(r"^==> (?:null\.local|googlecompute\.gce): (.*\S)")
 _SCRIPT = re.compile(r"Provisioning with shell script: .*?/?(\d\d-[\w-]+\.sh)")
 
 
@@ -86,39 +87,63 @@ def progress_of(line: str) -> Optional[str]:
     return None
 
 
+class BuildOutput:
+    """Follows `packer build -machine-readable` output: the progress, the script running, what it wrote
+    last, and Packer's own errors, so that a failure is one line."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.script, self.said_out, self.said_err = "", "", ""
+
+    def feed(self, line: str) -> Optional[str]:
+        """Take one line; return a progress status when it carries one."""
+        status = progress_of(line)
+        if status and status.startswith("provisioning: "):
+            self.script, self.said_out, self.said_err = status.removeprefix("provisioning: "), "", ""
+        parts = line.rstrip("\n").split(",", 4)
+        if len(parts) == 5 and parts[2] == "ui" and parts[4]:
+            text = (_unescape(parts[4]).strip("\n").splitlines() or [""])[-1]
+            # A running script's stdout comes as "    SOURCE: line" messages, its stderr as
+            # "==> SOURCE: line" errors; Packer's own errors have neither form.
+            out, err = _OUTPUT.match(text), _STDERR.match(text)
+            if parts[3] == "message" and out:
+                self.said_out = out.group(1)
+            elif parts[3] == "error" and self.script and err:
+                self.said_err = err.group(1)
+            elif parts[3] == "error":
+                self.errors.append(parts[4])
+        return status
+
+    def failure(self, code: int) -> str:
+        """What went wrong: the failing script, its exit status and its last words, else Packer's error."""
+        detail = error_line(self.errors[-1]) if self.errors else f"exit {code}"
+        exited = re.search(r"non-zero exit status: (\d+)", detail)
+        if not (self.script and exited):
+            return detail
+        said = self.said_err or self.said_out
+        return f"{self.script} exited with status {exited.group(1)}" + (f": {said[:200]}" if said else "")
+
+
 def build(source: str, profile: str, variables: dict[str, str], report: Report, log: TextIO) -> None:
-    """`packer build` with progress; a failure is one line naming the script and what it printed last.
-    Whatever ends this early (an error, Ctrl-C, SIGTERM turned into an exception) stops Packer first."""
+    """`packer build` with progress; a failure is one line (BuildOutput.failure). Whatever ends this
+    early (an error, Ctrl-C, SIGTERM turned into an exception) stops Packer first."""
     proc = subprocess.Popen(command("build", source, profile, variables), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=_env())
-    errors: list[str] = []
-    script, last_output = "", ""
+    output = BuildOutput()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
             log.flush()
-            status = progress_of(line)
+            status = output.feed(line)
             if status:
                 report(status)
-                if status.startswith("provisioning: "):
-                    script, last_output = status.removeprefix("provisioning: "), ""
-            parts = line.rstrip("\n").split(",", 4)
-            if len(parts) == 5 and parts[2] == "ui" and parts[3] == "error":
-                errors.append(parts[4])
-            elif len(parts) == 5 and parts[2] == "ui" and parts[3] == "message":
-                out = _OUTPUT.match(_unescape(parts[4]).strip("\n").splitlines()[-1] if parts[4] else "")
-                if out:
-                    last_output = out.group(1)
         code = proc.wait()
     finally:
         # SIGINT is Packer's own clean cancel (it tears its build VM down).
         end_process(proc, signal.SIGINT)
     if code != 0:
-        detail = error_line(errors[-1]) if errors else f"exit {code}"
-        where = f" in {script}" if script else ""
-        said = f" (it printed: {last_output[:200]})" if script and last_output else ""
-        raise PlaygroundError(f"packer build failed{where}: {detail}{said}; the build log is {log.name}")
+        raise PlaygroundError(f"packer build failed: {output.failure(code)}; the build log is {log.name}")
 
 
 def end_process(proc: subprocess.Popen, sig: int, timeout: float = 60) -> None:
