@@ -12,7 +12,11 @@ from typing import Any, Dict, List, Optional
 from . import paths
 from .render import write_atomic
 
-BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service"]
+BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service",
+              "playground-lineage.service"]
+# Lineage is delivered once a burst of tasks is quiet, at most 60 s late: an event older than this
+# waits on something (MLflow down, the delivery service stopped).
+LINEAGE_LATE_S = 120
 
 
 PROPS = "ActiveState,SubState,Result,NRestarts,ActiveEnterTimestamp"
@@ -93,6 +97,33 @@ def proxy_state(cfg: Optional[Dict[str, Any]], st: Optional[Dict[str, str]] = No
     return {"ok": st["active"] == "active", "state": st["active"], "instance": cfg["cloudsql_instance"]}
 
 
+def lineage_state(cfg: Optional[Dict[str, Any]], st: Dict[str, str], now: Optional[float] = None) -> Dict[str, Any]:
+    """The lineage spool: events waiting for MLflow (and for how long), and events set aside for good."""
+    try:
+        names = os.listdir(paths.LINEAGE_SPOOL)
+    except OSError:
+        names = []
+    waiting = sorted(n for n in names if n.endswith(".json") and not n.startswith("."))
+    set_aside = [n for n in names if n.endswith((".failed", ".bad"))]
+    oldest = None
+    if waiting:
+        try:  # spooled as "<time_ns, 20 digits>-<id>.json"
+            oldest = round((now or time.time()) - int(waiting[0][:20]) / 1e9, 1)
+        except ValueError:
+            oldest = None
+    parts = []
+    if waiting:
+        age = ", oldest %.0f s" % oldest if oldest is not None else ""
+        parts.append("%d waiting for MLflow%s" % (len(waiting), age))
+    if set_aside:
+        parts.append("%d set aside in %s (refused by MLflow; see the .reason files)"
+                     % (len(set_aside), paths.LINEAGE_SPOOL))
+    off = bool(cfg) and cfg.get("lineage") == "off"
+    state = "; ".join(parts) or ("off (attribute lineage)" if off else "all delivered")
+    ok = st.get("active") == "active" and not set_aside and (oldest is None or oldest < LINEAGE_LATE_S)
+    return {"ok": ok, "state": state, "waiting": len(waiting), "oldest_s": oldest, "set_aside": len(set_aside)}
+
+
 def disk() -> Dict[str, Any]:
     usage = shutil.disk_usage(paths.p("/") or "/")
     return {"total_gb": round(usage.total / 2**30, 1), "used_pct": round(100 * usage.used / usage.total, 1)}
@@ -138,6 +169,7 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
             report["airflow"], report["mlflow"] = airflow.result(), mlflow.result()
         report["mount"] = mount_state(cfg)
         report["proxy"] = proxy_state(cfg, states.get("cloud-sql-proxy.service"))
+        report["lineage"] = lineage_state(cfg, states["playground-lineage.service"])
     problems = [u + " is " + st["active"] for u, st in report["units"].items() if st["active"] != "active"]
     for part in ("airflow", "mlflow", "mount", "proxy"):
         if part in report and not report[part]["ok"]:

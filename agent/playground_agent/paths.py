@@ -20,6 +20,7 @@ STATUS_FILE = p("/run/playground/status.json")
 SYSTEMD_DIR = p("/etc/systemd/system")
 AIRFLOW_HOME = p("/var/lib/airflow")
 LOCAL_DAGS = p("/var/lib/airflow/dags")
+LINEAGE_SPOOL = p("/var/lib/airflow/lineage-spool")  # playground_lineage.spool.DEFAULT_DIR
 BUCKET_MOUNT = p("/mnt/playground-bucket")
 AIRFLOW_VENV = "/opt/airflow"
 MLFLOW_VENV = "/opt/mlflow"

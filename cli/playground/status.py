@@ -84,6 +84,10 @@ def services_from_report(rep: dict) -> list[dict]:
     ml = rep.get("mlflow", {})
     rows.append(unit_row("mlflow", "mlflow-server.service", ml.get("ok", False),
                          ml.get("reason") or "/health OK"))
+    lineage = rep.get("lineage")
+    if lineage is not None:  # agents before the lineage row report none
+        rows.append(unit_row("lineage delivery", "playground-lineage.service", lineage.get("ok", False),
+                             lineage.get("state", "")))
     for part, label, unit in (("mount", "bucket mount", "playground-bucket-mount.service"),
                               ("proxy", "cloud sql proxy", "cloud-sql-proxy.service")):
         info = rep.get(part)

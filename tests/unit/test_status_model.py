@@ -10,11 +10,12 @@ HEALTHY_REPORT = {
     "config": {"state": "ok", "generation": 3},
     "units": {u: {"active": "active", "sub": "running", "result": "success", "restarts": "0"}
               for u in ("postgresql.service", "airflow-webserver.service", "mlflow-server.service",
-                        "airflow-scheduler@1.service", "airflow-scheduler@2.service")},
+                        "airflow-scheduler@1.service", "airflow-scheduler@2.service", "playground-lineage.service")},
     "airflow": {"ok": True, "metadatabase": "healthy", "scheduler": "healthy", "heartbeat_age_s": 2.0},
     "mlflow": {"ok": True, "reason": ""},
     "mount": {"ok": True, "state": "not configured (local DAG folder)"},
     "proxy": {"ok": True, "state": "not configured (MLflow on the local PostgreSQL)"},
+    "lineage": {"ok": True, "state": "all delivered", "waiting": 0, "oldest_s": None, "set_aside": 0},
     "disk": {"total_gb": 20.0, "used_pct": 31.5},
     "memory": {"total_mb": 7900, "used_pct": 22.0},
 }
@@ -57,6 +58,19 @@ def test_stopped_unit_is_red_and_stale_heartbeat_amber():
     assert rows["mlflow"]["level"] == "red" and "inactive" in rows["mlflow"]["reason"]
     assert rows["airflow scheduler 1"]["level"] == "amber" and "95 s" in rows["airflow scheduler 1"]["reason"]
     assert rows["postgresql"]["level"] == "green"
+
+
+def test_lineage_row_from_the_agents_spool_state():
+    rep = json.loads(json.dumps(HEALTHY_REPORT))
+    assert by_name(status.services_from_report(rep))["lineage delivery"]["reason"] == "all delivered"
+    rep["lineage"] = {"ok": False, "state": "40 waiting for MLflow, oldest 300 s", "waiting": 40, "oldest_s": 300,
+                      "set_aside": 0}
+    row = by_name(status.services_from_report(rep))["lineage delivery"]
+    assert row["level"] == "amber" and row["reason"] == "40 waiting for MLflow, oldest 300 s"
+    rep["units"]["playground-lineage.service"] = {"active": "failed", "result": "exit-code", "restarts": "0"}
+    assert by_name(status.services_from_report(rep))["lineage delivery"]["level"] == "red"
+    del rep["lineage"]  # an agent from before the lineage row
+    assert "lineage delivery" not in by_name(status.services_from_report(rep))
 
 
 def test_failed_config_is_red_with_the_agents_reason():

@@ -1,0 +1,54 @@
+"""The agent's lineage health: what waits in the spool, for how long, and what was set aside."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from playground_agent import health, paths
+
+ACTIVE = {"active": "active"}
+
+
+@pytest.fixture
+def spool(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "LINEAGE_SPOOL", str(tmp_path / "spool"))
+    (tmp_path / "spool").mkdir()
+    return tmp_path / "spool"
+
+
+def spooled(spool, seconds_ago: float, now: float) -> None:
+    """An event named as playground_lineage.spool.put names them."""
+    (spool / ("%020d-%s.json" % (int((now - seconds_ago) * 1e9), "e%d" % seconds_ago))).write_text("{}")
+
+
+def test_empty_spool_is_all_delivered(spool):
+    (spool / ".lock").write_text("")
+    assert health.lineage_state({"lineage": "on"}, ACTIVE) == {"ok": True, "state": "all delivered", "waiting": 0,
+                                                               "oldest_s": None, "set_aside": 0}
+    assert health.lineage_state({"lineage": "off"}, ACTIVE)["state"] == "off (attribute lineage)"
+
+
+def test_waiting_events_are_fine_until_late(spool):
+    now = time.time()
+    spooled(spool, 5, now)
+    spooled(spool, 20, now)
+    (spool / ".tmp-event.json.tmp").write_text("{}")  # being written: not counted
+    state = health.lineage_state({}, ACTIVE, now=now)
+    assert state["ok"] and state["waiting"] == 2 and state["oldest_s"] == pytest.approx(20, abs=0.2)
+    assert state["state"] == "2 waiting for MLflow, oldest 20 s"
+    spooled(spool, health.LINEAGE_LATE_S + 1, now)
+    assert not health.lineage_state({}, ACTIVE, now=now)["ok"]
+
+
+def test_set_aside_events_and_a_stopped_service_are_not_ok(spool):
+    assert not health.lineage_state({}, {"active": "inactive"})["ok"]
+    (spool / "00000000000000000001-x.json.failed").write_text("{}")
+    (spool / "00000000000000000001-x.json.reason").write_text("HTTPError: 400\n")
+    state = health.lineage_state({}, ACTIVE)
+    assert not state["ok"] and state["set_aside"] == 1
+    assert state["state"] == f"1 set aside in {spool} (refused by MLflow; see the .reason files)"
+
+
+def test_no_spool_yet(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "LINEAGE_SPOOL", str(tmp_path / "none"))
+    assert health.lineage_state({}, ACTIVE)["state"] == "all delivered"
