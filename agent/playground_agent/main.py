@@ -122,7 +122,7 @@ def print_status(rep: Dict[str, Any], as_json: bool) -> None:
         "yes" if rep["healthy"] else "NO", rep["config"].get("state"), rep["config"].get("generation")))
     for unit, st in sorted(rep["units"].items()):
         print("  %-36s %s/%s" % (unit, st.get("active"), st.get("sub", "")))
-    for part in ("airflow", "mlflow", "mount", "proxy"):
+    for part in ("airflow", "mlflow", "lineage", "mount", "proxy"):
         if part in rep:
             info = rep[part]
             print("  %-36s %s %s" % (part, "ok" if info["ok"] else "FAIL", info.get("reason") or info.get("state", "")))

@@ -130,6 +130,10 @@ def test_an_mlflow_outage_loses_nothing_doubles_nothing_and_hurts_no_task(host, 
         state, tis = airflow("lineage-outage")
         assert state == "success", tis
         assert int(run_ok(host, "ls /var/lib/airflow/lineage-spool | grep -c '.json$' || true").strip() or 0) >= 10
+        # What `playground status` shows of it: the events waiting, and since when.
+        waiting = json.loads(run_ok(host, "playground-agent status --json"))["lineage"]
+        assert waiting["waiting"] >= 10 and waiting["oldest_s"] > 0, waiting
+        assert waiting["state"].startswith(f"{waiting['waiting']} waiting for MLflow, oldest "), waiting
     finally:
         run_ok(host, "systemctl start mlflow-server")
     assert eventually(lambda: host.run("curl -sf http://127.0.0.1:5000/health").rc == 0, 90, 1), "MLflow not back"
@@ -138,6 +142,8 @@ def test_an_mlflow_outage_loses_nothing_doubles_nothing_and_hurts_no_task(host, 
     assert runs["load"]["status"] == "FINISHED" and runs["load"]["params"]["source_tables"] == "public.claims_enriched"
     assert run_ok(host, "ls /var/lib/airflow/lineage-spool | grep -c '.json$' || true").strip() == "0"
     assert not run_ok(host, "ls /var/lib/airflow/lineage-spool | grep '.failed$' || true").strip()
+    lineage = json.loads(run_ok(host, "playground-agent status --json"))["lineage"]
+    assert lineage["ok"] and lineage["state"] == "all delivered", lineage
 
 
 ETL_TASKS = {"generate_policies", "generate_claims", "enrich_claims", "summarise_regions", "train_severity_model"}
