@@ -64,6 +64,9 @@ def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
         "AIRFLOW__SCHEDULER__PROCESSOR_POLL_INTERVAL": "0.2",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": "/var/log/airflow",
+        # Airflow 2.11 warns in every process until this is set (Airflow 3's behaviour: timers in ms). No
+        # metrics are sent, so it changes nothing else; older versions ignore the unknown option.
+        "AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY": "True",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:%d" % cfg.mlflow_port,
         # The instance's own data warehouse for pipelines (the example DAGs' tables): a database on the
         # local PostgreSQL owned by airflow, reached over the socket with peer authentication (no password).

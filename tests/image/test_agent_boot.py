@@ -27,6 +27,14 @@ def test_first_boot_made_secrets_databases_and_admin(host):
     assert password not in journal
 
 
+def test_airflow_starts_without_warnings_about_our_settings(host):
+    """Airflow 2.11 warns in every process about an unset timer_unit_consistency: the agent sets it."""
+    journal = run_ok(host, "journalctl --no-pager -o cat -u airflow-scheduler@1 -u airflow-webserver "
+                           "-u playground-lineage")
+    assert "Starting the scheduler" in journal or "Starting gunicorn" in journal
+    assert "timer_unit_consistency" not in journal
+
+
 def test_apply_twice_changes_and_restarts_nothing(host):
     before = {u: main_pid(host, u) for u in ("airflow-webserver", "mlflow-server", "airflow-scheduler@1")}
     out = host.run("playground-agent apply")
