@@ -148,7 +148,9 @@ def test_packer_errors_become_one_line(raw, expected):
 def test_packer_progress_names_the_script():
     line = ("1795633387,,ui,say,==> null.local: Provisioning with shell script: "
             "/src/packer/template/../scripts/20-postgresql.sh")
-    assert packer.progress_of(line) == "provisioning: 20-postgresql.sh"
+    steps = packer.scripts()
+    assert steps[0] == "10-base.sh" and steps[-1] == "90-hygiene.sh" and "lib.sh" not in steps
+    assert packer.progress_of(line) == f"provisioning: 20-postgresql.sh (2/{len(steps)})"
     assert packer.progress_of("1795633387,,ui,message,    null.local: Setting up libpq5") is None
 
 
@@ -187,7 +189,7 @@ def test_a_failed_script_is_named_with_its_status_and_last_error():
     ]
     output = packer.BuildOutput()
     statuses = [output.feed(line + "\n") for line in lines]
-    assert "provisioning: 30-airflow.sh" in statuses
+    assert f"provisioning: 30-airflow.sh (3/{len(packer.scripts())})" in statuses
     assert output.failure(1) == "30-airflow.sh exited with status 1: ERROR: No matching distribution found for wheel"
 
 

@@ -124,3 +124,10 @@ def test_lock_pins_the_profile_versions():
         assert f"apache-airflow=={variables['airflow_version']}\n" in airflow, profile
         assert f"mlflow=={variables['mlflow_version']}\n" in mlflow, profile
         assert "mlflow-skinny==" in airflow and "psycopg2" in airflow, profile
+
+
+def test_template_runs_every_numbered_script_in_order():
+    """`image build` counts its progress in these scripts: the template must run exactly them, in order."""
+    listed = re.findall(r'"\$\{path\.root\}/\.\./scripts/(\d\d-[\w-]+\.sh)"',
+                        (PACKER / "template" / "build.pkr.hcl").read_text())
+    assert listed == packer.scripts()

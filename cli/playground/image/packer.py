@@ -74,6 +74,11 @@ def validate(source: str, profile: str, variables: dict[str, str]) -> None:
     raise PlaygroundError(f"packer template ({profile} profile): {detail}")
 
 
+def scripts() -> list[str]:
+    """The numbered provisioning scripts, in the order the template runs them."""
+    return sorted(p.name for p in (paths.PACKER_DIR / "scripts").glob("[0-9][0-9]-*.sh"))
+
+
 def progress_of(line: str) -> Optional[str]:
     """Turn Packer's machine-readable lines into a short status, when they carry one."""
     parts = line.rstrip("\n").split(",")
@@ -81,7 +86,9 @@ def progress_of(line: str) -> Optional[str]:
         text = _unescape(",".join(parts[4:])).replace("\n", " ")
         match = _SCRIPT.search(text)
         if match:
-            return f"provisioning: {match.group(1)}"
+            steps = scripts()
+            step = f" ({steps.index(match.group(1)) + 1}/{len(steps)})" if match.group(1) in steps else ""
+            return f"provisioning: {match.group(1)}{step}"
         if "==>" in text:
             return text.split("==>", 1)[1].strip()[:100]
     return None
@@ -99,7 +106,7 @@ class BuildOutput:
         """Take one line; return a progress status when it carries one."""
         status = progress_of(line)
         if status and status.startswith("provisioning: "):
-            self.script, self.said_out, self.said_err = status.removeprefix("provisioning: "), "", ""
+            self.script, self.said_out, self.said_err = status.split()[1], "", ""
         parts = line.rstrip("\n").split(",", 4)
         if len(parts) == 5 and parts[2] == "ui" and parts[4]:
             text = (_unescape(parts[4]).strip("\n").splitlines() or [""])[-1]
