@@ -161,17 +161,23 @@ class FakeCompute:
 
     def __init__(self) -> None:
         self.instances: dict[tuple[str, str, str], dict] = {}
-        self.images: dict[tuple[str, str], dict] = {}  # (project, family) -> image
+        self.images: dict[tuple[str, str], dict] = {}  # (project, family) -> its newest image
+        self.all_images: dict[str, list[dict]] = {}  # project -> every image, oldest first
         self.operations: dict[str, dict] = {}
         self.policies: dict[str, dict] = {}  # projects/P/regions/R/resourcePolicies/N -> policy
         self.fail_next: dict[str, str] = {}  # method id -> key of ERRORS, or "zone-exhausted"
         self.counter = 0
 
-    def add_image(self, project: str, family: str, name: str) -> None:
-        self.images[(project, family)] = {
-            "kind": "compute#image", "id": "1234", "name": name, "family": family, "status": "READY",
+    def add_image(self, project: str, family: str, name: str, created: str = "2026-11-24T10:00:00.000-08:00",
+                  airflow: str = "2-0-2", mlflow: str = "2-17-2") -> None:
+        """An image as Packer's googlecompute source leaves it (labels from the template)."""
+        image = {
+            "kind": "compute#image", "id": str(1234 + len(self.images)), "name": name, "family": family,
+            "status": "READY", "creationTimestamp": created, "diskSizeGb": "30", "archiveSizeBytes": "4015898112",
             "selfLink": f"https://compute.googleapis.com/compute/v1/projects/{project}/global/images/{name}",
-            "labels": {"playground-profile": family.rsplit("-", 1)[-1]}}
+            "labels": {"playground-profile": family.rsplit("-", 1)[-1], "airflow": airflow, "mlflow": mlflow}}
+        self.images[(project, family)] = image
+        self.all_images.setdefault(project, []).append(image)
 
     def _op(self, p: dict, kind: str, target: str, then=None, error: Optional[dict] = None) -> dict:
         self.counter += 1
@@ -216,6 +222,9 @@ class FakeCompute:
                 return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/global/images/"
                                          f"family/{p['family']}' was not found", "notFound")
             return 200, image
+        if mid == "images.list":
+            items = [i for i in self.all_images.get(p["project"], []) if _matches(i, query.get("filter", [""])[0])]
+            return 200, {"kind": "compute#imageList", "id": "x", **({"items": items} if items else {})}
         if mid == "instances.insert":
             name = body.get("name", "")
             if not re.match(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", name):

@@ -81,22 +81,60 @@ def image_build(
 
 
 @image_app.command("list")
-def image_list(profile: str = typer.Option("local", help="Image profile.")) -> None:
-    """List the local images of a profile, newest last."""
+def image_list(
+    profile: Optional[str] = typer.Option(None, help="Image profile (default: local; with --gce, gce_profile "
+                                                     "in the settings, else seed)."),
+    gce: bool = typer.Option(False, "--gce", help="List the GCE images of the profile's family instead."),
+    project: Optional[str] = typer.Option(None, help="--gce: the project (else PLAYGROUND_PROJECT, playground.toml; "
+                                                     "images are read from image_project when set)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """List the images of a profile, newest last: the one `launch` takes.
+
+    Local images are read from PLAYGROUND_HOME; --gce lists the family
+    playground-PROFILE in the project, with the versions from the image labels.
+    """
     import json
 
     from rich.table import Table
 
-    from . import paths
+    from . import paths, settings
 
-    table = Table("name", "built", "airflow", "mlflow", "size", "checksum")
-    root = paths.images_dir(profile)
-    for image in sorted(root.iterdir()) if root.is_dir() else []:
-        mf = image / "manifest.json"
-        if mf.is_file():
-            m = json.loads(mf.read_text())
-            table.add_row(m["name"], m["built_at"], m["components"]["airflow"], m["components"]["mlflow"],
-                          f"{m['size_bytes'] / 2**30:.2f} GiB", m["checksum"][:19])
+    try:
+        if gce:
+            from .gce import compute
+
+            profile = profile or settings.resolve("gce_profile")[0]
+            rows = compute.list_images(settings.gce(project), profile)
+            columns = ["name", "airflow", "mlflow", "status", "disk_gb"]
+        else:
+            from .image import profiles
+
+            profile = profile or "local"
+            profiles.check(profile)
+            rows = []
+            root = paths.images_dir(profile)
+            for image in sorted(root.iterdir()) if root.is_dir() else []:
+                mf = image / "manifest.json"
+                if mf.is_file():
+                    m = json.loads(mf.read_text())
+                    parts = m.get("components", {})
+                    rows.append({"name": m.get("name", image.name), "created": m.get("built_at", "?"),
+                                 "airflow": parts.get("airflow", "?"), "mlflow": parts.get("mlflow", "?"),
+                                 "size": f"{m.get('size_bytes', 0) / 2**30:.2f} GiB",
+                                 "checksum": m.get("checksum", "?"), "path": str(image)})
+            columns = ["name", "airflow", "mlflow", "size"]
+    except PlaygroundError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    # The names carry the build time; --json adds when, the checksum and where.
+    table = Table()
+    for c in columns:
+        table.add_column(c, no_wrap=True)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in columns))
     Console().print(table)
 
 

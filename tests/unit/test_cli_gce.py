@@ -90,3 +90,25 @@ def test_status_shows_a_gce_machine_it_cannot_reach_with_the_reason(google, monk
     row = next(r for r in json.loads(res.stdout)["instances"] if r["provider"] == "gce")
     assert res.exit_code == 2 and row["state"] == "unreachable" and row["level"] == "down"
     assert "SSH key missing" in row["error"] and "--tunnel-through-iap" in row["error"]
+
+
+def test_image_list_shows_the_profile_family_newest_last(google, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    google.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261125",
+                             created="2026-11-25T09:00:00.000-08:00")
+    google.compute.add_image(PROJECT, "playground-current", "playground-current-20261125", airflow="2-11-2",
+                             mlflow="3-17-2")
+    rows = json.loads(run("image", "list", "--gce", "--project", PROJECT, "--json").stdout)
+    assert [(r["name"], r["airflow"], r["mlflow"]) for r in rows] == [
+        ("playground-seed-20261124", "2.0.2", "2.17.2"), ("playground-seed-20261125", "2.0.2", "2.17.2")]
+    assert google.calls("images.list")[0]["query"]["filter"] == ['labels.playground-profile = "seed"']
+    res = run("image", "list", "--gce", "--project", PROJECT, "--profile", "current")
+    assert res.exit_code == 0 and "playground-current-20261125" in res.stdout and "2.11.2" in res.stdout
+
+
+def test_image_list_errors_are_one_line(google):
+    google.compute.fail_next["images.list"] = "permission"
+    res = run("image", "list", "--gce", "--project", PROJECT)
+    assert res.exit_code == 1 and "permission denied in project my-team-project" in flat(res.output)
+    res = run("image", "list", "--gce")
+    assert res.exit_code == 1 and "--project: the GCP project id is required" in flat(res.output)

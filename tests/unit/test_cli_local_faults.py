@@ -1,6 +1,7 @@
 """Local-provider faults that need no instance: one clear line, non-zero exit, nothing made."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -71,3 +72,18 @@ def test_unknown_instance(home):
                 ["tunnel", "--name", "ghost"]):
         code, out = run(*cmd)
         assert code == 1 and "no local instance named 'ghost'" in out, cmd
+
+
+def test_image_list_local(home):
+    image = fake_image(home)
+    (image / "manifest.json").write_text(json.dumps({
+        "name": image.name, "built_at": "2026-01-01T00:00:00Z", "components": {"airflow": "2.11.2", "mlflow": "3.17.2"},
+        "size_bytes": 3 * 2**29, "checksum": "sha256:" + "0" * 64}))
+    (home / "images" / "local" / "playground-local-20260102-000000.building").mkdir()  # unfinished: not listed
+    res = CliRunner().invoke(app, ["image", "list", "--json"], catch_exceptions=False)
+    assert res.exit_code == 0
+    assert json.loads(res.stdout) == [{"name": image.name, "created": "2026-01-01T00:00:00Z", "airflow": "2.11.2",
+                                       "mlflow": "3.17.2", "size": "1.50 GiB", "checksum": "sha256:" + "0" * 64,
+                                       "path": str(image)}]
+    code, out = run("image", "list", "--profile", "nosuch")
+    assert code == 1 and "--profile: unknown profile 'nosuch'" in out

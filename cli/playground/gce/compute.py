@@ -238,6 +238,26 @@ def list_instances(s: GceSettings) -> list[dict]:
         raise explain(exc, s) from exc
 
 
+def list_images(s: GceSettings, profile: str) -> list[dict]:
+    """The profile's images in the image project (the family playground-PROFILE), oldest first; the
+    newest is the one `launch` takes."""
+    from google.api_core import exceptions as gex
+    from google.cloud import compute_v1
+
+    _, images, _ = _clients()
+    project = s.image_project or s.project
+    request = compute_v1.ListImagesRequest(project=project, filter=f'labels.playground-profile = "{profile}"')
+    try:
+        found = [i for i in images.list(request=request) if i.family == f"playground-{profile}"]
+    except gex.GoogleAPICallError as exc:
+        raise explain(exc, s) from exc
+    return [{"name": i.name, "family": i.family, "created": i.creation_timestamp, "status": i.status,
+             "airflow": i.labels.get("airflow", "").replace("-", "."),
+             "mlflow": i.labels.get("mlflow", "").replace("-", "."),
+             "disk_gb": i.disk_size_gb, "archive_bytes": i.archive_size_bytes, "project": project}
+            for i in sorted(found, key=lambda i: i.creation_timestamp)]
+
+
 def ssh_user() -> str:
     """The login gcloud registers: PLAYGROUND_SSH_USER (e.g. an OS Login name), else the local user."""
     return os.environ.get("PLAYGROUND_SSH_USER") or os.environ.get("USER", "playground")
