@@ -109,6 +109,8 @@ def test_gce_build_without_packer(home, monkeypatch, tmp_path):
     (["--profile", "seed"], "profile 'seed' builds on GCE only"),
     (["--gce", "--profile", "seed"], "--project: the GCE build needs the project"),
     (["--gce", "--profile", "local", "--project", "p-123456"], "--profile: the local profile is a Debian rootfs"),
+    (["--gce", "--project", "My_Project"], "--project: expected a GCP project id"),
+    (["--gce", "--project", "my-team-project", "--zone", "europe"], "--zone: expected a zone such as europe-west2-b"),
 ])
 def test_bad_flags(home, args, expected):
     code, out = run("image", "build", *args)

@@ -23,7 +23,15 @@ def variables(project: str, zone: str, version: str) -> dict[str, str]:
 
 def build_gce(profile: str, project: str, zone: str, report: Report = print) -> str:
     """Build the profile's image in `project`; return the image's name."""
+    from ..gce.compute import ZONE_RE
+    from ..local.instance import PROJECT_RE
+
     profiles.check(profile)
+    if not PROJECT_RE.match(project):
+        raise PlaygroundError(f"--project: expected a GCP project id (6-30 of a-z 0-9 -, starting with a letter), "
+                              f"got {project!r}")
+    if not ZONE_RE.match(zone):
+        raise PlaygroundError(f"--zone: expected a zone such as europe-west2-b, got {zone!r}")
     require_tools("packer")
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     inputs = variables(project, zone, version)
