@@ -144,7 +144,7 @@ def test_an_mlflow_outage_loses_nothing_doubles_nothing_and_hurts_no_task(host, 
     assert runs["load"]["status"] == "FINISHED" and runs["load"]["params"]["source_tables"] == "public.claims_enriched"
     assert run_ok(host, "ls /var/lib/airflow/lineage-spool | grep -c '.json$' || true").strip() == "0"
     assert not run_ok(host, "ls /var/lib/airflow/lineage-spool | grep '.failed$' || true").strip()
-    lineage = json.loads(run_ok(host, "playground-agent status --json"))["lineage"]
+    lineage = json.loads(host.run("playground-agent status --json").stdout)["lineage"]
     assert lineage["ok"] and lineage["state"] == "all delivered", lineage
 
 
