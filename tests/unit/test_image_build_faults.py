@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 from playground import paths
@@ -200,3 +201,16 @@ def test_a_failure_before_any_script_is_packers_own_error():
     output.feed("1795634231,,ui,error,Build 'null.local' errored after 2 minutes: Timeout waiting for SSH.\n")
     output.feed("1795634231,,ui,error,--> null.local: Timeout waiting for SSH.\n")
     assert output.failure(1) == "Timeout waiting for SSH."
+
+
+def test_sigterm_during_a_build_raises_through_the_clean_up_and_is_restored_after():
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(packer.BuildInterrupted) as caught:
+        with packer.signals_raise():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # not reached: the handler raises as soon as the signal lands
+    assert caught.value.exit_code == 128 + signal.SIGTERM
+    assert "image build interrupted (SIGTERM): nothing was kept" in str(caught.value)
+    assert signal.getsignal(signal.SIGTERM) == before

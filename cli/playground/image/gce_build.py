@@ -39,7 +39,7 @@ def build_gce(profile: str, project: str, zone: str, report: Report = print) -> 
     log_dir = paths.user_logs_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
     name = f"playground-{profile}-{version}"
-    with open(log_dir / f"image-build-{name}.log", "w") as log:
+    with packer.signals_raise(), open(log_dir / f"image-build-{name}.log", "w") as log:
         report(f"packer build of {name} in project {project}, zone {zone}")
         try:
             packer.build("gce", profile, inputs, report, log)

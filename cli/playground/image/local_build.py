@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -167,31 +166,6 @@ def packer_variables(port: int, key: Path, version: str) -> dict[str, str]:
     return variables
 
 
-class BuildInterrupted(PlaygroundError):
-    pass
-
-
-@contextlib.contextmanager
-def _signals_raise():
-    """SIGTERM and SIGHUP end the build through the same clean-up as an error (Python's default would
-    leave the build container and Packer running)."""
-    def interrupted(signum, _frame):
-        for sig in old:  # a second signal must not cut the clean-up short
-            signal.signal(sig, signal.SIG_IGN)
-        raise BuildInterrupted(f"image build interrupted ({signal.Signals(signum).name}): nothing was kept",
-                               exit_code=128 + signum)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
 @contextlib.contextmanager
 def build_lock(out_dir: Path):
     """One build of a profile at a time: a second one would sweep the first one's folder."""
@@ -278,7 +252,7 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
     t0 = time.monotonic()
     inputs = source_hash()
     container: Optional[subprocess.Popen] = None
-    with build_lock(out_dir), _signals_raise(), open(log_path, "w") as log:
+    with build_lock(out_dir), packer.signals_raise(), open(log_path, "w") as log:
         try:
             sweep_unfinished(out_dir, notice)
             # The build's key sits in the build folder, beside the rootfs (never in it), so Packer's

@@ -3,10 +3,12 @@
 build's progress, and Packer's errors turned into one line."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+import threading
 from typing import Callable, Optional, TextIO
 
 from .. import paths
@@ -92,6 +94,31 @@ def progress_of(line: str) -> Optional[str]:
         if "==>" in text:
             return text.split("==>", 1)[1].strip()[:100]
     return None
+
+
+class BuildInterrupted(PlaygroundError):
+    pass
+
+
+@contextlib.contextmanager
+def signals_raise():
+    """SIGTERM and SIGHUP end a build through the same clean-up as an error (Python's default would
+    leave Packer, and a local build's container, running on)."""
+    def interrupted(signum, _frame):
+        for sig in old:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        raise BuildInterrupted(f"image build interrupted ({signal.Signals(signum).name}): nothing was kept",
+                               exit_code=128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 class BuildOutput:
