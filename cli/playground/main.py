@@ -98,36 +98,32 @@ def image_list(
 
     from rich.table import Table
 
-    from . import paths, settings
+    from . import settings
 
     try:
+        from .image import profiles
+
+        profile = profile or (settings.resolve("gce_profile")[0] if gce else "local")
+        profiles.check(profile)
         if gce:
             from .gce import compute
 
-            profile = profile or settings.resolve("gce_profile")[0]
             rows = compute.list_images(settings.gce(project), profile)
             columns = ["name", "airflow", "mlflow", "status", "disk_gb"]
         else:
-            from .image import profiles
+            from .image import local_build
 
-            profile = profile or "local"
-            profiles.check(profile)
-            rows = []
-            root = paths.images_dir(profile)
-            for image in sorted(root.iterdir()) if root.is_dir() else []:
-                mf = image / "manifest.json"
-                if mf.is_file():
-                    m = json.loads(mf.read_text())
-                    parts = m.get("components", {})
-                    rows.append({"name": m.get("name", image.name), "created": m.get("built_at", "?"),
-                                 "airflow": parts.get("airflow", "?"), "mlflow": parts.get("mlflow", "?"),
-                                 "size": f"{m.get('size_bytes', 0) / 2**30:.2f} GiB",
-                                 "checksum": m.get("checksum", "?"), "path": str(image)})
+            rows = local_build.local_images(profile)
             columns = ["name", "airflow", "mlflow", "size"]
     except PlaygroundError as exc:
         fail(exc)
     if as_json:
         print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        where = "in the image project" if gce else "here"
+        console.print(f"no {profile} images {where}: `playground image build{' --gce' if gce else ''}` makes one",
+                      highlight=False)
         return
     # The names carry the build time; --json adds when, the checksum and where.
     table = Table()

@@ -337,6 +337,22 @@ def source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def local_images(profile: str) -> list[dict]:
+    """The profile's complete images, oldest first, as `image list` shows them."""
+    rows = []
+    root = paths.images_dir(profile)
+    for image in sorted(root.iterdir()) if root.is_dir() else []:
+        manifest = image / "manifest.json"
+        if manifest.is_file():
+            m = json.loads(manifest.read_text())
+            parts = m.get("components", {})
+            rows.append({"name": m.get("name", image.name), "created": m.get("built_at", "?"),
+                         "airflow": parts.get("airflow", "?"), "mlflow": parts.get("mlflow", "?"),
+                         "size": f"{m.get('size_bytes', 0) / 2**30:.2f} GiB", "checksum": m.get("checksum", "?"),
+                         "path": str(image)})
+    return rows
+
+
 def newest_image(profile: str, matching_source: bool = False) -> Optional[Path]:
     """The newest complete image; with matching_source, only one built from this tree."""
     root = paths.images_dir(profile)
