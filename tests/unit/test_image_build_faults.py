@@ -82,8 +82,16 @@ def test_wrong_type_in_a_profile_is_named(home, broken_definition):
     assert "packer template (seed profile):" in line and "use_iap" in line, line
 
 
-@pytest.mark.parametrize("tool", ["packer", "debootstrap"])
-def test_missing_build_tool_says_how_to_install_it(home, monkeypatch, tmp_path, tool):
+def test_local_build_needs_root(home, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    code, out = run("image", "build")
+    assert code == 1 and "building the local image needs root" in one_error_line(out) and "sudo" in out
+    assert not (home / "images" / "local").exists()
+
+
+@pytest.mark.parametrize("tool, package", [("packer", "packer"), ("debootstrap", "debootstrap"),
+                                           ("systemd-nspawn", "systemd-container")])
+def test_missing_build_tool_says_how_to_install_it(home, monkeypatch, tmp_path, tool, package):
     """Only `tool` is missing: the others are linked into a PATH of their own."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -95,7 +103,7 @@ def test_missing_build_tool_says_how_to_install_it(home, monkeypatch, tmp_path, 
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     code, out = run("image", "build")
     assert code == 1
-    assert f"{tool} is not installed: apt-get install {tool}" in one_error_line(out)
+    assert f"{tool} is not installed: apt-get install {package}" in one_error_line(out)
     assert not (home / "images" / "local").exists()
 
 
