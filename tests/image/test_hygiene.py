@@ -26,6 +26,8 @@ def test_no_caches_or_history(rootfs):
 
 
 def test_no_secret_or_build_access_left(rootfs):
+    # The image folder holds the rootfs and its manifest, nothing of the build (its SSH key sat beside them).
+    assert sorted(p.name for p in rootfs.parent.iterdir()) == ["manifest.json", "rootfs"]
     assert list((rootfs / "var/lib/playground/secrets").iterdir()) == []
     assert not list((rootfs / "etc/playground").glob("*.env"))
     assert not (rootfs / "root/.ssh/authorized_keys").exists()
