@@ -165,6 +165,7 @@ class FakeCompute:
         self.all_images: dict[str, list[dict]] = {}  # project -> every image, oldest first
         self.operations: dict[str, dict] = {}
         self.policies: dict[str, dict] = {}  # projects/P/regions/R/resourcePolicies/N -> policy
+        self.firewalls: dict[tuple[str, str], dict] = {}  # (project, name) -> rule
         self.fail_next: dict[str, str] = {}  # method id -> key of ERRORS, or "zone-exhausted"
         self.counter = 0
 
@@ -182,11 +183,12 @@ class FakeCompute:
     def _op(self, p: dict, kind: str, target: str, then=None, error: Optional[dict] = None) -> dict:
         self.counter += 1
         name = f"operation-{self.counter}-{kind}"
-        scope = f"zones/{p['zone']}" if "zone" in p else f"regions/{p['region']}"
+        scope = f"zones/{p['zone']}" if "zone" in p else f"regions/{p['region']}" if "region" in p else "global"
         base = f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/{scope}"
         op = {"kind": "compute#operation", "id": str(1000 + self.counter), "name": name, "operationType": kind,
-              scope.split("s/")[0]: base, "targetLink": target, "status": "PENDING", "progress": 0,
-              "selfLink": f"{base}/operations/{name}"}
+              "targetLink": target, "status": "PENDING", "progress": 0, "selfLink": f"{base}/operations/{name}"}
+        if scope != "global":
+            op[scope.split("s/")[0]] = base
         self.operations[name] = {"op": op, "polls": 0, "then": then, "error": error}
         return dict(op)
 
@@ -222,6 +224,21 @@ class FakeCompute:
                 return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/global/images/"
                                          f"family/{p['family']}' was not found", "notFound")
             return 200, image
+        if mid in ("firewalls.get", "firewalls.insert"):
+            name = p.get("firewall") or (body or {}).get("name")
+            link = f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/global/firewalls/{name}"
+            rule = self.firewalls.get((p["project"], name))
+            if mid == "firewalls.get":
+                if rule is None:
+                    return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/global/"
+                                             f"firewalls/{name}' was not found", "notFound")
+                return 200, rule
+            if rule is not None:
+                return 409, google_error(409, "ALREADY_EXISTS", f"The resource 'projects/{p['project']}/global/"
+                                         f"firewalls/{name}' already exists", "alreadyExists")
+            made = dict(body, kind="compute#firewall", id=str(7000 + self.counter), selfLink=link)
+            return 200, self._op(p, "insert", link, then=lambda: self.firewalls.__setitem__((p["project"], name),
+                                                                                            made))
         if mid == "images.list":
             items = [i for i in self.all_images.get(p["project"], []) if _matches(i, query.get("filter", [""])[0])]
             return 200, {"kind": "compute#imageList", "id": "x", **({"items": items} if items else {})}
@@ -285,7 +302,8 @@ class FakeCompute:
                      if proj == p["project"] and zone == p["zone"] and _matches(i, query.get("filter", [""])[0])]
             return 200, {"kind": "compute#instanceList", "id": "x", "items": items} if items else \
                 {"kind": "compute#instanceList", "id": "x"}
-        if mid in ("zoneOperations.get", "zoneOperations.wait", "regionOperations.get", "regionOperations.wait"):
+        if mid in ("zoneOperations.get", "zoneOperations.wait", "regionOperations.get", "regionOperations.wait",
+                   "globalOperations.get", "globalOperations.wait"):
             if p["operation"] not in self.operations:
                 return 404, google_error(404, "NOT_FOUND", f"operation {p['operation']} not found", "notFound")
             return 200, self._advance(p["operation"])

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import PlaygroundError
 from .schedule_cli import schedule_app
@@ -69,11 +70,11 @@ def image_build(
             task = bar.add_task("starting", total=None)
             t0 = time.monotonic()
             report = lambda s: bar.update(task, description=s)  # noqa: E731
+            notice = lambda s: bar.console.print(s, markup=False, highlight=False)  # noqa: E731
             if local:
-                built = str(local_build.build_local(
-                    profile, report=report, notice=lambda s: bar.console.print(s, markup=False, highlight=False)))
+                built = str(local_build.build_local(profile, report=report, notice=notice))
             else:
-                built = gce_build.build_gce(profile, proj, build_zone, report=report)
+                built = gce_build.build_gce(profile, proj, build_zone, report=report, notice=notice)
             bar.update(task, description=f"built {Path(built).name} in {time.monotonic() - t0:.0f} s")
     except PlaygroundError as exc:
         fail(exc)
@@ -218,6 +219,8 @@ def _launch_gce(project, name, attrs, zone, machine_type, disk_size) -> None:
         bar.update(task, description=f"{name} created")
     console.print(f"[green]{name}[/green] created in {made['zone']} ({made['machine_type']}, internal address "
                   f"{made['address']}, no external IP)", highlight=False)
+    if made.get("warning"):
+        console.print(f"[yellow]warning:[/yellow] {escape(made['warning'])}", highlight=False, soft_wrap=True)
     console.print(f"  health:  playground status --provider gce --project {project} --name {name}", highlight=False)
     console.print(f"  web UIs: playground tunnel --provider gce --project {project} --name {name}  (through IAP)",
                   highlight=False)

@@ -12,11 +12,13 @@ source "googlecompute" "gce" {
   omit_external_ip        = true
   use_internal_ip         = true
   use_iap                 = var.use_iap
-  ssh_username            = "packer"
-  disk_size               = 30
-  image_name              = "playground-${var.profile}-${var.image_version}"
-  image_family            = local.family
-  image_description       = "playground ${var.profile}: Airflow ${var.airflow_version}, MLflow ${var.mlflow_version}"
+  # The tag `playground image build --gce` opens port 22 to IAP for (cli/playground/gce/iap_firewall.py).
+  tags              = ["playground-build", "allow-iap-ssh"]
+  ssh_username      = "packer"
+  disk_size         = 30
+  image_name        = "playground-${var.profile}-${var.image_version}"
+  image_family      = local.family
+  image_description = "playground ${var.profile}: Airflow ${var.airflow_version}, MLflow ${var.mlflow_version}"
   image_labels = {
     playground-profile = var.profile
     airflow            = replace(var.airflow_version, ".", "-")

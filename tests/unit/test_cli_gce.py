@@ -112,3 +112,12 @@ def test_image_list_errors_are_one_line(google):
     assert res.exit_code == 1 and "permission denied in project my-team-project" in flat(res.output)
     res = run("image", "list", "--gce")
     assert res.exit_code == 1 and "--project: the GCP project id is required" in flat(res.output)
+
+
+def test_launch_says_what_to_run_when_it_may_not_open_ssh_to_iap(google):
+    google.compute.fail_next["firewalls.insert"] = "permission"
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo")
+    assert res.exit_code == 0, res.output
+    out = flat(res.output)
+    assert "warning: could not create the firewall rule playground-iap-ssh (permission denied)" in out
+    assert "gcloud compute firewall-rules create playground-iap-ssh" in out

@@ -108,3 +108,29 @@ def test_the_fake_rejects_what_the_api_description_rejects(google):
     assert "is not one of" in disc.validate(insert, params, {}, {"disks": [{"type": "FLOPPY"}]})[0]
     assert "unknown query parameter" in disc.validate(insert, params, {"bogus": ["1"]}, {"name": "x"})[0]
     google.violations.clear()
+
+
+def test_launch_opens_ssh_to_iap_once_per_network(google):
+    compute.launch(settings(), "pg-one", {}, lambda s: None)
+    compute.launch(settings(), "pg-two", {}, lambda s: None)
+    (insert,) = google.calls("firewalls.insert")
+    rule = insert["body"]
+    assert rule["name"] == "playground-iap-ssh" and rule["direction"] == "INGRESS"
+    assert rule["network"] == f"projects/{PROJECT}/global/networks/default"
+    assert rule["sourceRanges"] == ["35.235.240.0/20"] and rule["targetTags"] == ["allow-iap-ssh"]
+    assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": ["22"]}]
+    assert google.calls("globalOperations.wait"), "the rule's operation was waited on"
+    # The VMs carry the tag the rule targets.
+    assert all("allow-iap-ssh" in c["body"]["tags"]["items"] for c in google.calls("instances.insert"))
+    compute.launch(settings(network="team-net"), "pg-three", {}, lambda s: None)
+    assert google.calls("firewalls.insert")[-1]["body"]["name"] == "playground-iap-ssh-team-net"
+
+
+def test_no_permission_for_the_firewall_rule_is_a_warning_with_the_command(google):
+    google.compute.fail_next["firewalls.insert"] = "permission"
+    got = compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    assert got["state"] == "running"
+    assert got["warning"].startswith("could not create the firewall rule playground-iap-ssh (permission denied)")
+    assert ("gcloud compute firewall-rules create playground-iap-ssh --project my-team-project --network default "
+            "--direction INGRESS --source-ranges 35.235.240.0/20 --allow tcp:22 --target-tags allow-iap-ssh"
+            ) in got["warning"]

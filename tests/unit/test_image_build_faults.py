@@ -11,6 +11,7 @@ import shutil
 import time
 
 import pytest
+from fakegoogle import FakeGoogle
 from playground import paths
 from playground.image import packer
 from playground.main import app
@@ -165,15 +166,35 @@ def test_packer_progress_names_the_script():
     assert packer.progress_of("1795633387,,ui,message,    null.local: Setting up libpq5") is None
 
 
-def test_gce_build_runs_packer_and_names_missing_credentials(home, monkeypatch, tmp_path):
-    """The real `packer build -only=googlecompute.gce`: validated, started, and stopped by its builder at the
-    credentials lookup (an unreadable GOOGLE_APPLICATION_CREDENTIALS file fails before any network call;
-    GCE_METADATA_HOST points the metadata fallback at a closed loopback port all the same)."""
+def test_gce_build_without_credentials_is_one_line_and_starts_nothing(home, monkeypatch, tmp_path):
     if shutil.which("packer") is None:
         pytest.skip("packer not installed (.ci/run installs it)")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
-    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
+    assert code == 1
+    assert "no Google credentials: run `gcloud auth application-default login`" in one_error_line(out)
+    assert not (tmp_path / "state" / "playground" / "logs").exists()
+
+
+def test_gce_build_opens_ssh_to_iap_then_runs_packer(home, monkeypatch, tmp_path):
+    """The firewall rule through the fake Google server (checked against Compute's discovery document),
+    then the real `packer build -only=googlecompute.gce`: validated, started, and stopped by its builder at
+    the credentials lookup (an unreadable GOOGLE_APPLICATION_CREDENTIALS file fails before any network call;
+    GCE_METADATA_HOST points the metadata fallback at a closed loopback port all the same)."""
+    if shutil.which("packer") is None:
+        pytest.skip("packer not installed (.ci/run installs it)")
+    google = FakeGoogle()
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", google.endpoint)
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    try:
+        code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
+    finally:
+        google.close()
+    assert not google.violations, google.violations
+    (rule,) = [c["body"] for c in google.calls("firewalls.insert")]
+    assert rule["targetTags"] == ["allow-iap-ssh"] and rule["sourceRanges"] == ["35.235.240.0/20"]
     assert code == 1
     line = one_error_line(out)
     assert "packer build failed: google: error getting credentials" in line, line

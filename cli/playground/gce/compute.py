@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..errors import PlaygroundError
+from . import iap_firewall
 from .google import reachable
 
 MANAGED_LABEL = ("managed-by", "playground")
@@ -90,11 +91,11 @@ def explain(exc: Exception, s: GceSettings, name: str = "") -> PlaygroundError:
 
 
 def wait(ops_client, s: GceSettings, operation, report: Report, what: str, timeout: float = 600,
-         region: str = "") -> None:
-    """Wait on a zone operation (or, given region, a region operation) with our own client;
-    raise its error as one line."""
+         region: str = "", global_op: bool = False) -> None:
+    """Wait on a zone operation (or, given region, a region operation; with global_op, a global one)
+    with our own client; raise its error as one line."""
     name = operation.name
-    where = {"region": region} if region else {"zone": s.zone}
+    where = {} if global_op else {"region": region} if region else {"zone": s.zone}
     deadline = time.monotonic() + timeout
     while True:
         op = ops_client.wait(project=s.project, operation=name, **where)
@@ -162,6 +163,7 @@ def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report
                               f"`playground image build --gce --profile {s.profile}`") from exc
     except gex.GoogleAPICallError as exc:
         raise explain(exc, s, name) from exc
+    warning = iap_firewall.ensure(s, report)
     try:
         report(f"creating {name} in {s.zone} from {image.name}")
         op = instances.insert(project=s.project, zone=s.zone,
@@ -174,7 +176,7 @@ def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report
         _cleanup(instances, ops, s, name, report)
         raise
     got = instances.get(project=s.project, zone=s.zone, instance=name)
-    return describe(got)
+    return dict(describe(got), warning=warning) if warning else describe(got)
 
 
 def _cleanup(instances, ops, s: GceSettings, name: str, report: Report) -> None:

@@ -8,6 +8,7 @@ created unless every provisioning script succeeded.
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from .. import paths
 from ..errors import PlaygroundError
@@ -21,9 +22,11 @@ def variables(project: str, zone: str, version: str) -> dict[str, str]:
     return {"project_id": project, "zone": zone, "image_version": version}
 
 
-def build_gce(profile: str, project: str, zone: str, report: Report = print) -> str:
-    """Build the profile's image in `project`; return the image's name."""
-    from ..gce.compute import ZONE_RE
+def build_gce(profile: str, project: str, zone: str, report: Report = print, notice: Optional[Report] = None) -> str:
+    """Build the profile's image in `project`; return the image's name. `report` gets the progress,
+    `notice` (default: report) what a user should read afterwards."""
+    from ..gce import iap_firewall
+    from ..gce.compute import ZONE_RE, GceSettings
     from ..local.instance import PROJECT_RE
 
     profiles.check(profile)
@@ -36,6 +39,10 @@ def build_gce(profile: str, project: str, zone: str, report: Report = print) -> 
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     inputs = variables(project, zone, version)
     packer.validate("gce", profile, inputs)
+    # Packer reaches the build VM (no external IP, tag allow-iap-ssh) through IAP, like every playground VM.
+    warning = iap_firewall.ensure(GceSettings(project=project, zone=zone), report)
+    if warning:
+        (notice or report)(warning)
     log_dir = paths.user_logs_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
     name = f"playground-{profile}-{version}"
