@@ -116,7 +116,8 @@ def lineage_state(cfg: Optional[Dict[str, Any]], st: Dict[str, str], now: Option
         age = ", oldest %.0f s" % oldest if oldest is not None else ""
         parts.append("%d waiting for MLflow%s" % (len(waiting), age))
     if set_aside:
-        parts.append("%d set aside in %s (refused by MLflow; see the .reason files)"
+        # NAME.failed: MLflow refused it for good (NAME.reason says why); NAME.bad: unreadable.
+        parts.append("%d set aside in %s (never delivered: *.failed with a .reason, *.bad unreadable)"
                      % (len(set_aside), paths.LINEAGE_SPOOL))
     off = bool(cfg) and cfg.get("lineage") == "off"
     state = "; ".join(parts) or ("off (attribute lineage)" if off else "all delivered")

@@ -46,7 +46,9 @@ def test_set_aside_events_and_a_stopped_service_are_not_ok(spool):
     (spool / "00000000000000000001-x.json.reason").write_text("HTTPError: 400\n")
     state = health.lineage_state({}, ACTIVE)
     assert not state["ok"] and state["set_aside"] == 1
-    assert state["state"] == f"1 set aside in {spool} (refused by MLflow; see the .reason files)"
+    assert state["state"] == f"1 set aside in {spool} (never delivered: *.failed with a .reason, *.bad unreadable)"
+    (spool / "00000000000000000002-y.json.bad").write_text("{")
+    assert health.lineage_state({}, ACTIVE)["set_aside"] == 2
 
 
 def test_no_spool_yet(tmp_path, monkeypatch):
