@@ -26,21 +26,19 @@ def build_gce(profile: str, project: str, zone: str, report: Report = print, not
     """Build the profile's image in `project`; return the image's name. `report` gets the progress,
     `notice` (default: report) what a user should read afterwards."""
     from ..gce import iap_firewall
-    from ..gce.compute import ZONE_RE, GceSettings
-    from ..local.instance import PROJECT_RE
+    from ..gce.compute import GceSettings
+    from ..local.instance import check_project
 
     profiles.check(profile)
-    if not PROJECT_RE.match(project):
-        raise PlaygroundError(f"--project: expected a GCP project id (6-30 of a-z 0-9 -, starting with a letter), "
-                              f"got {project!r}")
-    if not ZONE_RE.match(zone):
-        raise PlaygroundError(f"--zone: expected a zone such as europe-west2-b, got {zone!r}")
+    check_project(project)
+    gce = GceSettings(project=project, zone=zone)
+    gce.check()
     require_tools("packer")
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     inputs = variables(project, zone, version)
     packer.validate("gce", profile, inputs)
     # Packer reaches the build VM (no external IP, tag allow-iap-ssh) through IAP, like every playground VM.
-    warning = iap_firewall.ensure(GceSettings(project=project, zone=zone), report)
+    warning = iap_firewall.ensure(gce, report)
     if warning:
         (notice or report)(warning)
     log_dir = paths.user_logs_dir()

@@ -320,10 +320,14 @@ def _free_slot() -> int:
     raise PlaygroundError("no free address slot for another local instance (249 in use)")
 
 
-def validate_name(name: str, project: str) -> None:
+def check_project(project: str) -> None:
     if not PROJECT_RE.match(project):
         raise PlaygroundError(f"--project: expected a GCP project id (6-30 of a-z 0-9 -, starting with a letter), "
                               f"got {project!r}")
+
+
+def validate_name(name: str, project: str) -> None:
+    check_project(project)
     if not NAME_RE.match(name):
         raise PlaygroundError(f"--name: expected 1-31 of a-z 0-9 -, starting with a letter, got {name!r}")
 
