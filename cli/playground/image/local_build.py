@@ -314,8 +314,7 @@ def prune_images(profile: str, keep: Optional[int] = None) -> list[str]:
     from ..local import instance
 
     keep = int(os.environ.get("PLAYGROUND_KEEP_IMAGES", "3")) if keep is None else keep
-    root = paths.images_dir(profile)
-    images = sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+    images = complete_images(profile)
     used = {str(Path(i.image).resolve()) for i in instance.all_instances()}
     removed = []
     for image in images[:max(0, len(images) - keep)]:
@@ -337,28 +336,31 @@ def source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def complete_images(profile: str) -> list[Path]:
+    """The profile's image folders with a manifest (a build only renames a finished one into place), oldest
+    first: names sort by build time."""
+    root = paths.images_dir(profile)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+
+
 def local_images(profile: str) -> list[dict]:
     """The profile's complete images, oldest first, as `image list` shows them."""
     rows = []
-    root = paths.images_dir(profile)
-    for image in sorted(root.iterdir()) if root.is_dir() else []:
-        manifest = image / "manifest.json"
-        if manifest.is_file():
-            m = json.loads(manifest.read_text())
-            parts = m.get("components", {})
-            rows.append({"name": m.get("name", image.name), "created": m.get("built_at", "?"),
-                         "airflow": parts.get("airflow", "?"), "mlflow": parts.get("mlflow", "?"),
-                         "size": f"{m.get('size_bytes', 0) / 2**30:.2f} GiB", "checksum": m.get("checksum", "?"),
-                         "path": str(image)})
+    for image in complete_images(profile):
+        m = json.loads((image / "manifest.json").read_text())
+        parts = m.get("components", {})
+        rows.append({"name": m.get("name", image.name), "created": m.get("built_at", "?"),
+                     "airflow": parts.get("airflow", "?"), "mlflow": parts.get("mlflow", "?"),
+                     "size": f"{m.get('size_bytes', 0) / 2**30:.2f} GiB", "checksum": m.get("checksum", "?"),
+                     "path": str(image)})
     return rows
 
 
 def newest_image(profile: str, matching_source: bool = False) -> Optional[Path]:
     """The newest complete image; with matching_source, only one built from this tree."""
-    root = paths.images_dir(profile)
-    if not root.is_dir():
-        return None
-    images = sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+    images = complete_images(profile)
     if matching_source:
         want = source_hash()
         images = [p for p in images if json.loads((p / "manifest.json").read_text()).get("source_hash") == want]
