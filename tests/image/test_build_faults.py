@@ -34,24 +34,12 @@ def home(request, tmp_path):
         pytest.skip("checking given --hosts, not building here")
     need_local()
     yield tmp_path / "home"
-    for pid in pids_naming(tmp_path / "home"):
+    for pid in local_build.pids_naming(tmp_path / "home"):
         os.kill(pid, signal.SIGKILL)
 
 
 def build_env(home: Path, **extra: str) -> dict[str, str]:
     return dict(os.environ, PLAYGROUND_HOME=str(home), COLUMNS="200", **extra)
-
-
-def pids_naming(folder: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if str(folder).encode() in (proc / "cmdline").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
 
 
 def start_build(home: Path) -> tuple[subprocess.Popen, Path]:
@@ -73,7 +61,7 @@ def start_build(home: Path) -> tuple[subprocess.Popen, Path]:
 def no_image_left(home: Path) -> None:
     images = home / "images" / "local"
     assert sorted(p.name for p in images.iterdir() if p.is_dir()) == []
-    assert pids_naming(home) == []
+    assert local_build.pids_naming(home) == []
 
 
 def test_packer_error_mid_build_is_one_line_and_leaves_no_image(home):
@@ -105,7 +93,7 @@ def test_sigkill_mid_build_is_swept_by_the_next_build(home):
     proc.wait(timeout=30)
     images = home / "images" / "local"
     (left,) = images.glob("*.building")
-    running = pids_naming(left)
+    running = local_build.pids_naming(left)
     assert running, "a SIGKILLed build leaves its container running (what the sweep is for)"
     env = build_env(home, PIP_INDEX_URL=f"http://127.0.0.1:{closed_port()}/simple")
     again = subprocess.run([CLI, "image", "build"], env=env, capture_output=True, text=True, timeout=900)
@@ -113,5 +101,5 @@ def test_sigkill_mid_build_is_swept_by_the_next_build(home):
     assert f"removed what an interrupted build left: {left.name}" in out
     assert again.returncode == 1 and "packer build failed: 30-airflow.sh exited with status 1" in out
     assert not left.exists()
-    assert [pid for pid in running if local_build._alive(pid)] == []
+    assert [pid for pid in running if local_build.alive(pid)] == []
     no_image_left(home)

@@ -188,7 +188,7 @@ def sweep_unfinished(out_dir: Path, report: Report) -> list[str]:
     build container still running on it. Called under build_lock, so no live build owns one."""
     swept = []
     for building in sorted(out_dir.glob("*.building")):
-        for pid in _pids_using(building):
+        for pid in pids_naming(building):
             _terminate(pid)
         shutil.rmtree(building, ignore_errors=True)
         swept.append(building.name)
@@ -197,7 +197,7 @@ def sweep_unfinished(out_dir: Path, report: Report) -> list[str]:
     return swept
 
 
-def _pids_using(folder: Path) -> list[int]:
+def pids_naming(folder: Path) -> list[int]:
     """Processes whose command line names the folder (systemd-nspawn -D FOLDER/rootfs)."""
     pids = []
     needle = str(folder).encode()
@@ -211,7 +211,7 @@ def _pids_using(folder: Path) -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Running, not a zombie waiting for its reaper (the orphans of a killed build are not ours to reap)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -226,9 +226,9 @@ def _terminate(pid: int, timeout: float = 30) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
 
 
