@@ -69,7 +69,7 @@ class Discovery:
                 errors.append(f"required parameter {name!r} missing")
         for name, value in path_params.items():
             pattern = params.get(name, {}).get("pattern")
-            if pattern and not re.match(pattern, value):
+            if pattern and not re.fullmatch(pattern, value):  # the whole value, as Google routes it
                 errors.append(f"path parameter {name}={value!r} does not match {pattern}")
         for name, values in query.items():
             if name in STANDARD_QUERY:
@@ -85,7 +85,7 @@ class Discovery:
             if body is None:
                 errors.append(f"request body ({m['request']['$ref']}) missing")
             else:
-                errors += self._value(m["request"]["$ref"], schema, body)
+                errors += self._value(m["request"]["$ref"], schema, body, m.get("id", ""))
         elif body not in (None, {}, ""):
             errors.append("this method takes no request body")
         return errors
@@ -112,9 +112,12 @@ class Discovery:
             return [f"{where}: expected a string, got {value!r}"]
         return []
 
-    def _value(self, where: str, spec: dict, value: Any) -> list[str]:
+    def _value(self, where: str, spec: dict, value: Any, method: str = "") -> list[str]:
+        """A request body against its schema: types, enums, unknown fields, fields the method requires
+        (Compute's `annotations.required`), and output-only fields, which a request may not carry
+        (Compute's "[Output Only]" descriptions, the other APIs' `readOnly`)."""
         if "$ref" in spec:
-            return self._value(where, self.doc["schemas"][spec["$ref"]], value)
+            return self._value(where, self.doc["schemas"][spec["$ref"]], value, method)
         kind = spec.get("type")
         if kind == "object":
             if not isinstance(value, dict):
@@ -122,21 +125,31 @@ class Discovery:
             errors = []
             props = spec.get("properties", {})
             extra = spec.get("additionalProperties")
+            for key, prop in props.items():
+                if method and method in prop.get("annotations", {}).get("required", []) and key not in value:
+                    errors.append(f"{where}: field {key!r} is required by {method}")
             for key, item in value.items():
                 if key in props:
-                    errors += self._value(f"{where}.{key}", props[key], item)
+                    if _output_only(props[key]):
+                        errors.append(f"{where}.{key}: output-only field sent in a request")
+                    errors += self._value(f"{where}.{key}", props[key], item, method)
                 elif extra is not None:
-                    errors += self._value(f"{where}[{key!r}]", extra, item)
+                    errors += self._value(f"{where}[{key!r}]", extra, item, method)
                 else:
                     errors.append(f"{where}: unknown field {key!r}")
             return errors
         if kind == "array":
             if not isinstance(value, list):
                 return [f"{where}: expected an array, got {type(value).__name__}"]
-            return [e for i, item in enumerate(value) for e in self._value(f"{where}[{i}]", spec["items"], item)]
+            return [e for i, item in enumerate(value)
+                    for e in self._value(f"{where}[{i}]", spec["items"], item, method)]
         if kind == "any":
             return []
         return self._scalar(where, spec, value)
+
+
+def _output_only(prop: dict) -> bool:
+    return bool(prop.get("readOnly")) or prop.get("description", "").startswith("[Output Only]")
 
 
 def google_error(code: int, status: str, message: str, reason: str = "") -> dict:
@@ -182,7 +195,7 @@ class FakeCompute:
 
     def _op(self, p: dict, kind: str, target: str, then=None, error: Optional[dict] = None) -> dict:
         self.counter += 1
-        name = f"operation-{self.counter}-{kind}"
+        name = f"operation-{self.counter}-{kind.lower()}"  # Google's names: lowercase, digits, -
         scope = f"zones/{p['zone']}" if "zone" in p else f"regions/{p['region']}" if "region" in p else "global"
         base = f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/{scope}"
         op = {"kind": "compute#operation", "id": str(1000 + self.counter), "name": name, "operationType": kind,
@@ -297,6 +310,13 @@ class FakeCompute:
             if mid == "instances.start":
                 return 200, self._op(p, "start", link(p["instance"]), then=lambda: inst.update(status="RUNNING"))
             return 200, self._op(p, "delete", link(p["instance"]), then=lambda: self.instances.pop(key, None))
+        if mid == "instances.aggregatedList":
+            zones: dict[str, list] = {}
+            for (proj, zone, _), i in sorted(self.instances.items()):
+                if proj == p["project"] and _matches(i, query.get("filter", [""])[0]):
+                    zones.setdefault(f"zones/{zone}", []).append(i)
+            return 200, {"kind": "compute#instanceAggregatedList", "id": f"projects/{p['project']}/aggregated/"
+                         "instances", "items": {z: {"instances": items} for z, items in zones.items()}}
         if mid == "instances.list":
             items = [i for (proj, zone, _), i in sorted(self.instances.items())
                      if proj == p["project"] and zone == p["zone"] and _matches(i, query.get("filter", [""])[0])]
@@ -414,8 +434,16 @@ class FakeIam:
     def __init__(self) -> None:
         self.denied: set[str] = set()
         self.disabled: set[str] = set()
+        # The project's IAM policy: like a fresh project whose default compute account has no role.
+        self.bindings: list[dict] = [{"role": "roles/owner", "members": ["user:ada@example.com"]}]
+        self.policy_readable = True
 
     def handle(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
+        if mid == "projects.getIamPolicy":
+            if not self.policy_readable:
+                return 403, google_error(403, "PERMISSION_DENIED", f"The caller does not have permission "
+                                         f"(resourcemanager.projects.getIamPolicy on projects/{p['projectsId']})")
+            return 200, {"version": 1, "etag": "BwYx", "bindings": self.bindings}
         if mid == "projects.testIamPermissions":
             granted = [x for x in body.get("permissions", []) if x not in self.denied]
             return 200, {"permissions": granted} if granted else {}
@@ -433,6 +461,9 @@ class FakeSecrets:
         self.google = google
         self.values: dict[tuple[str, str], str] = {}  # (project, secret) -> latest value
         self.token = "ya29.fake-instance-token"
+        # The scopes the instance's token carries: Secret Manager accepts only cloud-platform, whatever the
+        # account's roles (https://cloud.google.com/secret-manager/docs/accessing-the-api).
+        self.token_scopes = ["https://www.googleapis.com/auth/cloud-platform"]
         self.denied: set[str] = set()  # secret ids the instance's account may not read
 
     def handle(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
@@ -441,6 +472,9 @@ class FakeSecrets:
         if self.google.requests[-1]["headers"].get("Authorization") != f"Bearer {self.token}":
             return 401, google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
         name = f"projects/{p['projectsId']}/secrets/{p['secretsId']}"
+        if "https://www.googleapis.com/auth/cloud-platform" not in self.token_scopes:
+            return 403, google_error(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.",
+                                     "ACCESS_TOKEN_SCOPE_INSUFFICIENT")
         if p["secretsId"] in self.denied:
             return 403, google_error(403, "PERMISSION_DENIED", f"Permission 'secretmanager.versions.access' "
                                      f"denied for resource '{name}/versions/{p['versionsId']}' (or it may not exist).")

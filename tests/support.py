@@ -38,3 +38,18 @@ def need_local() -> None:
     for tool in ("systemd-nspawn", "packer", "debootstrap"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (see .ci/run for the packages)")
+
+
+def hold_port(port: int, host: str = "127.0.0.1"):
+    """A listening socket on host:port, or None when something else holds it already: either way the
+    port is taken while the caller keeps the result."""
+    import socket
+
+    sock = socket.socket()
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        return None
+    sock.listen()
+    return sock

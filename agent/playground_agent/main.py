@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, health, paths, render, secret_manager
+from . import bootstrap, health, paths, render, schema, secret_manager
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
@@ -67,6 +67,8 @@ def apply(client: MetadataClient, start: bool = True) -> int:
         bootstrap.ensure_ssh_keys(parse_ssh_keys(doc))
     except (ConfigError, bootstrap.BootstrapError, OSError) as exc:
         log("ssh-keys not applied: %s" % exc)
+    for key in schema.unknown_keys((doc.get("instance") or {}).get("attributes") or {}):
+        log("ignored: %s" % schema.unknown_error(key))
     try:
         cfg = parse(doc)
         files = render.render(cfg)

@@ -22,6 +22,20 @@ from .metadata import MetadataClient, MetadataError
 from .render import FileSpec, _env
 
 ENDPOINT = "https://secretmanager.googleapis.com"
+# versions.access accepts only this scope; a VM with narrower scopes gets 403 "Request had insufficient
+# authentication scopes" whatever its roles (https://cloud.google.com/secret-manager/docs/accessing-the-api).
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+SCOPE_FIX = ("the instance's service account needs the cloud-platform scope (Secret Manager accepts no other): "
+             "stop it, then gcloud compute instances set-service-account INSTANCE --scopes=cloud-platform")
+
+
+def _scopes(client: MetadataClient) -> List[str]:
+    """The scopes of the instance's token, as the metadata server lists them (empty when it does not say)."""
+    try:
+        text, _ = client.get("instance/service-accounts/default/scopes", recursive=False)
+    except MetadataError:
+        return []
+    return [line.strip() for line in str(text).splitlines() if line.strip()]
 
 
 def access(client: MetadataClient, name: str, timeout: float = 10.0) -> str:
@@ -29,6 +43,10 @@ def access(client: MetadataClient, name: str, timeout: float = 10.0) -> str:
     attr = "mlflow-db-password-secret"
     if "/versions/" not in name:
         name += "/versions/latest"
+    scopes = _scopes(client)
+    if scopes and CLOUD_PLATFORM not in scopes:
+        raise ConfigError(attr, "a secret the instance can read; %s (it has %s)" % (
+            SCOPE_FIX, ", ".join(s.rsplit("/", 1)[-1] for s in scopes)), name)
     try:
         token_doc, _ = client.get("instance/service-accounts/default/token", recursive=False)
         token = json.loads(token_doc)["access_token"]
@@ -48,6 +66,8 @@ def access(client: MetadataClient, name: str, timeout: float = 10.0) -> str:
             message = str(exc.reason)
         hint = {403: "grant the instance's service account roles/secretmanager.secretAccessor on it",
                 404: "create the secret and a version"}.get(exc.code, "retry later")
+        if exc.code == 403 and "insufficient authentication scopes" in message.lower():
+            hint = SCOPE_FIX
         raise ConfigError(attr, "a secret the instance can read; Secret Manager answered %d (%s): %s"
                           % (exc.code, message[:120], hint), name) from None
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from . import attributes
 from .errors import PlaygroundError
 from .schedule_cli import schedule_app
 from .ui import console, fail, progress
@@ -135,42 +136,48 @@ def image_list(
     Console().print(table)
 
 
-def _settings(pairs: list[str]) -> dict[str, str]:
-    attrs = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise PlaygroundError(f"--set: expected KEY=VALUE (a metadata attribute), got {pair!r}")
-        attrs[key] = value
-    return attrs
+PROVIDER = typer.Option(None, help="local or gce (else PLAYGROUND_PROVIDER, playground.toml, local).")
+ZONE = typer.Option(None, help="gce: the zone (else PLAYGROUND_ZONE, playground.toml; for an existing VM, "
+                    "found in every zone).")
+GCE_PROJECT = typer.Option(None, help="gce: the GCP project (else PLAYGROUND_PROJECT, playground.toml).")
 
 
-def _choose_provider(flag: Optional[str]) -> str:
-    from . import settings
+def _provider(flag: Optional[str], project: Optional[str], zone: Optional[str], say: bool = False, **gce):
+    """The command's one provider, its settings checked; with say, print which and why."""
+    from . import providers
 
-    value, source = settings.provider(flag)
-    console.print(f"provider: [bold]{value}[/bold] ({source})", highlight=False)
-    return value
+    chosen, source = providers.choose(flag, project, zone, **gce)
+    if say:
+        console.print(f"provider: [bold]{chosen.name}[/bold] ({source})", highlight=False)
+    return chosen
 
 
-def _instance_name(name: Optional[str], project: Optional[str]) -> str:
-    if name:
-        return name
-    if project:
-        return project
-    raise PlaygroundError("--name or --project is required")
+def _how_to_reach(launched) -> None:
+    state = {True: "healthy", None: "booting (not waited for)"}[launched.healthy]
+    console.print(f"[green]{launched.name}[/green] is {state} at {launched.address}: {launched.detail}",
+                  highlight=False)
+    for warning in launched.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    width = max(len(what) for what, _ in launched.next_steps) + 2
+    for what, how in launched.next_steps:
+        console.print(f"  {(what + ':').ljust(width)}{how}", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def launch(
     project: str = typer.Option(..., help="GCP project id the playground works for (6-30 of a-z 0-9 -)."),
     name: Optional[str] = typer.Option(None, help="Instance name; defaults to the project id."),
-    provider: Optional[str] = typer.Option(None, help="local or gce (else PLAYGROUND_PROVIDER, playground.toml)."),
-    profile: str = typer.Option("local", help="Image profile to launch from."),
-    set_: list[str] = typer.Option([], "--set", help="Extra metadata attribute KEY=VALUE (e.g. airflow-schedulers=2)."),
-    build: bool = typer.Option(True, help="Build the image first if there is none."),
+    provider: Optional[str] = PROVIDER,
+    profile: Optional[str] = typer.Option(None, help="Image profile to launch from (local: local; gce: "
+                                          "gce_profile in the settings, else seed)."),
+    set_: list[str] = typer.Option([], "--set", help="Metadata attribute KEY=VALUE, checked before anything is "
+                                   "made; repeat. Known: " + attributes.known() + "."),
+    build: bool = typer.Option(True, help="local: build the image first if there is none."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the machine is healthy (gce: over "
+                              "SSH through IAP)."),
     timeout: float = typer.Option(300, help="Seconds to wait for the instance to turn healthy."),
-    zone: Optional[str] = typer.Option(None, help="gce: zone (else PLAYGROUND_ZONE, playground.toml, europe-west2-b)."),
+    zone: Optional[str] = typer.Option(None, help="gce: zone (else PLAYGROUND_ZONE, playground.toml, "
+                                       "europe-west2-b)."),
     machine_type: Optional[str] = typer.Option(None, help="gce: machine type (default e2-standard-4)."),
     disk_size: Optional[int] = typer.Option(None, help="gce: boot disk size in GB (default 50)."),
 ) -> None:
@@ -178,116 +185,60 @@ def launch(
 
     local: boots the local image here. gce: a VM in the project with no external
     IP, Shielded VM, the settings as metadata; the image family playground-PROFILE.
+    Every flag and --set value is checked before any request or boot.
     """
-    from .image import local_build
-    from .local import instance
+    from .providers import LaunchRequest
 
     try:
-        chosen = _choose_provider(provider)
-        attrs = _settings(set_)
-        inst_name = _instance_name(name, project)
-        if chosen == "gce":
-            _launch_gce(project, inst_name, attrs, zone, machine_type, disk_size)
-            return
-        instance.validate_name(inst_name, project)
-        image = local_build.newest_image(profile)
+        chosen = _provider(provider, project, zone, say=True, machine_type=machine_type, disk_size_gb=disk_size)
+        attrs = attributes.parse_sets(set_, project)
+        req = LaunchRequest(name=name or project, project=project, attributes=attrs,
+                            profile=chosen.profile(profile), wait=wait, timeout=timeout, build=build)
         with progress() as bar:
             task = bar.add_task("starting", total=None)
-            report = lambda s: bar.update(task, description=s)  # noqa: E731
-            if image is None:
-                if not build:
-                    raise PlaygroundError(f"no local image for profile {profile!r}: run `playground image build`")
-                report(f"no {profile} image yet: building it")
-                image = local_build.build_local(profile, report=report)
             t0 = time.monotonic()
-            inst, _ = instance.launch(inst_name, project, attrs, image, profile, report, timeout)
-            bar.update(task, description=f"{inst_name} healthy in {time.monotonic() - t0:.0f} s")
+            launched = chosen.launch(req, lambda m: bar.update(task, description=m))
+            bar.update(task, description=f"{launched.name} {'healthy' if wait else 'created'} in "
+                                         f"{time.monotonic() - t0:.0f} s")
     except PlaygroundError as exc:
         fail(exc)
-    _how_to_reach(inst)
-
-
-def _launch_gce(project, name, attrs, zone, machine_type, disk_size) -> None:
-    from . import settings
-    from .gce import compute
-
-    s = settings.gce(project, zone, machine_type=machine_type, disk_size_gb=disk_size, disk_type=None, network=None,
-                     subnetwork=None, service_account=None, image_project=None)
-    with progress() as bar:
-        task = bar.add_task("starting", total=None)
-        made = compute.launch(s, name, attrs, lambda m: bar.update(task, description=m))
-        bar.update(task, description=f"{name} created")
-    console.print(f"[green]{name}[/green] created in {made['zone']} ({made['machine_type']}, internal address "
-                  f"{made['address']}, no external IP)", highlight=False)
-    if made.get("warning"):
-        console.print(f"[yellow]warning:[/yellow] {escape(made['warning'])}", highlight=False, soft_wrap=True)
-    console.print(f"  health:  playground status --provider gce --project {project} --name {name}", highlight=False)
-    console.print(f"  web UIs: playground tunnel --provider gce --project {project} --name {name}  (through IAP)",
-                  highlight=False)
-
-
-def _gce_or_none(provider: Optional[str], project: Optional[str], zone: Optional[str]):
-    """GceSettings when the gce provider is meant, else None (local)."""
-    from . import settings
-
-    chosen, _ = settings.provider(provider)
-    if chosen != "gce":
-        return None
-    return settings.gce(project, zone, machine_type=None, disk_size_gb=None, disk_type=None, network=None,
-                        subnetwork=None, service_account=None, image_project=None)
-
-
-def _how_to_reach(inst) -> None:
-    console.print(f"[green]{inst.name}[/green] is up at {inst.address} (image {Path(inst.image).name})",
-                  highlight=False)
-    console.print(f"  ssh:            playground ssh --name {inst.name}", highlight=False)
-    console.print(f"  web UIs:        playground tunnel --name {inst.name}  (Airflow, MLflow on 127.0.0.1)",
-                  highlight=False)
-    console.print(f"  admin password: playground ssh --name {inst.name} -- sudo playground-agent admin-password",
-                  highlight=False)
+    _how_to_reach(launched)
 
 
 @app.command()
 def start(
     name: str = typer.Option(..., help="Instance name."),
     timeout: float = typer.Option(300, help="Seconds to wait for healthy."),
-    provider: Optional[str] = typer.Option(None, help="local or gce."),
-    project: Optional[str] = typer.Option(None, help="gce: the GCP project."),
-    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the machine is healthy."),
+    provider: Optional[str] = PROVIDER,
+    project: Optional[str] = GCE_PROJECT,
+    zone: Optional[str] = ZONE,
 ) -> None:
     """Boot a stopped instance; everything comes back by itself."""
-    from .local import instance
-
     try:
-        gce = _gce_or_none(provider, project, zone)
-        if gce is not None:
-            _gce_call("start", gce, name)
-            return
+        chosen = _provider(provider, project, zone)
         with progress() as bar:
             task = bar.add_task("booting", total=None)
-            inst, _ = instance.start(name, lambda s: bar.update(task, description=s), timeout)
-            bar.update(task, description=f"{name} healthy")
+            launched = chosen.start(name, lambda m: bar.update(task, description=m), wait=wait, timeout=timeout)
+            bar.update(task, description=f"{name} {'healthy' if wait else 'started'}")
     except PlaygroundError as exc:
         fail(exc)
-    _how_to_reach(inst)
+    _how_to_reach(launched)
 
 
 @app.command()
 def stop(
     name: str = typer.Option(..., help="Instance name."),
-    provider: Optional[str] = typer.Option(None, help="local or gce."),
-    project: Optional[str] = typer.Option(None, help="gce: the GCP project."),
-    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+    provider: Optional[str] = PROVIDER,
+    project: Optional[str] = GCE_PROJECT,
+    zone: Optional[str] = ZONE,
 ) -> None:
     """Shut an instance down cleanly (services stop in order, PostgreSQL flushes)."""
-    from .local import instance
-
     try:
-        gce = _gce_or_none(provider, project, zone)
-        if gce is not None:
-            _gce_call("stop", gce, name)
-            return
-        done = instance.stop(name)
+        chosen = _provider(provider, project, zone)
+        with progress() as bar:
+            task = bar.add_task(f"stopping {name}", total=None)
+            done = chosen.stop(name, lambda m: bar.update(task, description=m))
     except PlaygroundError as exc:
         fail(exc)
     console.print(f"stopped {name}: " + (", ".join(done) or "it was not running"), highlight=False)
@@ -297,75 +248,55 @@ def stop(
 def destroy(
     name: str = typer.Option(..., help="Instance name."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
-    provider: Optional[str] = typer.Option(None, help="local or gce."),
-    project: Optional[str] = typer.Option(None, help="gce: the GCP project."),
-    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+    provider: Optional[str] = PROVIDER,
+    project: Optional[str] = GCE_PROJECT,
+    zone: Optional[str] = ZONE,
 ) -> None:
     """Remove everything launch made: processes, namespace, links, mount, files, state (or the VM and its disk)."""
-    from .local import instance
-
     try:
-        gce = _gce_or_none(provider, project, zone)
+        chosen = _provider(provider, project, zone)
+        chosen.describe(name)  # a name that is not there fails before the question
     except PlaygroundError as exc:
         fail(exc)
     if not yes and not typer.confirm(f"destroy instance {name} and its data?"):
         raise typer.Exit(1)
     try:
-        if gce is not None:
-            _gce_call("destroy", gce, name)
-            return
-        removed = instance.destroy(name)
+        with progress() as bar:
+            task = bar.add_task(f"destroying {name}", total=None)
+            removed = chosen.destroy(name, lambda m: bar.update(task, description=m))
     except PlaygroundError as exc:
         fail(exc)
     for item in removed:
         console.print(f"removed {item}", highlight=False)
 
 
-def _gce_call(verb: str, s, name: str) -> None:
-    from .gce import compute
-
-    with progress() as bar:
-        task = bar.add_task(f"{verb} {name}", total=None)
-        getattr(compute, verb)(s, name, lambda m: bar.update(task, description=m))
-    console.print(f"{verb}: {name} in {s.project}/{s.zone} done", highlight=False)
-
-
 @app.command("list")
 def list_(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
-    project: Optional[str] = typer.Option(None, help="Also list the GCE playgrounds of this project "
-                                          "(else PLAYGROUND_PROJECT / playground.toml)."),
-    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+    project: Optional[str] = typer.Option(None, help="Also list the GCE playgrounds of this project, in every "
+                                          "zone (else PLAYGROUND_PROJECT / playground.toml)."),
+    zone: Optional[str] = typer.Option(None, help="gce: only this zone."),
+    provider: Optional[str] = typer.Option(None, help="Only this provider (default: local, and gce when a "
+                                           "project is configured)."),
 ) -> None:
-    """Show every instance of both providers with its state and age."""
+    """Show every instance of the configured providers with its state and age."""
     import json
 
     from rich.table import Table
 
-    from . import settings
-    from .local import instance
+    from . import providers
 
-    rows = []
-    if settings.resolve("project", project)[0]:
-        from .gce import compute
-
-        try:
-            for r in compute.list_instances(settings.gce(project, zone)):
-                rows.append({**r, "age_s": None})
-        except PlaygroundError as exc:
-            fail(exc)
-    for inst in instance.all_instances():
-        rows.append({"name": inst.name, "provider": "local", "project": inst.project, "profile": inst.profile,
-                     "state": "running" if instance.is_running(inst) else ("stopped" if inst.state != "creating"
-                                                                           else "incomplete"),
-                     "address": inst.address, "age_s": round(time.time() - inst.created_at)})
+    try:
+        rows = [row for chosen in providers.listing(provider, project, zone) for row in chosen.list()]
+    except PlaygroundError as exc:
+        fail(exc)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "provider", "project", "state", "address", "age")
+    table = Table("name", "provider", "project", "zone", "state", "address", "age")
     for r in rows:
-        table.add_row(r["name"], r["provider"], r["project"], r["state"], r["address"],
-                      _age(r["age_s"]) if r["age_s"] is not None else r.get("created", "-"))
+        table.add_row(r["name"], r["provider"], r["project"], r.get("zone", ""), r["state"], r["address"],
+                      _age(r["age_s"]) if r.get("age_s") is not None else r.get("created", "-"))
     Console().print(table)
 
 
@@ -384,7 +315,7 @@ def tunnel(
                                    "Default: Airflow's and MLflow's."),
     as_json: bool = typer.Option(False, "--json", help="Print the forwards as one JSON line for scripts."),
     provider: Optional[str] = typer.Option(None, help="local or gce (gce: SSH through IAP, needs gcloud)."),
-    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+    zone: Optional[str] = ZONE,
 ) -> None:
     """Forward the web UIs (bound to the machine's 127.0.0.1) to this machine until Ctrl-C.
 
@@ -397,11 +328,10 @@ def tunnel(
     from . import remote
 
     try:
-        machine = _reachable(name, project, provider, zone)
-        web = machine["web"]
-        labels = {v: k for k, v in web.items()}
-        wanted = port or list(web.values())
-        target = machine["target"]
+        machine = _provider(provider, project, zone).reach(name, project)
+        labels = {v: k for k, v in machine.web.items()}
+        wanted = port or list(machine.web.values())
+        target = machine.target
         conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
         stop_event = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
@@ -411,14 +341,14 @@ def tunnel(
                     console.print(f"local port {fw.remote_port} is in use: using {fw.local_port}",
                                   highlight=False)
             if as_json:
-                print(json.dumps({"instance": target.name, "admin_user": machine["admin"], "forwards": [
+                print(json.dumps({"instance": target.name, "admin_user": machine.admin, "forwards": [
                     {"service": labels.get(f.remote_port, "port"), "remote_port": f.remote_port,
                      "local_port": f.local_port, "url": f.url} for f in fws]}), flush=True)
             else:
                 for fw in fws:
                     console.print(f"{labels.get(fw.remote_port, 'port').ljust(8)} {fw.url}  "
                                   f"(machine's 127.0.0.1:{fw.remote_port})", highlight=False)
-                console.print(f"Airflow admin user: {machine['admin']}  (password: {machine['ssh']} -- sudo "
+                console.print(f"Airflow admin user: {machine.admin}  (password: {machine.ssh_command} -- sudo "
                               "playground-agent admin-password)", highlight=False)
                 console.print("forwarding; Ctrl-C to close", highlight=False)
             try:
@@ -434,12 +364,15 @@ def tunnel(
 @app.command()
 def status(
     name: Optional[str] = typer.Option(None, help="Only this instance."),
-    project: Optional[str] = typer.Option(None, help="Only the instances of this project."),
+    project: Optional[str] = typer.Option(None, help="Only the instances of this project (and its GCE "
+                                          "playgrounds, in every zone)."),
     watch: bool = typer.Option(False, "--watch", help="Refresh in place until Ctrl-C."),
     interval: float = typer.Option(5.0, help="Seconds between refreshes with --watch."),
     timeout: float = typer.Option(8.0, help="Seconds before a machine counts as unreachable."),
     as_json: bool = typer.Option(False, "--json", help="Print the model as JSON for scripts."),
-    zone: Optional[str] = typer.Option(None, help="gce: the zone to list (with --project or PLAYGROUND_PROJECT)."),
+    zone: Optional[str] = typer.Option(None, help="gce: only this zone."),
+    provider: Optional[str] = typer.Option(None, help="Only this provider (default: local, and gce when a "
+                                           "project is configured)."),
 ) -> None:
     """Is each playground usable? Instance, schedule, services, disk and memory at a glance.
 
@@ -449,24 +382,11 @@ def status(
 
     from rich.live import Live
 
-    from . import settings
+    from . import providers
     from . import status as status_mod
-    from .local import instance
 
     def model() -> dict:
-        chosen = [i for i in instance.all_instances()
-                  if (name is None or i.name == name) and (project is None or i.project == project)]
-        machines = [instance.machine(i) for i in chosen]
-        if settings.resolve("project", project)[0]:  # GCE playgrounds of the configured project too
-            from .gce import compute, schedule
-
-            gce = settings.gce(project, zone)
-            method = settings.resolve("schedule_method")[0]
-            for row in compute.list_instances(gce):
-                if name is None or row["name"] == name:
-                    machine = compute.machine(gce, row)
-                    machine.schedule = schedule.next_for(gce, row["name"], method)
-                    machines.append(machine)
+        machines = [m for chosen in providers.listing(provider, project, zone) for m in chosen.machines(name, project)]
         if name and not machines:
             raise PlaygroundError(f"no instance named {name!r} (see `playground list`)")
         return status_mod.collect(machines, timeout)
@@ -489,26 +409,6 @@ def status(
     except PlaygroundError as exc:
         fail(exc)
     raise typer.Exit(status_mod.exit_code(current))
-
-
-def _reachable(name: Optional[str], project: Optional[str], provider: Optional[str], zone: Optional[str]) -> dict:
-    """A running machine of either provider: its SSH target, web ports, admin user, and ssh command."""
-    gce = _gce_or_none(provider, project, zone)
-    if gce is not None:
-        from .gce import compute
-
-        row = compute.running_row(gce, name)
-        return {"target": compute.ssh_target(gce, row), "web": compute.web_ports(row),
-                "admin": row["attributes"].get("airflow-admin-user", "admin"), "ssh_args": compute.ssh_args(gce, row),
-                "ssh": f"playground ssh --provider gce --project {gce.project} --zone {gce.zone} --name {row['name']}"}
-    from .local import instance
-
-    inst = instance.resolve(name, project)
-    if not instance.is_running(inst):
-        raise PlaygroundError(f"instance {inst.name} is stopped: `playground start --name {inst.name}`")
-    return {"target": instance.target(inst), "web": instance.web_ports(inst),
-            "admin": inst.attributes.get("airflow-admin-user", "admin"), "ssh_args": instance.ssh_args(inst),
-            "ssh": f"playground ssh --name {inst.name}"}
 
 
 @app.command()
@@ -537,10 +437,10 @@ def lineage(
         if (model is None) == (pipeline is None):
             raise PlaygroundError("give exactly one of --model NAME[/VERSION] or --pipeline DAG_ID")
         wanted = lineage_mod.parse_model(model) if model else None
-        machine = _reachable(name, project, provider, zone)
-        target = machine["target"]
+        machine = _provider(provider, project, zone).reach(name, project)
+        target = machine.target
         conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
-        with remote.one_line_errors(target), remote.forwards(conn, [machine["web"]["mlflow"]]) as (fw,):
+        with remote.one_line_errors(target), remote.forwards(conn, [machine.web["mlflow"]]) as (fw,):
             api = lineage_mod.Mlflow(fw.url)
             if wanted:
                 found = lineage_mod.model_lineage(api, *wanted)
@@ -566,7 +466,7 @@ def ssh(
     import os
 
     try:
-        args = _reachable(name, project, provider, zone)["ssh_args"]
+        args = _provider(provider, project, zone).reach(name, project).ssh_args
     except PlaygroundError as exc:
         fail(exc)
     os.execvp(args[0], args + list(ctx.args))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .errors import PlaygroundError
 from .ui import console, fail, progress
@@ -20,14 +21,16 @@ LOCATION = typer.Option("", help="scheduler: Cloud Scheduler location; defaults 
 
 def _target(project: Optional[str], zone: Optional[str], name: Optional[str], method: Optional[str]):
     from . import settings
-    from .gce import schedule
+    from .gce import compute, schedule
 
     s = settings.gce(project, zone)
     chosen, source = settings.resolve("schedule_method", method)
     if chosen not in schedule.METHODS:
         raise PlaygroundError(f"--method (from {source}): expected one of {', '.join(schedule.METHODS)}, "
                               f"got {chosen!r}")
-    return s, name or s.project, chosen
+    inst = name or s.project
+    compute.check_name(inst)
+    return s, inst, chosen
 
 
 @schedule_app.callback(invoke_without_command=True)
@@ -56,7 +59,7 @@ def schedule_set(
     if ctx.invoked_subcommand:
         return
     from . import settings
-    from .gce import schedule
+    from .gce import compute, schedule
 
     try:
         s, inst, chosen = _target(project, zone, name, method)
@@ -66,13 +69,15 @@ def schedule_set(
         console.print(f"{inst}: stop '{spec.stop}'" + (f", start '{spec.start}'" if spec.start else "")
                       + f" in {spec.tz} ({tz_source if zone_name else 'this machine'}), via {chosen}",
                       highlight=False)
+        warnings: list[str] = []
         with progress() as bar:
             task = bar.add_task("checking", total=None)
             report = lambda m: bar.update(task, description=m)  # noqa: E731
             if check:
                 schedule.preflight(s, chosen, report)
+            s = compute.locate(s, inst, report)
             if chosen == "scheduler":
-                done = schedule.apply_scheduler(s, inst, spec, report, location, service_account)
+                done = schedule.apply_scheduler(s, inst, spec, report, location, service_account, warnings.append)
             else:
                 done = schedule.apply_policy(s, inst, spec, report)
             bar.update(task, description="schedule in place")
@@ -80,6 +85,8 @@ def schedule_set(
         fail(exc)
     for what, how in done:
         console.print(f"{how}: {what}", highlight=False)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     if chosen == "resource-policy":
         console.print("note: the Compute Engine Service Agent (service-PROJECT_NUMBER@compute-system.iam."
                       "gserviceaccount.com) needs roles/compute.instanceAdmin.v1 to start and stop the VM",
@@ -106,10 +113,11 @@ def schedule_show(
     from rich.console import Console
     from rich.table import Table
 
-    from .gce import schedule
+    from .gce import compute, schedule
 
     try:
         s, inst, chosen = _target(project, zone, name, method)
+        s = compute.locate(s, inst)
         rows = (schedule.show_scheduler(s, inst, location) if chosen == "scheduler"
                 else schedule.show_policy(s, inst))
         mine = schedule.local_time_zone()
@@ -143,10 +151,11 @@ def schedule_remove(
     location: str = LOCATION,
 ) -> None:
     """Delete the schedule's jobs (or detach and delete its resource policy)."""
-    from .gce import schedule
+    from .gce import compute, schedule
 
     try:
         s, inst, chosen = _target(project, zone, name, method)
+        s = compute.locate(s, inst)
         with progress() as bar:
             task = bar.add_task("removing", total=None)
             if chosen == "scheduler":

@@ -59,27 +59,37 @@ def provider(flag: Optional[str]) -> tuple[str, str]:
     return value, source
 
 
+GCE_KEYS = ("machine_type", "disk_size_gb", "disk_type", "network", "subnetwork", "service_account", "image_project")
+
+
 def gce(project: Optional[str], zone: Optional[str] = None, **flags: Any):
-    """GceSettings from flags, environment, playground.toml and defaults."""
+    """GceSettings from flags, environment, playground.toml and defaults, checked before any request.
+
+    Every GCE setting is resolved, flagged or not (image_project from the environment counts for a
+    command without an --image-project flag too)."""
     from .gce.compute import GceSettings
 
-    proj, source = resolve("project", project)
+    unknown = set(flags) - set(GCE_KEYS)
+    if unknown:
+        raise TypeError(f"not GCE settings: {sorted(unknown)}")
+    proj, _ = resolve("project", project)
     if not proj:
         raise PlaygroundError("--project: the GCP project id is required for the gce provider "
                               "(or PLAYGROUND_PROJECT, or project in playground.toml)")
-    values = {k: resolve(k, v)[0] for k, v in flags.items()}
-    size = values.get("disk_size_gb", DEFAULTS["disk_size_gb"])
+    values = {k: resolve(k, flags.get(k))[0] for k in GCE_KEYS}
+    size = values["disk_size_gb"]
     try:
         size = int(size)
     except (TypeError, ValueError) as exc:
         raise PlaygroundError(f"disk_size_gb: expected a whole number of GB, got {size!r}") from exc
-    return GceSettings(project=proj, zone=resolve("zone", zone)[0], machine_type=values.get("machine_type")
-                       or DEFAULTS["machine_type"], disk_size_gb=size,
-                       disk_type=values.get("disk_type") or DEFAULTS["disk_type"],
-                       network=values.get("network") or DEFAULTS["network"],
-                       subnetwork=values.get("subnetwork") or "", service_account=values.get("service_account")
-                       or DEFAULTS["service_account"], image_project=values.get("image_project") or "",
-                       profile=resolve("gce_profile", None)[0])
+    zone_value, zone_source = resolve("zone", zone)
+    s = GceSettings(project=str(proj), zone=str(zone_value), zone_chosen=zone_source != "default",
+                    machine_type=str(values["machine_type"]), disk_size_gb=size, disk_type=str(values["disk_type"]),
+                    network=str(values["network"]), subnetwork=str(values["subnetwork"] or ""),
+                    service_account=str(values["service_account"]), image_project=str(values["image_project"] or ""),
+                    profile=str(resolve("gce_profile", None)[0]))
+    s.check()
+    return s
 
 
 def show() -> list[tuple[str, Any, str]]:

@@ -20,6 +20,7 @@ import pytest
 import requests
 from playground import paths
 from playground.local import instance, netns
+from support import hold_port
 
 pytestmark = pytest.mark.image
 
@@ -108,15 +109,13 @@ def mlflow_runs(tunnel: Tunnel) -> list[dict]:
 
 
 def test_rest_api_through_tunnel_dag_and_mlflow(launched):
-    # Someone already uses the MLflow port here: the tunnel must pick another and say so.
-    squatter = socket.socket()
-    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    squatter.bind(("127.0.0.1", 5000))
-    squatter.listen()
+    # Someone already uses the MLflow port here (the session holds it too): the tunnel must pick another.
+    squatter = hold_port(5000)
     try:
         tunnel = Tunnel()
     finally:
-        squatter.close()
+        if squatter is not None:
+            squatter.close()
     auth = (tunnel.info["admin_user"], launched["password"])
     try:
         ml_fw = next(f for f in tunnel.info["forwards"] if f["service"] == "mlflow")

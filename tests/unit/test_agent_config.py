@@ -47,7 +47,7 @@ def test_instance_attributes_win_over_project_ones():
     ("airflow-schedulers", "two", "integer from 1 to 4"),
     ("airflow-port", "80", "integer from 1024 to 65535"),
     ("airflow-executor", "CeleryExecutor", "one of LocalExecutor"),
-    ("lineage", "yes", "on or off"),
+    ("lineage", "yes", "one of on, off"),
     ("cloudsql-instance", "just-a-name", "PROJECT:REGION:INSTANCE"),
     ("timezone", "Mars/Olympus", "IANA time zone"),
     ("timezone", "../../../etc/passwd", "IANA time zone"),

@@ -10,7 +10,6 @@ import sys
 from urllib.parse import unquote
 
 import pytest
-from fakegoogle import FakeGoogle
 from playground_agent import paths, render, secret_manager
 from playground_agent.config import ConfigError, parse
 from playground_agent.metadata import MetadataClient
@@ -23,13 +22,9 @@ CLOUDSQL = {"mlflow-backend": "cloudsql", "cloudsql-instance": "playground-demo:
 
 
 @pytest.fixture
-def google(monkeypatch):
-    fake = FakeGoogle()
-    fake.secrets.values[("playground-demo", "mlflow-db")] = PASSWORD
-    monkeypatch.setenv("PLAYGROUND_SECRETMANAGER_ENDPOINT", fake.endpoint)
-    yield fake
-    fake.close()
-    assert not fake.violations, "\n".join(fake.violations)
+def google(fake_google):
+    fake_google.secrets.values[("playground-demo", "mlflow-db")] = PASSWORD
+    return fake_google
 
 
 def gce_doc(**attrs):
@@ -68,6 +63,30 @@ def test_a_secret_it_cannot_read_is_named(google, metadata, setup, expected):
         secret_manager.files(parse(gce_doc()), MetadataClient(metadata.host, retries=1))
     assert err.value.attribute == "mlflow-db-password-secret" and expected in str(err.value)
     assert PASSWORD not in str(err.value)
+
+
+READ_ONLY = "https://www.googleapis.com/auth/cloud-platform.read-only"
+
+
+def test_a_token_without_the_cloud_platform_scope_is_named_not_a_missing_role(google, metadata):
+    """A VM made with narrower scopes (the old launch gave cloud-platform.read-only): Secret Manager refuses
+    the token whatever its roles, so the hint names the scope, not roles/secretmanager.secretAccessor."""
+    google.secrets.token_scopes = [READ_ONLY]
+    metadata.set(gce_doc())  # this metadata server does not list the scopes: Secret Manager's 403 tells
+    with pytest.raises(ConfigError) as err:
+        secret_manager.files(parse(gce_doc()), MetadataClient(metadata.host, retries=1))
+    assert "insufficient authentication scopes" in str(err.value)
+    assert "--scopes=cloud-platform" in str(err.value) and "secretAccessor" not in str(err.value)
+
+
+def test_scopes_listed_by_the_metadata_server_are_checked_before_any_request(google, metadata):
+    doc = gce_doc()
+    doc["instance"]["service-accounts"]["default"]["scopes"] = READ_ONLY + "\n"  # GCE: one scope a line
+    metadata.set(doc)
+    with pytest.raises(ConfigError) as err:
+        secret_manager.files(parse(doc), MetadataClient(metadata.host, retries=1))
+    assert "needs the cloud-platform scope" in str(err.value) and "cloud-platform.read-only" in str(err.value)
+    assert not google.calls("projects.secrets.versions.access")
 
 
 def test_apply_with_an_unreadable_secret_writes_nothing_and_reports_why(google, metadata, tmp_path):

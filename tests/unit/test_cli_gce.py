@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakegoogle import FakeGoogle
 from playground.main import app
 from typer.testing import CliRunner
 
@@ -12,18 +11,13 @@ PROJECT = "my-team-project"
 
 
 @pytest.fixture
-def google(monkeypatch, tmp_path):
-    fake = FakeGoogle()
-    fake.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
-    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", fake.endpoint)
-    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
+def google(fake_google, monkeypatch, tmp_path):
+    fake_google.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     for var in ("PLAYGROUND_PROVIDER", "PLAYGROUND_PROJECT", "PLAYGROUND_ZONE"):
         monkeypatch.delenv(var, raising=False)
-    yield fake
-    fake.close()
-    assert not fake.violations, "\n".join(fake.violations)
+    return fake_google
 
 
 def run(*args: str):
@@ -36,7 +30,7 @@ def flat(text: str) -> str:
 
 
 def test_launch_list_stop_destroy_through_the_cli(google):
-    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo",
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo", "--no-wait",
               "--set", "dags-bucket=team-dags", "--zone", "europe-west1-c")
     assert res.exit_code == 0, res.output
     assert "provider: gce (flag --provider)" in flat(res.output) and "no external IP" in flat(res.output)
@@ -59,7 +53,7 @@ def test_settings_come_from_playground_toml_and_config_show_says_where(google, t
     assert shown["zone"] == {"value": "us-east1-b", "source": str(tmp_path / "playground.toml")}
     assert shown["machine_type"] == {"value": "e2-standard-8", "source": "environment PLAYGROUND_MACHINE_TYPE"}
     assert shown["disk_size_gb"]["source"] == "default"
-    res = run("launch", "--project", PROJECT, "--name", "pg-toml")
+    res = run("launch", "--project", PROJECT, "--name", "pg-toml", "--no-wait")
     assert res.exit_code == 0, res.output
     assert f"provider: gce ({tmp_path / 'playground.toml'})" in flat(res.output)
     insert = google.calls("instances.insert")[0]
@@ -69,7 +63,7 @@ def test_settings_come_from_playground_toml_and_config_show_says_where(google, t
 
 def test_api_error_is_one_line_and_non_zero(google):
     google.compute.fail_next["instances.insert"] = "api-disabled"
-    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo")
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo", "--no-wait")
     assert res.exit_code == 1
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert errors and "gcloud services enable compute.googleapis.com" in flat(res.output)
@@ -85,7 +79,7 @@ def test_bad_zone_and_missing_project(google):
 
 def test_status_shows_a_gce_machine_it_cannot_reach_with_the_reason(google, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no gcloud here, no key in the fresh HOME
-    assert run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo").exit_code == 0
+    assert run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo", "--no-wait").exit_code == 0
     res = run("status", "--project", PROJECT, "--json")
     row = next(r for r in json.loads(res.stdout)["instances"] if r["provider"] == "gce")
     assert res.exit_code == 2 and row["state"] == "unreachable" and row["level"] == "down"
@@ -116,7 +110,7 @@ def test_image_list_errors_are_one_line(google):
 
 def test_launch_says_what_to_run_when_it_may_not_open_ssh_to_iap(google):
     google.compute.fail_next["firewalls.insert"] = "permission"
-    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo")
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-demo", "--no-wait")
     assert res.exit_code == 0, res.output
     out = flat(res.output)
     assert "warning: could not create the firewall rule playground-iap-ssh (permission denied)" in out

@@ -6,7 +6,6 @@ document; any mismatch fails the test (see `google` fixture).
 from __future__ import annotations
 
 import pytest
-from fakegoogle import FakeGoogle
 from playground.errors import PlaygroundError
 from playground.gce import compute
 
@@ -15,14 +14,9 @@ ZONE = "europe-west2-b"
 
 
 @pytest.fixture
-def google(monkeypatch):
-    fake = FakeGoogle()
-    fake.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
-    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", fake.endpoint)
-    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
-    yield fake
-    fake.close()
-    assert not fake.violations, "requests that break Compute's API description:\n" + "\n".join(fake.violations)
+def google(fake_google):
+    fake_google.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
+    return fake_google
 
 
 def settings(**kw) -> compute.GceSettings:
@@ -47,7 +41,7 @@ def test_launch_builds_the_instance_the_design_asks_for(google):
     assert "allow-iap-ssh" in body["tags"]["items"]
     items = {i["key"]: i["value"] for i in body["metadata"]["items"]}
     assert items == {"gcp-project": PROJECT, "dags-bucket": "team-dags"}
-    assert any("sqlservice" in s for s in body["serviceAccounts"][0]["scopes"])
+    assert body["serviceAccounts"][0]["scopes"] == ["https://www.googleapis.com/auth/cloud-platform"]
     # The operation was really waited on, with our own operations client, until DONE.
     assert len(google.calls("zoneOperations.wait")) >= 2
     assert steps[-1].endswith("done")
@@ -59,7 +53,7 @@ def test_stop_start_list_destroy(google):
     assert [(i["name"], i["state"]) for i in compute.list_instances(settings())] == [("pg-demo", "terminated")]
     compute.start(settings(), "pg-demo", lambda s: None)
     assert compute.list_instances(settings())[0]["state"] == "running"
-    assert google.calls("instances.list")[0]["query"]["filter"] == ['labels.managed-by = "playground"']
+    assert google.calls("instances.aggregatedList")[0]["query"]["filter"] == ['labels.managed-by = "playground"']
     compute.destroy(settings(), "pg-demo", lambda s: None)
     assert compute.list_instances(settings()) == []
 
@@ -103,9 +97,9 @@ def test_the_fake_rejects_what_the_api_description_rejects(google):
     disc = google.apis[0][0]
     _, insert, params = disc.match("POST", f"/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances")
     assert disc.validate(insert, params, {}, {"name": "x"}) == []
-    assert "unknown field 'nmae'" in disc.validate(insert, params, {}, {"nmae": "x"})[0]
-    assert "expected an array" in disc.validate(insert, params, {}, {"disks": {}})[0]
-    assert "is not one of" in disc.validate(insert, params, {}, {"disks": [{"type": "FLOPPY"}]})[0]
+    assert "unknown field 'nmae'" in " ".join(disc.validate(insert, params, {}, {"name": "x", "nmae": "x"}))
+    assert "expected an array" in disc.validate(insert, params, {}, {"name": "x", "disks": {}})[0]
+    assert "is not one of" in disc.validate(insert, params, {}, {"name": "x", "disks": [{"type": "FLOPPY"}]})[0]
     assert "unknown query parameter" in disc.validate(insert, params, {"bogus": ["1"]}, {"name": "x"})[0]
     google.violations.clear()
 

@@ -11,7 +11,6 @@ import shutil
 import time
 
 import pytest
-from fakegoogle import FakeGoogle
 from playground import paths
 from playground.image import packer
 from playground.main import app
@@ -176,23 +175,17 @@ def test_gce_build_without_credentials_is_one_line_and_starts_nothing(home, monk
     assert not (tmp_path / "state" / "playground" / "logs").exists()
 
 
-def test_gce_build_opens_ssh_to_iap_then_runs_packer(home, monkeypatch, tmp_path):
+def test_gce_build_opens_ssh_to_iap_then_runs_packer(home, fake_google, monkeypatch, tmp_path):
     """The firewall rule through the fake Google server (checked against Compute's discovery document),
     then the real `packer build -only=googlecompute.gce`: validated, started, and stopped by its builder at
     the credentials lookup (an unreadable GOOGLE_APPLICATION_CREDENTIALS file fails before any network call;
     GCE_METADATA_HOST points the metadata fallback at a closed loopback port all the same)."""
     if shutil.which("packer") is None:
         pytest.skip("packer not installed (.ci/run installs it)")
-    google = FakeGoogle()
-    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", google.endpoint)
-    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
+    google = fake_google
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
-    try:
-        code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
-    finally:
-        google.close()
-    assert not google.violations, google.violations
+    code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
     (rule,) = [c["body"] for c in google.calls("firewalls.insert")]
     assert rule["targetTags"] == ["allow-iap-ssh"] and rule["sourceRanges"] == ["35.235.240.0/20"]
     assert code == 1

@@ -7,7 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from fakegoogle import PROJECT_NUMBER, FakeGoogle
+from fakegoogle import PROJECT_NUMBER
 from playground.errors import PlaygroundError
 from playground.gce import compute, schedule
 from playground.main import app
@@ -21,11 +21,9 @@ WHERE = ["--project", PROJECT, "--zone", ZONE, "--name", "pg-demo"]
 
 
 @pytest.fixture
-def google(monkeypatch, tmp_path):
-    fake = FakeGoogle()
+def google(fake_google, monkeypatch, tmp_path):
+    fake = fake_google
     fake.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
-    monkeypatch.setenv("PLAYGROUND_GOOGLE_ENDPOINT", fake.endpoint)
-    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("TZ", "Europe/London")
     monkeypatch.chdir(tmp_path)
@@ -34,9 +32,7 @@ def google(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     compute.launch(compute.GceSettings(project=PROJECT, zone=ZONE), "pg-demo", {}, lambda m: None)
     fake.requests.clear()
-    yield fake
-    fake.close()
-    assert not fake.violations, "requests that break Google's API descriptions:\n" + "\n".join(fake.violations)
+    return fake
 
 
 def run(*args: str):
@@ -106,6 +102,35 @@ def test_schedule_creates_the_stop_and_start_jobs_with_the_exact_cron_zone_and_t
         "serviceAccountEmail": f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com",
         "scope": "https://www.googleapis.com/auth/cloud-platform"}
     assert "created: playground-pg-demo-stop" in res.output
+
+
+SA = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
+GRANT = (f"gcloud projects add-iam-policy-binding {PROJECT} --member=serviceAccount:{SA} "
+         "--role=roles/compute.instanceAdmin.v1")
+
+
+def test_the_jobs_account_without_stop_start_gets_a_warning_with_the_grant(google):
+    """A fresh project's default compute account often has no role: the jobs would fail at 21:00."""
+    res = run("schedule", *WHERE, "--stop", "21:00", "--tz", "Europe/London")
+    assert res.exit_code == 0, res.output
+    out = flat(res.output)
+    assert f"warning: {SA} has no role with compute.instances.stop/start in project {PROJECT}'s IAM policy" in out
+    assert GRANT in out
+    assert google.calls("projects.getIamPolicy")[0]["body"] == {"options": {"requestedPolicyVersion": 3}}
+
+
+def test_the_jobs_account_with_a_role_that_may_stop_and_start_gets_no_warning(google):
+    google.iam.bindings.append({"role": "roles/compute.instanceAdmin.v1", "members": [f"serviceAccount:{SA}"]})
+    res = run("schedule", *WHERE, "--stop", "21:00", "--tz", "Europe/London")
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+
+
+def test_an_unreadable_iam_policy_gets_a_warning_with_the_grant(google):
+    google.iam.policy_readable = False
+    res = run("schedule", *WHERE, "--stop", "21:00", "--tz", "Europe/London")
+    assert res.exit_code == 0, res.output
+    out = flat(res.output)
+    assert f"warning: could not check that {SA} may stop and start the VM" in out and GRANT in out
 
 
 def test_running_it_twice_leaves_the_same_jobs(google):

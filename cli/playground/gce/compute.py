@@ -18,15 +18,29 @@ from . import iap_firewall
 from .google import reachable
 
 MANAGED_LABEL = ("managed-by", "playground")
-SCOPES = [
-    "https://www.googleapis.com/auth/sqlservice.admin",   # Cloud SQL Auth Proxy
-    "https://www.googleapis.com/auth/devstorage.read_write",  # DAGs, logs, artifacts buckets
-    "https://www.googleapis.com/auth/logging.write",
-    "https://www.googleapis.com/auth/monitoring.write",
-    "https://www.googleapis.com/auth/cloud-platform.read-only",
-]
+# One scope, cloud-platform, and the service account's IAM roles decide what the VM may do.
+# - Secret Manager's versions.access (the Cloud SQL password) accepts only cloud-platform; with
+#   narrower scopes it answers "Request had insufficient authentication scopes"
+#   (https://cloud.google.com/secret-manager/docs/accessing-the-api).
+# - gcsfuse writes to the DAGs bucket, MLflow writes gs:// artifacts, Airflow writes remote task logs,
+#   the Cloud SQL Auth Proxy connects (sqlservice.admin), the guest agent writes logs and metrics:
+#   cloud-platform covers all of them.
+# Google's best practice is exactly this: the cloud-platform scope on the VM, access limited by the
+# roles granted to its service account
+# (https://cloud.google.com/sdk/gcloud/reference/compute/instances/set-service-account,
+#  https://cloud.google.com/compute/docs/access/create-enable-service-accounts-for-instances#best_practices).
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+SCOPES = [CLOUD_PLATFORM]
+# Resource names (instances, networks): RFC 1035, 1-63 characters
+# (https://cloud.google.com/compute/docs/naming-resources).
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+# Predefined (e2-standard-4, n2-highmem-8, f1-micro) and custom (n2-custom-4-8192, e2-custom-2-4096-ext).
+MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)+$")
+DISK_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+SERVICE_ACCOUNT_RE = re.compile(r"^(?:default|[a-z0-9][a-z0-9.-]{0,99}@[a-z0-9][a-z0-9.-]*\.[a-z]+)$")
+# Label values: 0-63 of lowercase letters, digits, _ and - (https://cloud.google.com/compute/docs/labeling-resources).
+LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 Report = Callable[[str], None]
 
 
@@ -43,12 +57,38 @@ class GceSettings:
     image_project: str = ""
     profile: str = "seed"
     owner: str = field(default_factory=lambda: os.environ.get("USER", "unknown"))
+    zone_chosen: bool = True  # False: the default zone, and commands on an existing VM look for its zone
 
     def check(self) -> None:
+        """Every value that goes into a request, checked before the first one (one line each)."""
+        from ..attributes import check_project
+
+        check_project(self.project)
+        if self.image_project:
+            check_project(self.image_project, "image_project")
         if not ZONE_RE.match(self.zone):
             raise PlaygroundError(f"--zone: expected a zone such as europe-west2-b, got {self.zone!r}")
+        if not MACHINE_TYPE_RE.match(self.machine_type) or len(self.machine_type) > 63:
+            raise PlaygroundError(f"--machine-type: expected a machine type such as e2-standard-4, got "
+                                  f"{self.machine_type!r}")
         if not 10 <= self.disk_size_gb <= 65536:
             raise PlaygroundError(f"--disk-size: expected 10-65536 (GB), got {self.disk_size_gb}")
+        if not DISK_TYPE_RE.match(self.disk_type):
+            raise PlaygroundError(f"disk_type: expected a disk type such as pd-balanced, got {self.disk_type!r}")
+        for key in ("network", "subnetwork"):
+            value = getattr(self, key)
+            if (value or key == "network") and not NAME_RE.match(value):
+                raise PlaygroundError(f"{key}: expected a name of 1-63 of a-z 0-9 -, got {value!r}")
+        if not SERVICE_ACCOUNT_RE.match(self.service_account):
+            raise PlaygroundError(f"service_account: expected default or a service account email, got "
+                                  f"{self.service_account!r}")
+        for key, value in self.labels().items():
+            if not LABEL_VALUE_RE.match(value):
+                raise PlaygroundError(f"label {key}: expected 0-63 of a-z 0-9 _ -, got {value!r}")
+
+    def labels(self) -> dict[str, str]:
+        return {MANAGED_LABEL[0]: MANAGED_LABEL[1], "playground-project": self.project,
+                "playground-profile": self.profile, "owner": re.sub(r"[^a-z0-9_-]", "-", self.owner.lower())[:63]}
 
 
 def _clients():
@@ -136,20 +176,23 @@ def instance_resource(s: GceSettings, name: str, image_link: str, attributes: di
         service_accounts=[compute_v1.ServiceAccount(email=s.service_account, scopes=SCOPES)],
         shielded_instance_config=compute_v1.ShieldedInstanceConfig(
             enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
-        labels={MANAGED_LABEL[0]: MANAGED_LABEL[1], "playground-project": s.project,
-                "playground-profile": s.profile, "owner": re.sub(r"[^a-z0-9_-]", "-", s.owner.lower())[:63]},
+        labels=s.labels(),
         tags=compute_v1.Tags(items=["playground", "allow-iap-ssh"]),
         metadata=compute_v1.Metadata(items=[compute_v1.Items(key=k, value=v)
                                             for k, v in sorted({"gcp-project": s.project, **attributes}.items())]),
     )
 
 
+def check_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise PlaygroundError(f"--name: expected 1-63 of a-z 0-9 -, starting with a letter, got {name!r}")
+
+
 @reachable("compute")
 def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report) -> dict:
     """Create the VM and wait for it; on failure remove what was made."""
     s.check()
-    if not NAME_RE.match(name):
-        raise PlaygroundError(f"--name: expected 1-63 of a-z 0-9 -, starting with a letter, got {name!r}")
+    check_name(name)
     instances, images, ops = _clients()
     family = f"playground-{s.profile}"
     image_project = s.image_project or s.project
@@ -203,6 +246,8 @@ def describe(inst) -> dict:
 def _call(s: GceSettings, name: str, verb: str, report: Report) -> None:
     from google.api_core import exceptions as gex
 
+    check_name(name)
+    s = locate(s, name, report)
     instances, _, ops = _clients()
     try:
         op = getattr(instances, verb)(project=s.project, zone=s.zone, instance=name)
@@ -212,6 +257,23 @@ def _call(s: GceSettings, name: str, verb: str, report: Report) -> None:
     except gex.GoogleAPICallError as exc:
         raise explain(exc, s, name) from exc
     wait(ops, s, op, report, f"{verb} {name}")
+
+
+def locate(s: GceSettings, name: str, report: Report = lambda m: None) -> GceSettings:
+    """The settings with the instance's own zone: the zone given, else found across every zone."""
+    import dataclasses
+
+    if s.zone_chosen:
+        return s
+    report(f"looking for {name} in every zone of {s.project}")
+    found = [r for r in list_instances(s) if r["name"] == name]
+    if not found:
+        raise PlaygroundError(f"no playground {name} in project {s.project}, in any zone "
+                              f"(see `playground list --project {s.project}`)")
+    if len(found) > 1:
+        raise PlaygroundError(f"playgrounds named {name} in several zones of {s.project} ("
+                              + ", ".join(r["zone"] for r in found) + "): pass --zone")
+    return dataclasses.replace(s, zone=found[0]["zone"], zone_chosen=True)
 
 
 def stop(s: GceSettings, name: str, report: Report) -> None:
@@ -228,16 +290,18 @@ def destroy(s: GceSettings, name: str, report: Report) -> None:
 
 @reachable("compute")
 def list_instances(s: GceSettings) -> list[dict]:
+    """Every playground of the project, in every zone (instances.aggregatedList), by label."""
     from google.api_core import exceptions as gex
     from google.cloud import compute_v1
 
     instances, _, _ = _clients()
-    request = compute_v1.ListInstancesRequest(project=s.project, zone=s.zone,
-                                              filter=f'labels.{MANAGED_LABEL[0]} = "{MANAGED_LABEL[1]}"')
+    request = compute_v1.AggregatedListInstancesRequest(
+        project=s.project, filter=f'labels.{MANAGED_LABEL[0]} = "{MANAGED_LABEL[1]}"')
     try:
-        return [describe(i) for i in instances.list(request=request)]
+        rows = [describe(i) for _, scoped in instances.aggregated_list(request=request) for i in scoped.instances]
     except gex.GoogleAPICallError as exc:
         raise explain(exc, s) from exc
+    return sorted(rows, key=lambda r: (r["name"], r["zone"]))
 
 
 def list_images(s: GceSettings, profile: str) -> list[dict]:
@@ -273,10 +337,10 @@ def ssh_target(s: GceSettings, row: dict):
     key = os.path.expanduser("~/.ssh/google_compute_engine")
     if not os.path.exists(key):
         raise PlaygroundError(f"SSH key missing: {key}; create it and register it once with `gcloud compute ssh "
-                              f"{row['name']} --zone {s.zone} --project {s.project} --tunnel-through-iap`")
+                              f"{row['name']} --zone {row['zone']} --project {s.project} --tunnel-through-iap`")
     return Target(name=row["name"], host=row["name"], user=ssh_user(), key_file=key,
                   known_hosts=os.path.expanduser("~/.ssh/google_compute_known_hosts"),
-                  proxy_command=iap_proxy_command(row["name"], s.zone, s.project))
+                  proxy_command=iap_proxy_command(row["name"], row["zone"], s.project))
 
 
 def ssh_args(s: GceSettings, row: dict) -> list[str]:
@@ -288,24 +352,26 @@ def ssh_args(s: GceSettings, row: dict) -> list[str]:
 
 
 def web_ports(row: dict) -> dict[str, int]:
-    attrs = row.get("attributes", {})
-    return {"airflow": int(attrs.get("airflow-port", 8080)), "mlflow": int(attrs.get("mlflow-port", 5000))}
+    from ..attributes import web_ports as ports
+
+    return ports(row.get("attributes", {}))
 
 
 def running_row(s: GceSettings, name: Optional[str]) -> dict:
     """The one running GCE playground a command means (by name, else the only one)."""
-    rows = [r for r in list_instances(s) if name is None or r["name"] == name]
-    where = f"{s.project}/{s.zone}"
+    rows = [r for r in list_instances(s) if (name is None or r["name"] == name)
+            and (not s.zone_chosen or r["zone"] == s.zone)]
+    where = f"{s.project}/{s.zone}" if s.zone_chosen else f"{s.project} (every zone)"
     if not rows:
         raise PlaygroundError(f"no GCE playground {name + ' ' if name else ''}in {where} "
-                              f"(see `playground list --project {s.project} --zone {s.zone}`)")
+                              f"(see `playground list --project {s.project}`)")
     if len(rows) > 1:
         raise PlaygroundError(f"several GCE playgrounds in {where}: pass --name ("
                               + ", ".join(r["name"] for r in rows) + ")")
     row = rows[0]
     if row["state"] != "running":
         raise PlaygroundError(f"instance {row['name']} is {row['state']}: `playground start --provider gce "
-                              f"--project {s.project} --zone {s.zone} --name {row['name']}`")
+                              f"--project {s.project} --zone {row['zone']} --name {row['name']}`")
     return row
 
 

@@ -195,6 +195,40 @@ def preflight(s: GceSettings, method: str, report: Report) -> None:
                               f"account) --role={role}")
 
 
+# The jobs call instances.stop and instances.start with the OAuth token of their service account
+# (the instance's own, unless --service-account), so that account needs compute.instances.stop and
+# .start. These predefined roles hold both (https://cloud.google.com/compute/docs/access/iam).
+STOP_START_ROLES = ("roles/owner", "roles/editor", "roles/compute.admin", "roles/compute.instanceAdmin",
+                    "roles/compute.instanceAdmin.v1")
+
+
+@reachable("cloudresourcemanager")
+def account_warning(s: GceSettings, account: str, report: Report) -> Optional[str]:
+    """None when the project's IAM policy gives the jobs' account a role that may stop and start VMs;
+    otherwise a warning with the grant command (also when the policy cannot be read)."""
+    from .google import root, session
+
+    grant = (f"gcloud projects add-iam-policy-binding {s.project} --member=serviceAccount:{account} "
+             "--role=roles/compute.instanceAdmin.v1")
+    report(f"checking that {account} may stop and start the VM")
+    try:
+        policy = _rest(session(), "POST", f"{root('cloudresourcemanager')}/v3/projects/{s.project}:getIamPolicy",
+                       {"options": {"requestedPolicyVersion": 3}}, what="reading the project's IAM policy")
+    except PlaygroundError as exc:
+        return (f"could not check that {account} may stop and start the VM ({exc}); without "
+                f"compute.instances.stop/start the jobs fail: {grant}")
+    member = f"serviceAccount:{account}"
+    roles = {b.get("role", "") for b in policy.get("bindings", []) if member in b.get("members", [])
+             and not b.get("condition")}
+    if roles & set(STOP_START_ROLES):
+        return None
+    custom = sorted(r for r in roles if not r.startswith("roles/"))
+    unseen = f" (custom roles not checked: {', '.join(custom)})" if custom else ""
+    return (f"{account} has no role with compute.instances.stop/start in project {s.project}'s IAM policy"
+            f"{unseen}, so the jobs will fail (ignore this if it is granted on a folder or the organization): "
+            f"{grant}")
+
+
 def _rest(http, verb: str, url: str, body: Optional[dict] = None, what: str = "call") -> dict:
     resp = http.request(verb, url, json=body, timeout=30)  # unreachable: one line from @reachable
     try:
@@ -264,8 +298,9 @@ def _same_job(have, want) -> bool:
 
 @reachable("cloudscheduler")
 def apply_scheduler(s: GceSettings, instance: str, spec: Spec, report: Report, location: str = "",
-                    account: str = "") -> list[tuple[str, str]]:
-    """Create, update or remove the stop/start jobs so they match spec. Returns (job, what was done)."""
+                    account: str = "", notice: Optional[Report] = None) -> list[tuple[str, str]]:
+    """Create, update or remove the stop/start jobs so they match spec. Returns (job, what was done);
+    notice gets what the user should read (the jobs' account without the stop/start permission)."""
     from google.api_core import exceptions as gex
     from google.protobuf import field_mask_pb2
 
@@ -277,6 +312,9 @@ def apply_scheduler(s: GceSettings, instance: str, spec: Spec, report: Report, l
             raise PlaygroundError(f"instance {instance} has no service account for the jobs' OAuth token: "
                                   "pass --service-account EMAIL")
         account = accounts[0].email
+    warning = account_warning(s, account, report)
+    if warning and notice:
+        notice(warning)
     client = _scheduler()
     done = []
     wanted = spec.crons()

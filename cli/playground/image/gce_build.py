@@ -25,9 +25,9 @@ def variables(project: str, zone: str, version: str) -> dict[str, str]:
 def build_gce(profile: str, project: str, zone: str, report: Report = print, notice: Optional[Report] = None) -> str:
     """Build the profile's image in `project`; return the image's name. `report` gets the progress,
     `notice` (default: report) what a user should read afterwards."""
+    from ..attributes import check_project
     from ..gce import iap_firewall
     from ..gce.compute import GceSettings
-    from ..local.instance import check_project
 
     profiles.check(profile)
     check_project(project)

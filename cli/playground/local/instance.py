@@ -30,7 +30,6 @@ from ..prereqs import require_root, require_tools
 from . import netns
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 ZONE = "local-host1-a"
 SSH_USER = "playground"
 METADATA_PORT = 80
@@ -127,8 +126,9 @@ def machine(inst: Instance):
 
 def web_ports(inst: Instance) -> dict[str, int]:
     """The web UIs' ports on the machine's 127.0.0.1, from the attributes the agent reads."""
-    return {"airflow": int(inst.attributes.get("airflow-port", 8080)),
-            "mlflow": int(inst.attributes.get("mlflow-port", 5000))}
+    from ..attributes import web_ports as ports
+
+    return ports(inst.attributes)
 
 
 def resolve(name: Optional[str], project: Optional[str]) -> Instance:
@@ -292,24 +292,10 @@ def health(inst: Instance) -> Optional[dict]:
 
 
 def wait_healthy(inst: Instance, timeout: float, report: Report) -> dict:
-    deadline = time.monotonic() + timeout
-    last: Optional[dict] = None
-    while time.monotonic() < deadline:
-        if not is_running(inst):
-            raise PlaygroundError(f"instance {inst.name} stopped while booting; see {inst.dir / 'console.log'}")
-        rep = health(inst)
-        if rep is None:
-            report("waiting for SSH and the agent's first health report")
-        else:
-            last = rep
-            if rep.get("healthy"):
-                return rep
-            if rep.get("config", {}).get("state") == "error":
-                raise PlaygroundError(f"instance {inst.name}: the agent refused its config: {rep['config']['error']}")
-            report("starting: " + (rep.get("problems") or ["..."])[0])
-        time.sleep(2)
-    why = (last or {}).get("problems") or ["no health report over SSH"]
-    raise PlaygroundError(f"instance {inst.name} did not turn healthy within {timeout:.0f} s: {why[0]}")
+    from ..providers.waiting import wait_healthy as wait
+
+    return wait(inst.name, lambda: health(inst), lambda: is_running(inst), timeout, report,
+                gone=str(inst.dir / "console.log"))
 
 
 def _free_slot() -> int:
@@ -320,20 +306,17 @@ def _free_slot() -> int:
     raise PlaygroundError("no free address slot for another local instance (249 in use)")
 
 
-def check_project(project: str) -> None:
-    if not PROJECT_RE.match(project):
-        raise PlaygroundError(f"--project: expected a GCP project id (6-30 of a-z 0-9 -, starting with a letter), "
-                              f"got {project!r}")
-
-
 def validate_name(name: str, project: str) -> None:
+    from ..attributes import check_project
+
     check_project(project)
     if not NAME_RE.match(name):
         raise PlaygroundError(f"--name: expected 1-31 of a-z 0-9 -, starting with a letter, got {name!r}")
 
 
 def launch(name: str, project: str, attributes: dict[str, str], image: Path, profile: str,
-           report: Report, timeout: float = 300) -> tuple[Instance, dict]:
+           report: Report, timeout: float = 300, wait: bool = True) -> tuple[Instance, Optional[dict]]:
+    """Boot a new instance and (unless wait is False) wait until it is healthy; on failure remove it."""
     validate_name(name, project)
     require_root("a local instance")
     require_tools("systemd-nspawn", "ip", "ssh", "ssh-keygen")
@@ -352,7 +335,7 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
     try:
         report(f"booting {name} at {inst.address}")
         _boot(inst)
-        rep = wait_healthy(inst, timeout, report)
+        rep = wait_healthy(inst, timeout, report) if wait else None
     except BaseException as exc:
         report("launch failed: removing what it made")
         kept = _keep_logs(inst)
@@ -375,7 +358,7 @@ def _keep_logs(inst: Instance) -> Optional[Path]:
     return dest
 
 
-def start(name: str, report: Report, timeout: float = 300) -> tuple[Instance, dict]:
+def start(name: str, report: Report, timeout: float = 300, wait: bool = True) -> tuple[Instance, Optional[dict]]:
     require_root("a local instance")
     inst = load(name)
     if is_running(inst):
@@ -388,7 +371,7 @@ def start(name: str, report: Report, timeout: float = 300) -> tuple[Instance, di
         inst.save()
         raise PlaygroundError(f"{exc}; {name} stays stopped, its data kept: free that, then "
                               f"`playground start --name {name}`") from exc
-    return inst, wait_healthy(inst, timeout, report)
+    return inst, (wait_healthy(inst, timeout, report) if wait else None)
 
 
 def stop(name: str) -> list[str]:

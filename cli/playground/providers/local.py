@@ -1,0 +1,110 @@
+"""The local provider: the golden image booted with systemd-nspawn on this machine (local/instance.py)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ..attributes import admin_user
+from ..errors import PlaygroundError
+from .base import Launched, LaunchRequest, Provider, Reach, Report
+
+
+class LocalProvider(Provider):
+    name = "local"
+
+    @classmethod
+    def from_settings(cls, project: Optional[str], zone: Optional[str], **flags: Any) -> "LocalProvider":
+        return cls()  # nothing to resolve: the project is checked per instance, the zone is this host
+
+    @classmethod
+    def configured(cls, project: Optional[str]) -> bool:
+        return True  # local instances are always listed
+
+    def profile(self, given: Optional[str]) -> str:
+        from ..image import profiles
+
+        profile = given or "local"
+        profiles.check(profile)
+        return profile
+
+    def _launched(self, inst, rep: Optional[dict]) -> Launched:
+        return Launched(
+            name=inst.name, address=inst.address, detail=f"image {Path(inst.image).name}",
+            healthy=None if rep is None else bool(rep.get("healthy")),
+            next_steps=[("ssh", f"playground ssh --name {inst.name}"),
+                        ("web UIs", f"playground tunnel --name {inst.name}  (Airflow, MLflow on 127.0.0.1)"),
+                        ("admin password", f"playground ssh --name {inst.name} -- sudo playground-agent "
+                                           "admin-password")])
+
+    def launch(self, req: LaunchRequest, report: Report) -> Launched:
+        from ..image import local_build
+        from ..local import instance
+
+        instance.validate_name(req.name, req.project)
+        image = local_build.newest_image(req.profile)
+        if image is None:
+            if not req.build:
+                raise PlaygroundError(f"no local image for profile {req.profile!r}: run `playground image build`")
+            report(f"no {req.profile} image yet: building it")
+            image = local_build.build_local(req.profile, report=report)
+        inst, rep = instance.launch(req.name, req.project, req.attributes, image, req.profile, report, req.timeout,
+                                    wait=req.wait)
+        return self._launched(inst, rep)
+
+    def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
+        from ..local import instance
+
+        inst, rep = instance.start(name, report, timeout, wait=wait)
+        return self._launched(inst, rep)
+
+    def stop(self, name: str, report: Report) -> list[str]:
+        from ..local import instance
+
+        return instance.stop(name)
+
+    def destroy(self, name: str, report: Report) -> list[str]:
+        from ..local import instance
+
+        return instance.destroy(name)
+
+    def list(self) -> list[dict]:
+        from ..local import instance
+
+        return [self._row(i) for i in instance.all_instances()]
+
+    def describe(self, name: str) -> dict:
+        from ..local import instance
+
+        return self._row(instance.load(name))
+
+    @staticmethod
+    def _row(inst) -> dict:
+        from ..local import instance
+
+        state = "running" if instance.is_running(inst) else ("stopped" if inst.state != "creating" else "incomplete")
+        return {"name": inst.name, "provider": "local", "project": inst.project, "profile": inst.profile,
+                "state": state, "address": inst.address, "zone": instance.ZONE,
+                "age_s": round(time.time() - inst.created_at)}
+
+    def machines(self, name: Optional[str], project: Optional[str]) -> list:
+        from ..local import instance
+
+        return [instance.machine(i) for i in instance.all_instances()
+                if (name is None or i.name == name) and (project is None or i.project == project)]
+
+    def reach(self, name: Optional[str], project: Optional[str]) -> Reach:
+        from ..local import instance
+
+        inst = instance.resolve(name, project)
+        if not instance.is_running(inst):
+            raise PlaygroundError(f"instance {inst.name} is stopped: `playground start --name {inst.name}`")
+        return Reach(target=instance.target(inst), web=instance.web_ports(inst), admin=admin_user(inst.attributes),
+                     ssh_args=instance.ssh_args(inst), ssh_command=f"playground ssh --name {inst.name}")
+
+    def instance_name(self, name: Optional[str], project: Optional[str]) -> str:
+        if name:
+            return name
+        if project:
+            return project
+        raise PlaygroundError("--name or --project is required")
