@@ -49,33 +49,15 @@ def image_build(
     Either way the template is validated first, and a failed or interrupted build
     leaves no image behind.
     """
-    from . import settings
-    from .image import gce_build, local_build, profiles
-
     try:
-        if local:
-            profile = profile or "local"
-            profiles.check(profile)
-        else:
-            profile = profile or settings.resolve("gce_profile")[0]
-            profiles.check(profile)
-            if profile == "local":
-                raise PlaygroundError("--profile: the local profile is a Debian rootfs built here; "
-                                      "for --gce use one of " + ", ".join(p for p in profiles.known() if p != "local"))
-            proj = settings.resolve("project", project)[0]
-            if not proj:
-                raise PlaygroundError("--project: the GCE build needs the project to build the image in "
-                                      "(or PLAYGROUND_PROJECT, or project in playground.toml)")
-            build_zone = settings.resolve("zone", zone)[0]
+        chosen = _provider("local" if local else "gce", project, zone)
+        profile = chosen.profile(profile)
         with progress() as bar:
             task = bar.add_task("starting", total=None)
             t0 = time.monotonic()
             report = lambda s: bar.update(task, description=s)  # noqa: E731
             notice = lambda s: bar.console.print(s, markup=False, highlight=False)  # noqa: E731
-            if local:
-                built = str(local_build.build_local(profile, report=report, notice=notice))
-            else:
-                built = gce_build.build_gce(profile, proj, build_zone, report=report, notice=notice)
+            built = chosen.build_image(profile, report, notice)
             bar.update(task, description=f"built {Path(built).name} in {time.monotonic() - t0:.0f} s")
     except PlaygroundError as exc:
         fail(exc)
@@ -100,32 +82,18 @@ def image_list(
 
     from rich.table import Table
 
-    from . import settings
-
     try:
-        from .image import profiles
-
-        profile = profile or (settings.resolve("gce_profile")[0] if gce else "local")
-        profiles.check(profile)
-        if gce:
-            from .gce import compute
-
-            rows = compute.list_images(settings.gce(project), profile)
-            columns = ["name", "airflow", "mlflow", "status", "disk_gb"]
-        else:
-            from .image import local_build
-
-            rows = local_build.local_images(profile)
-            columns = ["name", "airflow", "mlflow", "size"]
+        chosen = _provider("gce" if gce else "local", project, None)
+        profile = chosen.profile(profile)
+        rows, columns = chosen.images(profile)
     except PlaygroundError as exc:
         fail(exc)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     if not rows:
-        where = "in the image project" if gce else "here"
-        console.print(f"no {profile} images {where}: `playground image build{' --gce' if gce else ''}` makes one",
-                      highlight=False)
+        console.print(f"no {profile} images for the {chosen.name} provider: `playground image build"
+                      f"{' --gce' if gce else ''}` makes one", highlight=False)
         return
     # The names carry the build time; --json adds when, the checksum and where.
     table = Table()

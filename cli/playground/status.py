@@ -40,6 +40,7 @@ class Machine:
     target: Any = None  # remote.Target when reachable
     schedule: Optional[dict] = None
     error: Optional[str] = None  # why it cannot be reached, known before SSH
+    start_command: str = ""  # how the user starts it again (the provider says)
 
 
 def worst(levels) -> str:
@@ -114,8 +115,7 @@ def check(machine: Machine, timeout: float = 8.0) -> dict:
     if machine.state != "running" or machine.target is None:
         row["level"] = "down"
         row["error"] = machine.error or f"instance is {machine.state}"
-        gce = f"--provider gce --project {machine.project} --zone {machine.zone} " if machine.provider == "gce" else ""
-        row["next_step"] = None if machine.error else f"playground start {gce}--name {machine.name}"
+        row["next_step"] = None if machine.error else (machine.start_command or None)
         return row
     conn = remote.connect(machine.target, timeout=timeout)
     try:

@@ -82,3 +82,15 @@ def test_without_gcloud_the_user_is_told_what_to_install(gce_env, local_instance
                           *where(local_instance.name)], env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert "needs the gcloud CLI: install the Google Cloud SDK" in " ".join(res.stderr.split())
+
+
+def test_gce_launch_waits_for_healthy_through_iap(gce_env, local_instance):
+    """`launch --provider gce` creates the VM, then waits on the agent's report over SSH through IAP, with
+    the same progress and outcome as a local launch (the relay leads to the real local instance)."""
+    env = dict(gce_env, FAKE_IAP_TARGETS=json.dumps({"pg-wait": local_instance.address}))
+    res = subprocess.run([CLI, "launch", "--project", PROJECT, "--zone", ZONE, "--name", "pg-wait",
+                          "--timeout", "120"], env=env, capture_output=True, text=True, timeout=180)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 0, out
+    assert "pg-wait is healthy at 10." in out and "no external IP" in out
+    assert f"playground tunnel --provider gce --project {PROJECT} --zone {ZONE} --name pg-wait" in out

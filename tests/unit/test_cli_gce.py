@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from playground.main import app
@@ -115,3 +116,41 @@ def test_launch_says_what_to_run_when_it_may_not_open_ssh_to_iap(google):
     out = flat(res.output)
     assert "warning: could not create the firewall rule playground-iap-ssh (permission denied)" in out
     assert "gcloud compute firewall-rules create playground-iap-ssh" in out
+
+
+def test_launch_that_never_turns_healthy_says_the_vm_exists_and_how_to_remove_it(google, monkeypatch, tmp_path):
+    """Waiting goes over SSH through IAP (tests/fakegcloud relays to nothing here): the VM is made, the
+    wait runs out, and the one line says it is billed and how to check or destroy it."""
+    from support import REPO
+
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "google_compute_engine").write_text("not a key\n")
+    monkeypatch.setenv("PATH", f"{REPO / 'tests' / 'fakegcloud'}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_IAP_TARGETS", "{}")
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-slow", "--timeout", "2")
+    assert res.exit_code == 1
+    out = flat(res.output)
+    assert "instance pg-slow did not turn healthy within 2 s: no health report over SSH" in out
+    assert "the VM pg-slow exists and is billed while it runs" in out and "playground destroy --provider gce" in out
+    assert [i["name"] for i in google.compute.instances.values()] == ["pg-slow"]
+
+
+def test_list_and_status_cover_every_zone(google):
+    for zone in ("europe-west2-b", "us-central1-a"):
+        assert run("launch", "--provider", "gce", "--project", PROJECT, "--name", f"pg-{zone[:2]}", "--zone", zone,
+                   "--no-wait").exit_code == 0
+    rows = json.loads(run("list", "--json", "--project", PROJECT).stdout)
+    assert sorted((r["name"], r["zone"]) for r in rows if r["provider"] == "gce") == [
+        ("pg-eu", "europe-west2-b"), ("pg-us", "us-central1-a")]
+    # A command on one VM without --zone finds its zone.
+    res = run("stop", "--provider", "gce", "--project", PROJECT, "--name", "pg-us")
+    assert res.exit_code == 0, res.output
+    assert google.calls("instances.stop")[0]["params"]["zone"] == "us-central1-a"
+
+
+def test_image_list_reads_image_project_from_the_settings(google, monkeypatch):
+    google.compute.add_image("team-images", "playground-seed", "playground-seed-20261201")
+    monkeypatch.setenv("PLAYGROUND_IMAGE_PROJECT", "team-images")
+    rows = json.loads(run("image", "list", "--gce", "--project", PROJECT, "--json").stdout)
+    assert [r["name"] for r in rows] == ["playground-seed-20261201"]
+    assert google.calls("images.list")[0]["params"]["project"] == "team-images"

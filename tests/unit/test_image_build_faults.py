@@ -116,7 +116,7 @@ def test_gce_build_without_packer(home, monkeypatch, tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (["--profile", "nosuch"], "--profile: unknown profile 'nosuch'; expected one of current, local, seed"),
     (["--profile", "seed"], "profile 'seed' builds on GCE only"),
-    (["--gce", "--profile", "seed"], "--project: the GCE build needs the project"),
+    (["--gce", "--profile", "seed"], "--project: the GCP project id is required for the gce provider"),
     (["--gce", "--profile", "local", "--project", "p-123456"], "--profile: the local profile is a Debian rootfs"),
     (["--gce", "--project", "My_Project"], "--project: expected a GCP project id"),
     (["--gce", "--project", "my-team-project", "--zone", "europe"], "--zone: expected a zone such as europe-west2-b"),

@@ -24,7 +24,8 @@ HEALTHY_REPORT = {
 def machine(name: str = "demo", state: str = "running") -> status.Machine:
     return status.Machine(name=name, provider="local", project="playground-demo", zone="local-host1-a",
                           state=state, machine_type="nspawn", image="playground-local-1", profile="local",
-                          address="10.213.1.2", started_at=None, target=None)
+                          address="10.213.1.2", started_at=None, target=None,
+                          start_command=f"playground start --name {name}")
 
 
 def row_from(report: dict, name: str = "demo") -> dict:

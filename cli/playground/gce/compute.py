@@ -381,7 +381,9 @@ def machine(s: GceSettings, row: dict):
 
     m = Machine(name=row["name"], provider="gce", project=row["project"], zone=row["zone"],
                 state="running" if row["state"] == "running" else row["state"], machine_type=row["machine_type"],
-                image=row.get("image", ""), profile=row["profile"], address=row["address"], started_at=None)
+                image=row.get("image", ""), profile=row["profile"], address=row["address"], started_at=None,
+                start_command=f"playground start --provider gce --project {s.project} --zone {row['zone']} "
+                              f"--name {row['name']}")
     if m.state == "running":
         try:
             m.target = ssh_target(s, row)

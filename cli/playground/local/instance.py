@@ -120,7 +120,7 @@ def machine(inst: Instance):
     return Machine(name=inst.name, provider="local", project=inst.project, zone=ZONE, state=state,
                    machine_type=f"nspawn ({os.cpu_count()} CPUs shared)", image=Path(inst.image).name,
                    profile=inst.profile, address=inst.address, started_at=started,
-                   target=target(inst) if running else None,
+                   target=target(inst) if running else None, start_command=f"playground start --name {inst.name}",
                    schedule={"next_stop": None, "next_start": None, "note": "no schedule for local instances"})
 
 

@@ -65,6 +65,14 @@ class Provider(ABC):
         """The image profile launch uses: the one given (checked), else this provider's default."""
 
     @abstractmethod
+    def build_image(self, profile: str, report: Report, notice: Report) -> str:
+        """Build the profile's golden image where this provider launches from; its folder or name."""
+
+    @abstractmethod
+    def images(self, profile: str) -> tuple[list[dict], list[str]]:
+        """The profile's images, oldest first (the newest is the one launch takes), and the columns to show."""
+
+    @abstractmethod
     def launch(self, req: LaunchRequest, report: Report) -> Launched: ...
 
     @abstractmethod

@@ -41,6 +41,16 @@ class GceProvider(Provider):
                                   "one of " + ", ".join(p for p in profiles.known() if p != "local"))
         return profile
 
+    def build_image(self, profile: str, report: Report, notice: Report) -> str:
+        from ..image import gce_build
+
+        return gce_build.build_gce(profile, self.s.project, self.s.zone, report=report, notice=notice)
+
+    def images(self, profile: str) -> tuple[list[dict], list[str]]:
+        from ..gce import compute
+
+        return compute.list_images(self.s, profile), ["name", "airflow", "mlflow", "status", "disk_gb"]
+
     def _where(self, row: dict) -> str:
         return f"--provider gce --project {self.s.project} --zone {row['zone']} --name {row['name']}"
 

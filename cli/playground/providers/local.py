@@ -28,6 +28,16 @@ class LocalProvider(Provider):
         profiles.check(profile)
         return profile
 
+    def build_image(self, profile: str, report: Report, notice: Report) -> str:
+        from ..image import local_build
+
+        return str(local_build.build_local(profile, report=report, notice=notice))
+
+    def images(self, profile: str) -> tuple[list[dict], list[str]]:
+        from ..image import local_build
+
+        return local_build.local_images(profile), ["name", "airflow", "mlflow", "size"]
+
     def _launched(self, inst, rep: Optional[dict]) -> Launched:
         return Launched(
             name=inst.name, address=inst.address, detail=f"image {Path(inst.image).name}",
