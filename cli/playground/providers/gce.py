@@ -147,6 +147,8 @@ class GceProvider(Provider):
         from ..attributes import admin_user
         from ..gce import compute
 
+        if name:
+            compute.check_name(name)
         row = compute.running_row(self.s, name)
         return Reach(target=compute.ssh_target(self.s, row), web=compute.web_ports(row),
                      admin=admin_user(row["attributes"]), ssh_args=compute.ssh_args(self.s, row),
