@@ -11,7 +11,7 @@ import subprocess
 import time
 from typing import Dict, List, Optional
 
-from . import paths
+from . import paths, versions
 from .config import Config, SshKey
 from .render import airflow_env, write_atomic
 
@@ -117,21 +117,13 @@ def ensure_database(name: str, owner: str) -> bool:
 
 def airflow_command_env(cfg: Config, secret_env: Dict[str, str]) -> Dict[str, str]:
     env = {"PATH": paths.AIRFLOW_VENV + "/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-    env.update(airflow_env(cfg, os.cpu_count() or 1))
+    env.update(airflow_env(cfg, os.cpu_count() or 1, versions.installed()))
     env.update(secret_env)
     return env
 
 
 def airflow(args: List[str], env: Dict[str, str], what: str) -> str:
     return _run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args, env=env, what=what)
-
-
-def airflow_version() -> str:
-    try:
-        with open(paths.MANIFEST, encoding="utf-8") as fh:
-            return str(json.load(fh).get("components", {}).get("airflow", ""))
-    except (OSError, ValueError):
-        return ""
 
 
 def ensure_dirs(cfg: Config) -> None:
@@ -184,10 +176,11 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
     if cfg.mlflow_backend == "local":
         ensure_database(cfg.mlflow_db_name, cfg.mlflow_db_user)
     env = airflow_command_env(cfg, secret_env)
-    version = airflow_version()
+    version = versions.installed_version()
     if first or state.get("migrated_version") != version:
-        log("running the Airflow database migration")
-        airflow(["db", "migrate"], env, "airflow db migrate")
+        migrate = versions.Airflow(version).migrate_args
+        log("running the Airflow database migration (airflow %s)" % " ".join(migrate))
+        airflow(migrate, env, "airflow " + " ".join(migrate))
         state["migrated_version"] = version
     if first or state.get("admin_user") != cfg.airflow_admin_user:
         existing = airflow(["users", "list", "-o", "plain"], env, "airflow users list")

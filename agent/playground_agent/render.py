@@ -8,6 +8,7 @@ from typing import Dict, List, NamedTuple, Optional
 
 from . import paths
 from .config import Config
+from .versions import Airflow
 
 
 class FileSpec(NamedTuple):
@@ -38,7 +39,9 @@ def dags_folder(cfg: Config) -> str:
     return paths.BUCKET_MOUNT + "/dags" if cfg.dags_bucket else paths.LOCAL_DAGS
 
 
-def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
+def airflow_env(cfg: Config, cpus: int, airflow: Airflow) -> Dict[str, str]:
+    """Airflow's settings as environment variables, with the section and key names of that version."""
+    auth_key, auth_value = airflow.auth_backends
     env = {
         "AIRFLOW_HOME": "/var/lib/airflow",
         "AIRFLOW__CORE__DAGS_FOLDER": dags_folder(cfg).replace(paths.ROOT, "", 1),
@@ -46,27 +49,20 @@ def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": cfg.timezone,
         "AIRFLOW__CORE__PARALLELISM": str(cfg.airflow_parallelism),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow@/airflow?host=/var/run/postgresql",
+        airflow.sql_alchemy_conn_key: "postgresql+psycopg2://airflow@/airflow?host=/var/run/postgresql",
         "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(cfg.airflow_port),
         # Two gunicorn workers are plenty for one team and keep idle memory low.
         "AIRFLOW__WEBSERVER__WORKERS": "2",
         "AIRFLOW__WEBSERVER__EXPOSE_CONFIG": "False",
-        "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
-        # Airflow 2.0-2.2 (seed) read the singular option; the default there denies all API calls.
-        "AIRFLOW__API__AUTH_BACKEND": "airflow.api.auth.backend.basic_auth",
+        auth_key: auth_value,
         "AIRFLOW__SCHEDULER__PARSING_PROCESSES": str(max(1, min(cpus, 2))),
         # A new DAG file shows up within 30 s, not Airflow's 5 minutes: a playground is where DAGs are written.
         "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "30",
         # The scheduler looks again 0.2 s after an idle loop, not 1 s: freed executor slots are refilled
         # sooner (60 independent tasks: 15.6 s instead of 24 s here) for about 2.5% more of 2 idle cores.
-        # Airflow 2.0-2.1 (seed) call it processor_poll_interval.
-        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
-        "AIRFLOW__SCHEDULER__PROCESSOR_POLL_INTERVAL": "0.2",
+        airflow.idle_sleep_key: "0.2",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": "/var/log/airflow",
-        # Airflow 2.11 warns in every process until this is set (Airflow 3's behaviour: timers in ms). No
-        # metrics are sent, so it changes nothing else; older versions ignore the unknown option.
-        "AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY": "True",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:%d" % cfg.mlflow_port,
         # The instance's own data warehouse for pipelines (the example DAGs' tables): a database on the
         # local PostgreSQL owned by airflow, reached over the socket with peer authentication (no password).
@@ -75,6 +71,10 @@ def airflow_env(cfg: Config, cpus: int) -> Dict[str, str]:
         "PLAYGROUND_PROJECT": cfg.project_id,
         "GOOGLE_CLOUD_PROJECT": cfg.project_id,
     }
+    if airflow.get("timer_unit_consistency"):
+        # Airflow 2.11 warns in every process until this is set (Airflow 3's behaviour: timers in ms). No
+        # metrics are sent, so it changes nothing else.
+        env["AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY"] = "True"
     if cfg.logs_bucket:
         env["AIRFLOW__LOGGING__REMOTE_LOGGING"] = "True"
         env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] = "gs://%s/logs" % cfg.logs_bucket
@@ -101,10 +101,14 @@ def mlflow_env(cfg: Config) -> Dict[str, str]:
     }
 
 
-def render(cfg: Config, cpus: int = 0) -> Dict[str, FileSpec]:
+def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None) -> Dict[str, FileSpec]:
+    """Every file the config makes; airflow: the image's version (default: read from its manifest)."""
+    from .versions import installed
+
     cpus = cpus or (os.cpu_count() or 1)
+    airflow = airflow or installed()
     files = {
-        paths.ETC + "/airflow.env": FileSpec(_env(airflow_env(cfg, cpus)), 0o640, "airflow"),
+        paths.ETC + "/airflow.env": FileSpec(_env(airflow_env(cfg, cpus, airflow)), 0o640, "airflow"),
         paths.ETC + "/mlflow.env": FileSpec(_env(mlflow_env(cfg)), 0o640, "airflow"),
         paths.ETC + "/cloudsql-proxy.env": FileSpec(_env({
             "CLOUDSQL_INSTANCE": cfg.cloudsql_instance,
