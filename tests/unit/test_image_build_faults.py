@@ -183,6 +183,7 @@ def test_gce_build_opens_ssh_to_iap_then_runs_packer(home, fake_google, monkeypa
     if shutil.which("packer") is None:
         pytest.skip("packer not installed (.ci/run installs it)")
     google = fake_google
+    google.compute.add_image("ubuntu-os-cloud", "ubuntu-1804-lts", "ubuntu-1804-bionic-v20230530")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
@@ -236,3 +237,16 @@ def test_sigterm_during_a_build_raises_through_the_clean_up_and_is_restored_afte
     assert caught.value.exit_code == 128 + signal.SIGTERM
     assert "image build interrupted (SIGTERM): nothing was kept" in str(caught.value)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_gce_build_whose_base_image_family_is_gone_fails_before_anything_is_made(home, fake_google):
+    """Google's family lookup skips deprecated images: Ubuntu 18.04's family answers 404 since its end of
+    standard support. The build says so in one line, before the firewall rule or Packer."""
+    if shutil.which("packer") is None:
+        pytest.skip("packer not installed (.ci/run installs it)")
+    code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
+    assert code == 1
+    line = one_error_line(out)
+    assert "the seed profile's base image family ubuntu-1804-lts was not found in project ubuntu-os-cloud" in line
+    assert "packer/profiles/seed.pkrvars.hcl" in line
+    assert [c["method"] for c in fake_google.requests] == ["images.getFromFamily"]

@@ -304,6 +304,20 @@ def list_instances(s: GceSettings) -> list[dict]:
     return sorted(rows, key=lambda r: (r["name"], r["zone"]))
 
 
+@reachable("compute")
+def family_image(s: GceSettings, project: str, family: str):
+    """The newest non-deprecated image of a family in a project, or None (images.getFromFamily)."""
+    from google.api_core import exceptions as gex
+
+    _, images, _ = _clients()
+    try:
+        return images.get_from_family(project=project, family=family)
+    except gex.NotFound:
+        return None
+    except gex.GoogleAPICallError as exc:
+        raise explain(exc, s) from exc
+
+
 def list_images(s: GceSettings, profile: str) -> list[dict]:
     """The profile's images in the image project (the family playground-PROFILE), oldest first; the
     newest is the one `launch` takes."""

@@ -22,6 +22,26 @@ def variables(project: str, zone: str, version: str) -> dict[str, str]:
     return {"project_id": project, "zone": zone, "image_version": version}
 
 
+# The template's default base project (variables.pkr.hcl), when a profile does not name one.
+DEFAULT_BASE_PROJECT = "ubuntu-os-cloud"
+
+
+def check_base_image(gce, profile: str, report: Report) -> None:
+    """The profile's base image family answers in its project, before anything is made: a family lookup
+    skips deprecated images (https://cloud.google.com/compute/docs/images/image-families-best-practices),
+    so an end-of-support base such as Ubuntu 18.04's ubuntu-1804-lts in ubuntu-os-cloud is not found."""
+    from ..gce import compute
+
+    values = profiles.variables(profile)
+    family = values.get("source_image_family", "")
+    project = values.get("source_image_project", DEFAULT_BASE_PROJECT)
+    report(f"base image family {family} in {project}")
+    if compute.family_image(gce, project, family) is None:
+        raise PlaygroundError(f"the {profile} profile's base image family {family} was not found in project "
+                              f"{project} (a family lookup skips deprecated images): set source_image_family "
+                              f"and source_image_project in packer/profiles/{profile}.pkrvars.hcl")
+
+
 def build_gce(profile: str, project: str, zone: str, report: Report = print, notice: Optional[Report] = None) -> str:
     """Build the profile's image in `project`; return the image's name. `report` gets the progress,
     `notice` (default: report) what a user should read afterwards."""
@@ -37,6 +57,7 @@ def build_gce(profile: str, project: str, zone: str, report: Report = print, not
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     inputs = variables(project, zone, version)
     packer.validate("gce", profile, inputs)
+    check_base_image(gce, profile, report)
     # Packer reaches the build VM (no external IP, tag allow-iap-ssh) through IAP, like every playground VM.
     warning = iap_firewall.ensure(gce, report)
     if warning:
