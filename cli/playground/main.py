@@ -121,7 +121,7 @@ def _provider(flag: Optional[str], project: Optional[str], zone: Optional[str], 
 
 
 def _how_to_reach(launched) -> None:
-    state = {True: "healthy", None: "booting (not waited for)"}[launched.healthy]
+    state = "booting (not waited for)" if launched.healthy is None else "healthy"
     console.print(f"[green]{launched.name}[/green] is {state} at {launched.address}: {launched.detail}",
                   highlight=False)
     for warning in launched.warnings:
