@@ -84,9 +84,13 @@ def read_env(path: str) -> Dict[str, str]:
     return env
 
 
-def _run(cmd: List[str], env: Optional[Dict[str, str]] = None, what: str = "", timeout: int = 600) -> str:
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=timeout)
+def _run(cmd: List[str], env: Optional[Dict[str, str]] = None, what: str = "", timeout: int = 600,
+         secret_input: Optional[str] = None) -> str:
+    """Run cmd; secret_input goes to its stdin (never its argv, which `ps` and runuser's journal line show),
+    from a session of its own: with no controlling terminal, getpass reads stdin, even when the agent was
+    started from a shell."""
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, input=secret_input,
+                          universal_newlines=True, timeout=timeout, start_new_session=secret_input is not None)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise BootstrapError("%s failed (exit %d): %s" % (what or cmd[0], proc.returncode, " | ".join(tail)))
@@ -122,8 +126,9 @@ def airflow_command_env(cfg: Config, secret_env: Dict[str, str]) -> Dict[str, st
     return env
 
 
-def airflow(args: List[str], env: Dict[str, str], what: str) -> str:
-    return _run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args, env=env, what=what)
+def airflow(args: List[str], env: Dict[str, str], what: str, secret_input: Optional[str] = None) -> str:
+    return _run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args, env=env, what=what,
+                secret_input=secret_input)
 
 
 def ensure_dirs(cfg: Config) -> None:
@@ -186,9 +191,12 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
         existing = airflow(["users", "list", "-o", "plain"], env, "airflow users list")
         if cfg.airflow_admin_user not in existing.split():
             log("creating the Airflow admin user %r" % cfg.airflow_admin_user)
+            # No --password: `users create` then asks twice through getpass, which reads stdin here.
+            password = admin_password()
             airflow(["users", "create", "--role", "Admin", "--username", cfg.airflow_admin_user,
                      "--email", "%s@localhost" % cfg.airflow_admin_user, "--firstname", "Playground",
-                     "--lastname", "Admin", "--password", admin_password()], env, "airflow users create")
+                     "--lastname", "Admin"], env, "airflow users create",
+                    secret_input="%s\n%s\n" % (password, password))
         state["admin_user"] = cfg.airflow_admin_user
     state["instance_id"] = cfg.instance_id
     save_state(state)

@@ -15,6 +15,10 @@ shared_buffers = 256MB
 effective_cache_size = 1GB
 work_mem = 8MB
 synchronous_commit = off
+# No TLS: clients come over the socket and 127.0.0.1 only, where it protects nothing, and Debian's
+# default certificate is the snakeoil key, the same in every machine made from the image (removed
+# by 90-hygiene.sh).
+ssl = off
 CONF
 done
 # Airflow and MLflow connect over the socket as their own OS users (peer auth):

@@ -6,6 +6,13 @@ if [[ -z "${BUILD_PIP_CACHE_DIR:-}" ]]; then
   apt-get clean
 fi
 rm -rf /var/lib/apt/lists/* /root/.cache /var/lib/airflow/.cache /var/lib/mlflow/.cache
+# apt's package caches (about 77 MB), whether or not the archives above were kept for the next build.
+rm -f /var/cache/apt/*.bin
+# What build-time commands left behind: AIRFLOW_HOME defaulting to root's home.
+rm -rf /root/airflow
+# A private key baked into an image is the same in every machine: ssl-cert's snakeoil pair goes
+# (PostgreSQL runs with ssl = off, 20-postgresql.sh).
+rm -f /etc/ssl/private/ssl-cert-snakeoil.key /etc/ssl/certs/ssl-cert-snakeoil.pem
 rm -f /root/.bash_history /home/*/.bash_history /root/.python_history
 rm -rf /var/lib/playground/secrets/* /var/lib/playground/state.json /var/lib/playground/config*.json
 rm -f /etc/playground/*.env

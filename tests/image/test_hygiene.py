@@ -19,6 +19,8 @@ def test_no_ssh_host_keys_and_empty_machine_id(rootfs):
 
 def test_no_caches_or_history(rootfs):
     assert not (rootfs / "root/.cache/pip").exists()
+    assert not list((rootfs / "var/cache/apt").glob("*.bin")), "apt's pkgcache.bin / srcpkgcache.bin"
+    assert not (rootfs / "root/airflow").exists(), "build-time AIRFLOW_HOME"
     assert not list((rootfs / "var/cache/apt/archives").glob("*.deb"))
     assert not list((rootfs / "var/lib/apt/lists").glob("*_Packages"))
     for hist in ("root/.bash_history", "root/.python_history"):
@@ -34,6 +36,26 @@ def test_no_secret_or_build_access_left(rootfs):
     assert not (rootfs / "etc/ssh/sshd_config.d/99-playground-build.conf").exists()
     assert not (rootfs / "usr/sbin/policy-rc.d").exists()
     assert not (rootfs / "etc/pip.conf").exists()
+
+
+def test_no_private_key_in_the_image(rootfs):
+    """Any private key baked in would be the same in every machine (host keys are made at first boot)."""
+    found = []
+    for top in ("etc", "root", "home", "var/lib/playground", "var/lib/postgresql", "var/lib/airflow",
+                "var/lib/mlflow"):
+        for path in (rootfs / top).rglob("*"):
+            if path.is_file() and not path.is_symlink() and path.stat().st_size < 1_000_000:
+                try:
+                    if b"PRIVATE KEY-----" in path.read_bytes():
+                        found.append(str(path.relative_to(rootfs)))
+                except OSError:
+                    pass
+    assert not found, found
+
+
+def test_postgresql_runs_without_tls(rootfs):
+    confs = list((rootfs / "etc/postgresql").glob("*/main/conf.d/10-playground.conf"))
+    assert confs and all("\nssl = off\n" in c.read_text() for c in confs)
 
 
 def test_manifest_describes_the_artifact(image):

@@ -66,6 +66,18 @@ def test_web_uis_answer_on_loopback_with_auth_on(host):
     assert run_ok(host, "curl -s http://127.0.0.1:5000/health").strip() == "OK"
 
 
+def test_no_secret_on_a_command_line_or_in_the_journal(host):
+    """The admin password went to `airflow users create` on stdin, and MLflow reads its backend URI from its
+    environment: neither is in the journal (runuser logs its command line there) nor in any process's argv."""
+    password = run_ok(host, "sudo -n playground-agent admin-password").strip()
+    assert len(password) == 24
+    journal = run_ok(host, "sudo -n journalctl -b --no-pager -o cat")
+    assert password not in journal, "the admin password is in the journal"
+    argv = run_ok(host, "ps -eo args")
+    mlflow = [line for line in argv.splitlines() if "mlflow server" in line]
+    assert mlflow and not any("backend-store-uri" in line or "postgresql" in line for line in mlflow), mlflow
+
+
 def test_gce_only_tools_are_recorded(host, manifest):
     tools = remote_json(host, "/etc/playground/google-tools.json")
     if manifest["profile"] == "local":

@@ -130,3 +130,14 @@ def test_generated_admin_passwords_are_never_read_as_options(tmp_path, monkeypat
         seen.add(pw)
     assert len(seen) == 300
     assert oct((tmp_path / "admin-password").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_secret_reaches_a_child_on_stdin_and_getpass_reads_it_without_a_terminal():
+    """How the admin password reaches `airflow users create`: on stdin, from a session of its own, so
+    getpass (which Airflow's prompt uses) reads it there even when the agent runs in a terminal."""
+    from playground_agent import bootstrap
+
+    probe = ("import getpass, sys; p = getpass.getpass('Password:'); q = getpass.getpass('Again:'); "
+             "print(p == q, len(p), 'pw-7x' in ' '.join(sys.argv))")
+    out = bootstrap._run([sys.executable, "-c", probe], secret_input="pw-7xQ2\npw-7xQ2\n")
+    assert out.split() == ["True", "7", "False"]
