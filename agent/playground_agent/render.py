@@ -35,6 +35,16 @@ def _env(values: Dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def no_telemetry(cfg: Config) -> Dict[str, str]:
+    """Telemetry off unless the team turns it on (attribute telemetry): MLflow 3.2+ sends usage data from
+    its server, its UI (in the user's own browser) and its clients; MLFLOW_DISABLE_TELEMETRY stops all three
+    (https://mlflow.org/docs/latest/community/usage-tracking). DO_NOT_TRACK is the common opt-out that MLflow
+    and other tools honour; SCARF_ANALYTICS is Airflow's (2.10's usage data collection)."""
+    if cfg.telemetry == "on":
+        return {}
+    return {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "SCARF_ANALYTICS": "false"}
+
+
 def dags_folder(cfg: Config) -> str:
     return paths.BUCKET_MOUNT + "/dags" if cfg.dags_bucket else paths.LOCAL_DAGS
 
@@ -71,6 +81,7 @@ def airflow_env(cfg: Config, cpus: int, airflow: Airflow) -> Dict[str, str]:
         "PLAYGROUND_PROJECT": cfg.project_id,
         "GOOGLE_CLOUD_PROJECT": cfg.project_id,
     }
+    env.update(no_telemetry(cfg))  # tasks use MLflow's client
     if airflow.get("timer_unit_consistency"):
         # Airflow 2.11 warns in every process until this is set (Airflow 3's behaviour: timers in ms). No
         # metrics are sent, so it changes nothing else.
@@ -89,7 +100,7 @@ def mlflow_env(cfg: Config) -> Dict[str, str]:
             cfg.mlflow_db_user, cfg.cloudsql_proxy_port, cfg.mlflow_db_name)
     else:
         backend = "postgresql+psycopg2://%s@/%s?host=/var/run/postgresql" % (cfg.mlflow_db_user, cfg.mlflow_db_name)
-    return {
+    return dict(no_telemetry(cfg), **{
         "MLFLOW_BACKEND_STORE_URI": backend,
         "MLFLOW_ARTIFACTS_DESTINATION": cfg.artifacts_root,
         "MLFLOW_HOST": "127.0.0.1",
@@ -98,7 +109,7 @@ def mlflow_env(cfg: Config) -> Dict[str, str]:
         # seven huey consumers; the playground's tracking and registry do not use it.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "GOOGLE_CLOUD_PROJECT": cfg.project_id,
-    }
+    })
 
 
 def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None) -> Dict[str, FileSpec]:

@@ -1,6 +1,8 @@
 """What the golden image holds, checked on a booted instance over SSH (testinfra)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from support import remote_json, run_ok
 
@@ -76,6 +78,17 @@ def test_no_secret_on_a_command_line_or_in_the_journal(host):
     argv = run_ok(host, "ps -eo args")
     mlflow = [line for line in argv.splitlines() if "mlflow server" in line]
     assert mlflow and not any("backend-store-uri" in line or "postgresql" in line for line in mlflow), mlflow
+
+
+def test_mlflow_telemetry_is_off_in_the_server_and_its_ui(host, manifest):
+    version = tuple(int(x) for x in manifest["components"]["mlflow"].split(".")[:2])
+    if version < (3, 2):
+        pytest.skip("MLflow collects usage data from 3.2 on; this image has " + manifest["components"]["mlflow"])
+    # What the web UI asks before it sends anything from the user's browser.
+    ui = json.loads(run_ok(host, "curl -s http://127.0.0.1:5000/ajax-api/3.0/mlflow/ui-telemetry"))
+    assert ui["disable_ui_telemetry"] is True, ui
+    env = run_ok(host, "sudo -n cat /etc/playground/mlflow.env /etc/playground/airflow.env")
+    assert env.count('MLFLOW_DISABLE_TELEMETRY="true"') == 2
 
 
 def test_gce_only_tools_are_recorded(host, manifest):

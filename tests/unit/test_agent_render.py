@@ -43,3 +43,12 @@ def test_env_values_read_back_exactly(tmp_path):
     path = tmp_path / "x.env"
     path.write_text(render._env({"A": 'va"l\\ue', "B": "plain"}))
     assert read_env(str(path)) == {"A": 'va"l\\ue', "B": "plain"}
+
+
+def test_telemetry_is_off_unless_the_team_turns_it_on():
+    off = render.render(parse(metadata_doc()), cpus=2)
+    for name in ("airflow.env", "mlflow.env"):
+        content = next(f.content for p, f in off.items() if p.endswith("/" + name))
+        assert 'MLFLOW_DISABLE_TELEMETRY="true"' in content and 'DO_NOT_TRACK="true"' in content, name
+    on = render.render(parse(metadata_doc(telemetry="on")), cpus=2)
+    assert not any("MLFLOW_DISABLE_TELEMETRY" in f.content for f in on.values())
