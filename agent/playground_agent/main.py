@@ -57,10 +57,48 @@ def fail(error: str) -> int:
     return 1
 
 
-def apply(client: MetadataClient, start: bool = True) -> int:
+# How long apply waits for a metadata server that fails or does not answer (Google's guest agent
+# retries until it answers): minutes, within the unit's TimeoutStartSec.
+PATIENCE_S = 600.0
+# After this long without metadata, the services of the last good config start meanwhile.
+FALLBACK_AFTER_S = 10.0
+MAX_DELAY_S = 15.0
+
+
+def _last_good_is_complete() -> bool:
+    """A previous apply finished: its config and every file the units read are there."""
+    return os.path.isfile(paths.GOOD_CONFIG) and all(
+        os.path.isfile(paths.ETC + "/" + name) for name in ("airflow.env", "mlflow.env"))
+
+
+def read_metadata(client: MetadataClient, patience: float, start: bool) -> Dict[str, Any]:
+    """The metadata document, retried with backoff for up to `patience` seconds. While it is missing,
+    the services of the last good config are started, once, if that config is complete."""
+    started = time.monotonic()
+    delay, fell_back = 1.0, False
+    while True:
+        try:
+            doc, _ = client.read_all()
+            return doc
+        except MetadataError as exc:
+            waited = time.monotonic() - started
+            if waited + delay > patience:
+                raise MetadataError("%s (gave up after %.0f s)" % (exc, waited)) from exc
+            log("metadata not readable yet: %s; retrying in %.0f s (%.0f s so far)" % (exc, delay, waited))
+            if start and not fell_back and waited >= FALLBACK_AFTER_S and _last_good_is_complete():
+                log("starting the services of the last good config while metadata is unreadable")
+                _systemctl("start", "--no-block", "playground.target")
+                fell_back = True
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY_S)
+
+
+def apply(client: MetadataClient, start: bool = True, patience: Optional[float] = None) -> int:
     t0 = time.monotonic()
+    if patience is None:
+        patience = float(os.environ.get("PLAYGROUND_METADATA_PATIENCE", PATIENCE_S))
     try:
-        doc, _ = client.read_all()
+        doc = read_metadata(client, patience, start)
     except MetadataError as exc:
         return fail(str(exc))
     try:
@@ -164,7 +202,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "apply":
-        return apply(MetadataClient(), start=not args.no_start)
+        # Few quick tries per read: read_metadata's own backoff waits minutes between them.
+        return apply(MetadataClient(retries=2), start=not args.no_start)
     if args.command == "health":
         rep = report(args.wait)
         return 0 if rep["healthy"] else 1
