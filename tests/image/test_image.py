@@ -81,14 +81,22 @@ def test_no_secret_on_a_command_line_or_in_the_journal(host):
 
 
 def test_mlflow_telemetry_is_off_in_the_server_and_its_ui(host, manifest):
+    """MLflow's own check, with the telemetry settings of the running server's environment. (Its web UI asks
+    the server, which says disabled when telemetry is; offline it also says so, so the UI's answer here proves
+    nothing: the server's environment does.)"""
     version = tuple(int(x) for x in manifest["components"]["mlflow"].split(".")[:2])
     if version < (3, 2):
         pytest.skip("MLflow collects usage data from 3.2 on; this image has " + manifest["components"]["mlflow"])
-    # What the web UI asks before it sends anything from the user's browser.
-    ui = json.loads(run_ok(host, "curl -s http://127.0.0.1:5000/ajax-api/3.0/mlflow/ui-telemetry"))
-    assert ui["disable_ui_telemetry"] is True, ui
-    env = run_ok(host, "sudo -n cat /etc/playground/mlflow.env /etc/playground/airflow.env")
-    assert env.count('MLFLOW_DISABLE_TELEMETRY="true"') == 2
+    pid = run_ok(host, "systemctl show -p MainPID --value mlflow-server").strip()
+    environ = dict(line.split("=", 1) for line in run_ok(host, f"sudo -n cat /proc/{pid}/environ").split("\0")
+                   if "=" in line)
+    assert environ.get("MLFLOW_DISABLE_TELEMETRY") == "true" and environ.get("DO_NOT_TRACK") == "true"
+    check = ("env -i MLFLOW_DISABLE_TELEMETRY={MLFLOW_DISABLE_TELEMETRY} DO_NOT_TRACK={DO_NOT_TRACK} "
+             "/opt/mlflow/bin/python -c 'from mlflow.telemetry.utils import is_telemetry_disabled as d; print(d())'")
+    assert run_ok(host, check.format(**environ)).strip() == "True"
+    clean = "env -i /opt/mlflow/bin/python -c 'from mlflow.telemetry.utils import is_telemetry_disabled as d; print(d())'"
+    assert run_ok(host, clean).strip() == "False", "without the settings MLflow would send usage data"
+    assert run_ok(host, "sudo -n cat /etc/playground/airflow.env").count('MLFLOW_DISABLE_TELEMETRY="true"') == 1
 
 
 def test_gce_only_tools_are_recorded(host, manifest):
