@@ -1,8 +1,6 @@
 """What the golden image holds, checked on a booted instance over SSH (testinfra)."""
 from __future__ import annotations
 
-import json
-
 import pytest
 from support import remote_json, run_ok
 
@@ -91,11 +89,10 @@ def test_mlflow_telemetry_is_off_in_the_server_and_its_ui(host, manifest):
     environ = dict(line.split("=", 1) for line in run_ok(host, f"sudo -n cat /proc/{pid}/environ").split("\0")
                    if "=" in line)
     assert environ.get("MLFLOW_DISABLE_TELEMETRY") == "true" and environ.get("DO_NOT_TRACK") == "true"
-    check = ("env -i MLFLOW_DISABLE_TELEMETRY={MLFLOW_DISABLE_TELEMETRY} DO_NOT_TRACK={DO_NOT_TRACK} "
-             "/opt/mlflow/bin/python -c 'from mlflow.telemetry.utils import is_telemetry_disabled as d; print(d())'")
-    assert run_ok(host, check.format(**environ)).strip() == "True"
-    clean = "env -i /opt/mlflow/bin/python -c 'from mlflow.telemetry.utils import is_telemetry_disabled as d; print(d())'"
-    assert run_ok(host, clean).strip() == "False", "without the settings MLflow would send usage data"
+    probe = "/opt/mlflow/bin/python -c 'from mlflow.telemetry.utils import is_telemetry_disabled as d; print(d())'"
+    settings = "MLFLOW_DISABLE_TELEMETRY={MLFLOW_DISABLE_TELEMETRY} DO_NOT_TRACK={DO_NOT_TRACK}".format(**environ)
+    assert run_ok(host, f"env -i {settings} {probe}").strip() == "True"
+    assert run_ok(host, f"env -i {probe}").strip() == "False", "without the settings MLflow would send usage data"
     assert run_ok(host, "sudo -n cat /etc/playground/airflow.env").count('MLFLOW_DISABLE_TELEMETRY="true"') == 1
 
 
