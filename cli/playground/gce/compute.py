@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from playground_agent.schema import ZONE_RE
+
 from ..errors import PlaygroundError
 from . import iap_firewall
 from .google import reachable
@@ -34,7 +36,6 @@ SCOPES = [CLOUD_PLATFORM]
 # Resource names (instances, networks): RFC 1035, 1-63 characters
 # (https://cloud.google.com/compute/docs/naming-resources).
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
 # Predefined (e2-standard-4, n2-highmem-8, f1-micro) and custom (n2-custom-4-8192, e2-custom-2-4096-ext).
 MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)+$")
 DISK_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
