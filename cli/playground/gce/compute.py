@@ -267,7 +267,7 @@ def locate(s: GceSettings, name: str, report: Report = lambda m: None) -> GceSet
     if s.zone_chosen:
         return s
     report(f"looking for {name} in every zone of {s.project}")
-    found = [r for r in list_instances(s) if r["name"] == name]
+    found = playgrounds(s, name)
     if not found:
         raise PlaygroundError(f"no playground {name} in project {s.project}, in any zone "
                               f"(see `playground list --project {s.project}`)")
@@ -317,6 +317,12 @@ def family_image(s: GceSettings, project: str, family: str):
         return None
     except gex.GoogleAPICallError as exc:
         raise explain(exc, s) from exc
+
+
+def playgrounds(s: GceSettings, name: Optional[str] = None) -> list[dict]:
+    """The project's playgrounds in the chosen zone (every zone when none was chosen), or the one named."""
+    return [r for r in list_instances(s) if (name is None or r["name"] == name)
+            and (not s.zone_chosen or r["zone"] == s.zone)]
 
 
 def list_images(s: GceSettings, profile: str) -> list[dict]:
@@ -374,8 +380,7 @@ def web_ports(row: dict) -> dict[str, int]:
 
 def running_row(s: GceSettings, name: Optional[str]) -> dict:
     """The one running GCE playground a command means (by name, else the only one)."""
-    rows = [r for r in list_instances(s) if (name is None or r["name"] == name)
-            and (not s.zone_chosen or r["zone"] == s.zone)]
+    rows = playgrounds(s, name)
     where = f"{s.project}/{s.zone}" if s.zone_chosen else f"{s.project} (every zone)"
     if not rows:
         raise PlaygroundError(f"no GCE playground {name + ' ' if name else ''}in {where} "

@@ -101,7 +101,3 @@ class Provider(ABC):
     @abstractmethod
     def reach(self, name: Optional[str], project: Optional[str]) -> Reach:
         """The one running machine a command means (by name, by project, or the only one)."""
-
-    @abstractmethod
-    def instance_name(self, name: Optional[str], project: Optional[str]) -> str:
-        """The name a command on one existing instance means (name, else the project's)."""

@@ -115,14 +115,13 @@ class GceProvider(Provider):
     def list(self) -> list[dict]:
         from ..gce import compute
 
-        return [{**r, "age_s": None} for r in compute.list_instances(self.s)
-                if not self.s.zone_chosen or r["zone"] == self.s.zone]
+        return [{**r, "age_s": None} for r in compute.playgrounds(self.s)]
 
     def describe(self, name: str) -> dict:
         from ..gce import compute
 
         compute.check_name(name)
-        rows = [r for r in self.list() if r["name"] == name]
+        rows = [{**r, "age_s": None} for r in compute.playgrounds(self.s, name)]
         if not rows:
             where = f"zone {self.s.zone}" if self.s.zone_chosen else "any zone"
             raise PlaygroundError(f"no GCE playground {name} in project {self.s.project}, {where} "
@@ -135,12 +134,10 @@ class GceProvider(Provider):
 
         method = settings.resolve("schedule_method")[0]
         found = []
-        for row in self.list():
-            if name is None or row["name"] == name:
-                machine = compute.machine(self.s, row)
-                machine.schedule = schedule.next_for(dataclasses.replace(self.s, zone=row["zone"]), row["name"],
-                                                     method)
-                found.append(machine)
+        for row in compute.playgrounds(self.s, name):
+            machine = compute.machine(self.s, row)
+            machine.schedule = schedule.next_for(dataclasses.replace(self.s, zone=row["zone"]), row["name"], method)
+            found.append(machine)
         return found
 
     def reach(self, name: Optional[str], project: Optional[str]) -> Reach:
@@ -153,6 +150,3 @@ class GceProvider(Provider):
         return Reach(target=compute.ssh_target(self.s, row), web=compute.web_ports(row),
                      admin=admin_user(row["attributes"]), ssh_args=compute.ssh_args(self.s, row),
                      ssh_command=f"playground ssh {self._where(row)}")
-
-    def instance_name(self, name: Optional[str], project: Optional[str]) -> str:
-        return name or self.s.project

@@ -111,10 +111,3 @@ class LocalProvider(Provider):
             raise PlaygroundError(f"instance {inst.name} is stopped: `playground start --name {inst.name}`")
         return Reach(target=instance.target(inst), web=instance.web_ports(inst), admin=admin_user(inst.attributes),
                      ssh_args=instance.ssh_args(inst), ssh_command=f"playground ssh --name {inst.name}")
-
-    def instance_name(self, name: Optional[str], project: Optional[str]) -> str:
-        if name:
-            return name
-        if project:
-            return project
-        raise PlaygroundError("--name or --project is required")
