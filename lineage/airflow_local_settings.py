@@ -1,2 +1,2 @@
 """Airflow 2.0-2.2 (no listeners): the playground's lineage as a cluster policy (AIRFLOW_HOME/config)."""
-from playground_lineage.policy import task_policy  # noqa: F401
+from playground_lineage.policy import dag_policy, task_policy  # noqa: F401

@@ -28,7 +28,8 @@ app.add_typer(schedule_app, name="schedule")
 @image_app.command("build")
 def image_build(
     profile: Optional[str] = typer.Option(
-        None, help="Image profile: local (built here; the default), or seed / current for --gce "
+        None, help="Image profile: local (built here; the default) or seed-local (the seed's Airflow 2.0 on "
+                   "Debian 11, built here), or seed / current for --gce "
                    "(default: gce_profile in the settings, else seed)."),
     local: bool = typer.Option(True, "--local/--gce", help="Build the local image here, or a GCE image with Packer."),
     project: Optional[str] = typer.Option(None, help="--gce: project to build in and keep the image "
@@ -66,8 +67,8 @@ def image_build(
 
 @image_app.command("list")
 def image_list(
-    profile: Optional[str] = typer.Option(None, help="Image profile (default: local; with --gce, gce_profile "
-                                                     "in the settings, else seed)."),
+    profile: Optional[str] = typer.Option(None, help="Image profile (default: local, or seed-local; with --gce, "
+                                                     "gce_profile in the settings, else seed)."),
     gce: bool = typer.Option(False, "--gce", help="List the GCE images of the profile's family instead."),
     project: Optional[str] = typer.Option(None, help="--gce: the project (else PLAYGROUND_PROJECT, playground.toml; "
                                                      "images are read from image_project when set)."),
@@ -136,7 +137,7 @@ def launch(
     project: str = typer.Option(..., help="GCP project id the playground works for (6-30 of a-z 0-9 -)."),
     name: Optional[str] = typer.Option(None, help="Instance name; defaults to the project id."),
     provider: Optional[str] = PROVIDER,
-    profile: Optional[str] = typer.Option(None, help="Image profile to launch from (local: local; gce: "
+    profile: Optional[str] = typer.Option(None, help="Image profile to launch from (local: local or seed-local; gce: "
                                           "gce_profile in the settings, else seed)."),
     set_: list[str] = typer.Option([], "--set", help="Metadata attribute KEY=VALUE, checked before anything is "
                                    "made; repeat. Known: " + attributes.known() + "."),

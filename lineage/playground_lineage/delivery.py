@@ -45,7 +45,7 @@ def expand_dag_run(event: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The outcome events of a finished DAG run's tasks that never ran (skipped, upstream failed)."""
     from airflow.models import DagRun
 
-    from .listener import end_event
+    from .listener import end_event, map_index
 
     runs = DagRun.find(dag_id=event["dag_id"], run_id=event["run_id"])
     if not runs:
@@ -55,7 +55,7 @@ def expand_dag_run(event: Dict[str, Any]) -> List[Dict[str, Any]]:
         state = str(getattr(ti.state, "value", ti.state))
         if state in ("skipped", "upstream_failed", "removed"):
             out.append(dict(end_event(ti, state, kind="outcome"), id="%s-%s-%s" % (
-                event.get("id", ""), ti.task_id, ti.map_index)))
+                event.get("id", ""), ti.task_id, map_index(ti))))
     return out
 
 

@@ -41,8 +41,21 @@ def _try_number(ti) -> int:
     return int(ti.try_number if (major, minor) >= (2, 10) else ti._try_number)
 
 
+def _run_id(ti) -> str:
+    # TaskInstance.run_id exists from Airflow 2.2; before, the DAG run is found by execution date.
+    run_id = getattr(ti, "run_id", None)
+    if run_id:
+        return str(run_id)
+    dag_run = ti.get_dagrun()
+    return str(dag_run.run_id) if dag_run is not None else ""
+
+
+def map_index(ti) -> int:
+    return int(getattr(ti, "map_index", -1))  # mapped tasks arrived in Airflow 2.3
+
+
 def _key(ti) -> Dict[str, str]:
-    return {"airflow.dag_id": ti.dag_id, "airflow.task_id": ti.task_id, "airflow.run_id": ti.run_id,
+    return {"airflow.dag_id": ti.dag_id, "airflow.task_id": ti.task_id, "airflow.run_id": _run_id(ti),
             "airflow.try_number": str(_try_number(ti))}
 
 
@@ -94,7 +107,7 @@ def _common_tags(ti) -> Dict[str, str]:
     extra = (getattr(dag, "params", None) or {}).get("lineage_tags") if dag is not None else None
     functional = dag_tags + sorted(str(t) for t in (extra if isinstance(extra, (list, tuple)) else []))
     tags = {"mlflow.user": "airflow", "mlflow.source.type": "JOB", "mlflow.runName": ti.task_id,
-            "mlflow.source.name": getattr(dag, "fileloc", "") or ti.dag_id, "airflow.map_index": str(ti.map_index),
+            "mlflow.source.name": getattr(dag, "fileloc", "") or ti.dag_id, "airflow.map_index": str(map_index(ti)),
             "pipeline.tags": ",".join(functional), "gcp.project": os.environ.get("PLAYGROUND_PROJECT", "")}
     tags.update({"pipeline.tag.%s" % t: "true" for t in functional})
     return tags
@@ -196,7 +209,7 @@ def on_task_instance_failed(previous_state, task_instance, session):
     _safely("task failure", lambda: end_event(task_instance, state if state in STATUS else "failed"))
 
 
-def _dag_run_done(dag_run) -> None:
+def dag_run_done(dag_run) -> None:
     if not enabled():
         return
     # Tasks that never ran (skipped, upstream_failed) have no task hooks: they are recorded from the DAG
@@ -210,9 +223,9 @@ def _dag_run_done(dag_run) -> None:
 
 @hookimpl
 def on_dag_run_success(dag_run, msg):
-    _dag_run_done(dag_run)
+    dag_run_done(dag_run)
 
 
 @hookimpl
 def on_dag_run_failed(dag_run, msg):
-    _dag_run_done(dag_run)
+    dag_run_done(dag_run)

@@ -3,7 +3,9 @@
 `task_policy` (exported by airflow_local_settings.py) wraps each task's execute, success, failure and
 retry callbacks so the same events as the listener's are sent, then calls the task's own callback
 (the DAG author's code still runs, and still sees its own exceptions). The lineage part never raises.
-Tasks that never run (skipped, upstream failed) have no callbacks there: only Airflow 2.3+ records them.
+Tasks that never run (skipped, upstream failed) have no callbacks: `dag_policy` wraps the DAG's own
+success and failure callbacks, which Airflow runs in its DAG processor when a run ends, to spool the
+DAG run's name as the listener does; the lineage service records those tasks from it.
 """
 from __future__ import annotations
 
@@ -45,3 +47,19 @@ def task_policy(task) -> None:
         if getattr(own, WRAPPED, False):
             continue  # a DAG parsed twice in one process: wrap once
         setattr(task, attr, _chain(lineage, own))
+
+
+def _dag_run_record(context: dict) -> None:
+    dag_run = context.get("dag_run")
+    if dag_run is not None:
+        listener.dag_run_done(dag_run)  # never raises
+
+
+def dag_policy(dag) -> None:
+    for attr in ("on_success_callback", "on_failure_callback"):
+        own = getattr(dag, attr, None)
+        if not getattr(own, WRAPPED, False):
+            setattr(dag, attr, _chain(_dag_run_record, own))
+    # Set from the callbacks in DAG.__init__, before any policy: the scheduler only asks the DAG
+    # processor to run a DAG's callbacks when these say there are some.
+    dag.has_on_success_callback = dag.has_on_failure_callback = True

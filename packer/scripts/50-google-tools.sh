@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # gcsfuse and the Cloud SQL Auth Proxy v2: pinned and checksummed on GCE
 # profiles (gcsfuse: a pinned .deb sha256, or else Google's signed apt
-# repository at the pinned version); the local profile records them as absent
+# repository at the pinned version); local profiles record them as absent
 # (Google serves them only).
 set -euo pipefail
 
 record=/etc/playground/google-tools.json
-if [[ "$PLAYGROUND_PROFILE" == "local" ]]; then
+if [[ "$PLAYGROUND_TARGET" == "local" ]]; then
   printf '{"gcsfuse": "absent", "cloud-sql-proxy": "absent"}\n' > "$record"
   exit 0
 fi

@@ -1,10 +1,13 @@
 // One build for both sources: the same scripts provision GCE and local images.
 
 locals {
-  src    = "/tmp/playground-src"
+  src = "/tmp/playground-src"
+  # A local profile names the Debian release its rootfs is debootstrapped from.
+  target = var.debian_suite != "" ? "local" : "gce"
   family = var.image_family != "" ? var.image_family : "playground-${var.profile}"
   env = [
     "PLAYGROUND_PROFILE=${var.profile}",
+    "PLAYGROUND_TARGET=${local.target}",
     "PLAYGROUND_SRC=/tmp/playground-src",
     "PYTHON=${var.python}",
     "PYTHON_PACKAGES=${var.python_packages}",

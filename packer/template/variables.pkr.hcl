@@ -3,7 +3,13 @@
 
 variable "profile" {
   type        = string
-  description = "Image profile: seed, current or local."
+  description = "Image profile: seed, current, local or seed-local."
+}
+
+variable "debian_suite" {
+  type        = string
+  description = "Local profiles only: the Debian release the CLI debootstraps (bookworm, bullseye). Empty on GCE profiles."
+  default     = ""
 }
 
 variable "python" {

@@ -1,4 +1,7 @@
-"""A real local instance booted from the newest local image, shared by the image checks.
+"""A real local instance booted from the newest image of a local profile, shared by the image checks.
+
+`--image-profile seed-local` runs the same checks on the seed's stack (Airflow 2.0 on Debian 11);
+the default is the local profile.
 
 These checks are pytest-testinfra over SSH, so they run unchanged against a GCE
 test instance: pytest tests/image --hosts=ssh://USER@HOST (and --manifest FILE).
@@ -17,17 +20,29 @@ from support import need_local
 
 def pytest_addoption(parser):
     parser.addoption("--manifest", default=None, help="image manifest.json for a --hosts run against GCE")
+    parser.addoption("--image-profile", default="local", help="the local profile whose image is checked "
+                     "(local, seed-local)")
 
 
 @pytest.fixture(scope="session")
-def image(request) -> Path:
+def image_profile(request) -> str:
+    from playground.image import profiles
+
+    profile = request.config.getoption("--image-profile")
+    if profile not in profiles.local_profiles():
+        raise pytest.UsageError(f"--image-profile: expected one of {', '.join(profiles.local_profiles())}")
+    return profile
+
+
+@pytest.fixture(scope="session")
+def image(request, image_profile) -> Path:
     if request.config.getoption("hosts"):
         pytest.skip("checking given --hosts, not a local image")
     need_local()
     # Only an image built from this very tree counts: a stale one would test old code.
-    found = local_build.newest_image("local", matching_source=True)
+    found = local_build.newest_image(image_profile, matching_source=True)
     if found is None:
-        found = local_build.build_local("local", report=lambda s: print("image build:", s))
+        found = local_build.build_local(image_profile, report=lambda s: print("image build:", s))
     return found
 
 
@@ -47,7 +62,7 @@ def image_or_none(request):
 
 
 @pytest.fixture(scope="session")
-def local_instance(request):
+def local_instance(request, image_profile):
     """One launched instance for the session; destroyed at the end."""
     if request.config.getoption("hosts"):
         yield None
@@ -56,7 +71,7 @@ def local_instance(request):
     name = "pgtest-main"
     if (instance.paths.instances_dir() / name).exists():
         instance.destroy(name)
-    inst, _ = instance.launch(name, "playground-test", {}, img, "local", report=lambda s: None, timeout=300)
+    inst, _ = instance.launch(name, "playground-test", {}, img, image_profile, report=lambda s: None, timeout=300)
     yield inst
     instance.destroy(name)
 

@@ -73,12 +73,12 @@ def test_reboot_keeps_secrets_and_comes_back_healthy(host, local_instance):
     assert "running the Airflow database migration" not in journal
 
 
-def test_bad_metadata_starts_nothing_and_the_report_says_why(image):
+def test_bad_metadata_starts_nothing_and_the_report_says_why(image, image_profile):
     name = "pgtest-bad"
     if (instance.paths.instances_dir() / name).exists():
         instance.destroy(name)
     key = instance.ssh_key().with_suffix(".pub").read_text().strip()
-    inst = instance.Instance(name=name, project="playground-test", profile="local", image=str(image),
+    inst = instance.Instance(name=name, project="playground-test", profile=image_profile, image=str(image),
                              slot=instance._free_slot(), instance_id="1111111111111111111", created_at=time.time(),
                              attributes={"airflow-schedulers": "9", "ssh-keys": f"{instance.SSH_USER}:{key}"})
     inst.save()

@@ -58,11 +58,14 @@ def test_postgresql_runs_without_tls(rootfs):
     assert confs and all("\nssl = off\n" in c.read_text() for c in confs)
 
 
-def test_manifest_describes_the_artifact(image):
+def test_manifest_describes_the_artifact(image, image_profile):
     import json
 
+    from playground.image import profiles
+
     m = json.loads((image / "manifest.json").read_text())
-    assert m["profile"] == "local"
+    assert m["profile"] == image_profile
     assert m["checksum"].startswith("sha256:") and len(m["checksum"]) == 71
     assert set(m["components"]) >= {"python", "postgresql", "airflow", "mlflow", "gcsfuse", "cloud-sql-proxy"}
-    assert m["source_image"].startswith("debian bookworm")
+    assert m["source_image"].startswith(f"debian {profiles.debian_suite(image_profile)} ")
+    assert m["components"]["airflow"] == profiles.variables(image_profile)["airflow_version"]

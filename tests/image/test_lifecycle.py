@@ -77,10 +77,10 @@ def wait_for(what: str, check, timeout: float, every: float = 2.0):
 
 
 @pytest.fixture(scope="module")
-def launched(image):
+def launched(image, image_profile):
     if (paths.instances_dir() / NAME).exists():
         instance.destroy(NAME)
-    proc = cli_ok("launch", "--project", PROJECT, "--name", NAME, "--provider", "local")
+    proc = cli_ok("launch", "--project", PROJECT, "--name", NAME, "--provider", "local", "--profile", image_profile)
     assert "healthy" in proc.stderr and "playground tunnel --name pge2e" in proc.stderr
     password = cli_ok("ssh", "--name", NAME, "--", "sudo", "-n", "playground-agent", "admin-password").stdout.strip()
     assert len(password) >= 16

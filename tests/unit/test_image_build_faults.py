@@ -114,8 +114,8 @@ def test_gce_build_without_packer(home, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--profile", "nosuch"], "--profile: unknown profile 'nosuch'; expected one of current, local, seed"),
-    (["--profile", "seed"], "profile 'seed' builds on GCE only"),
+    (["--profile", "nosuch"], "--profile: unknown profile 'nosuch'; expected one of current, local, seed, seed-local"),
+    (["--profile", "seed"], "--profile: seed is a GCE profile"),
     (["--gce", "--profile", "seed"], "--project: the GCP project id is required for the gce provider"),
     (["--gce", "--profile", "local", "--project", "p-123456"], "--profile: the local profile is a Debian rootfs"),
     (["--gce", "--project", "My_Project"], "--project: expected a GCP project id"),

@@ -21,8 +21,17 @@ def need(tool: str) -> None:
         pytest.skip(f"{tool} not installed (.ci/run installs it)")
 
 
-def test_profiles_are_the_three_designed():
-    assert PROFILES == ["current", "local", "seed"]
+def test_profiles_are_the_designed_ones_and_each_knows_where_it_is_built():
+    from playground.image import profiles
+
+    assert PROFILES == ["current", "local", "seed", "seed-local"]
+    assert profiles.local_profiles() == ["local", "seed-local"]
+    assert profiles.gce_profiles() == ["current", "seed"]
+    # seed-local is the seed's Airflow and MLflow on the Debian release this machine can boot.
+    seed, seed_local = profiles.variables("seed"), profiles.variables("seed-local")
+    assert (seed_local["airflow_version"], seed_local["mlflow_version"]) == (seed["airflow_version"],
+                                                                              seed["mlflow_version"])
+    assert profiles.debian_suite("seed-local") == "bullseye"
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -75,15 +84,18 @@ def test_web_units_bind_loopback_and_gcsfuse_is_not_sandboxed():
         assert "Restart=on-failure" in text and re.search(r"^User=(airflow|mlflow)$", text, re.M), unit
 
 
-LOCK_PYTHON = {"local": "3.11", "current": "3.12", "seed": "3.8"}
+# Debian 11's Python is 3.9.2, said in full: cryptography's wheels exclude 3.9.0, which "3.9" would mean.
+LOCK_PYTHON = {"local": "3.11", "current": "3.12", "seed": "3.8", "seed-local": "3.9.2"}
 # glibc of each profile's OS: wheels up to this manylinux level install there.
-LOCK_GLIBC = {"local": 36, "current": 39, "seed": 27}
+LOCK_GLIBC = {"local": 36, "current": 39, "seed": 27, "seed-local": 31}
 # Pins published only as source: their metadata is prepared (small, pure Python).
 # Everything else must come as a wheel, so nothing is compiled during the check.
 SDIST_ONLY = {
     ("local", "airflow"): "python-nvd3",
     ("current", "airflow"): "python-nvd3",
     ("seed", "airflow"): "flask-jwt-extended,flask-login,pyrsistent,python-nvd3,python-slugify,setproctitle,unicodecsv",
+    ("seed-local", "airflow"): "flask-jwt-extended,flask-login,pyrsistent,python-nvd3,python-slugify,setproctitle,"
+                               "unicodecsv",
 }
 
 

@@ -20,10 +20,11 @@ def fake_task(**callbacks):
 
 
 def fake_ti(task):
+    """A TaskInstance as Airflow 2.0 has it: no run_id (2.2) or map_index (2.3); the run is looked up."""
     when = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    return SimpleNamespace(task=task, dag_id="etl", task_id=task.task_id, run_id="manual__1", map_index=-1,
-                           try_number=1, _try_number=1, start_date=when, end_date=when, duration=1.5,
-                           logical_date=when)
+    return SimpleNamespace(task=task, dag_id="etl", task_id=task.task_id, try_number=1, _try_number=1,
+                           start_date=when, end_date=when, duration=1.5, execution_date=when,
+                           get_dagrun=lambda: SimpleNamespace(dag_id="etl", run_id="manual__1"))
 
 
 @pytest.fixture(autouse=True)
@@ -95,3 +96,47 @@ def test_a_dag_parsed_twice_is_wrapped_once(sent):
     policy.task_policy(task)
     task.on_success_callback({"ti": fake_ti(task)})
     assert len(sent) == 1
+
+
+def test_start_event_on_airflow_2_0_names_the_run_and_the_unmapped_index(sent):
+    task = fake_task(on_execute_callback=None)
+    policy.task_policy(task)
+    task.on_execute_callback({"ti": fake_ti(task)})
+    (event,) = sent
+    assert event["key"]["airflow.run_id"] == "manual__1"
+    assert event["tags"]["airflow.map_index"] == "-1"
+    assert event["params"]["logical_date"] == "2026-01-01T00:00:00+00:00"
+
+
+def fake_dag(**callbacks):
+    dag = SimpleNamespace(dag_id="etl", **callbacks)
+    dag.has_on_success_callback = callbacks.get("on_success_callback") is not None
+    dag.has_on_failure_callback = callbacks.get("on_failure_callback") is not None
+    return dag
+
+
+def test_dag_policy_records_the_end_of_a_run_and_keeps_the_authors_callback(monkeypatch):
+    spooled = []
+    monkeypatch.setattr(listener.spool, "put", spooled.append)
+    calls = []
+    dag = fake_dag(on_success_callback=None, on_failure_callback=lambda ctx: calls.append(ctx["reason"]))
+    policy.dag_policy(dag)
+    policy.dag_policy(dag)  # parsed twice in one process: wrapped once
+    # Without these the scheduler never asks the DAG processor to run the callbacks.
+    assert dag.has_on_success_callback and dag.has_on_failure_callback
+    run = SimpleNamespace(dag_id="etl", run_id="manual__1")
+    dag.on_success_callback({"dag_run": run, "reason": "success"})
+    dag.on_failure_callback({"dag_run": run, "reason": "task_failure"})
+    assert spooled == [{"kind": "dagrun", "dag_id": "etl", "run_id": "manual__1"}] * 2
+    assert calls == ["task_failure"]
+
+
+def test_dag_policy_failing_to_spool_never_hides_the_authors_callback(monkeypatch):
+    def full(event):
+        raise OSError("spool disk full")
+    monkeypatch.setattr(listener.spool, "put", full)
+    calls = []
+    dag = fake_dag(on_failure_callback=lambda ctx: calls.append("paged"))
+    policy.dag_policy(dag)
+    dag.on_failure_callback({"dag_run": SimpleNamespace(dag_id="etl", run_id="r"), "reason": "task_failure"})
+    assert calls == ["paged"]

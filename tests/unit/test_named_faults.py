@@ -19,7 +19,7 @@ def test_unknown_profile_is_one_line_naming_the_flag_and_the_choices():
     proc = subprocess.run([CLI, "image", "build", "--profile", "nope"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "error: --profile: unknown profile 'nope'; expected one of current, local, seed"]
+        "error: --profile: unknown profile 'nope'; expected one of current, local, seed, seed-local"]
 
 
 def test_ssh_refused_says_so_and_what_to_do(tmp_path):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ..errors import PlaygroundError
 
+# The release this machine's apt sources name; a local profile on another release
+# (bullseye for seed-local) gets the same archives with the suite names swapped.
 SUITE = "bookworm"
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
@@ -26,8 +28,23 @@ def apt_source_files() -> list[Path]:
     return files
 
 
+def apt_sources_for(suite: str) -> list[tuple[str, str]]:
+    """(file name, text) of this machine's apt sources, for `suite` instead of bookworm: the suites
+    bookworm, bookworm-updates and bookworm-security become SUITE, SUITE-updates and SUITE-security.
+    Sources for other distributions (nothing Debian's archive serves for `suite`) are left out."""
+    out = []
+    for path in apt_source_files():
+        text = path.read_text()
+        if suite == SUITE:
+            out.append((path.name, text))
+        elif SUITE in text:
+            out.append((path.name, re.sub(rf"\b{SUITE}\b", suite, text)))
+    return out
+
+
 def debian_mirror() -> str:
-    """The host's Debian archive URI for bookworm (PLAYGROUND_DEBIAN_MIRROR overrides)."""
+    """The host's Debian archive URI for bookworm (PLAYGROUND_DEBIAN_MIRROR overrides); the same
+    archive serves the other releases a local profile may use."""
     if os.environ.get("PLAYGROUND_DEBIAN_MIRROR"):
         return os.environ["PLAYGROUND_DEBIAN_MIRROR"]
     for path in apt_source_files():

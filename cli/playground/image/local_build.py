@@ -1,6 +1,7 @@
-"""Build the local image: a Debian 12 rootfs provisioned by Packer over SSH.
+"""Build a local image: a Debian rootfs provisioned by Packer over SSH.
 
-1. the debootstrap base, cached under the cache folder (reused by every build);
+1. the debootstrap base of the profile's Debian release (its `debian_suite`: bookworm
+   for local, bullseye for seed-local), cached under the cache folder;
 2. a copy of it, booted with `systemd-nspawn --boot` sharing this machine's
    network (so apt and pip reach the registries with the host's settings), an
    sshd on 127.0.0.1 with a key made for this build only;
@@ -43,10 +44,10 @@ def _run(cmd: list[str], log, what: str, **kw) -> None:
         raise PlaygroundError(f"{what} failed (exit {proc.returncode}); see {log.name}")
 
 
-def base_rootfs(report: Report, log) -> Path:
-    """The cached debootstrap of Debian 12 minbase (about 45 s the first time)."""
-    key = hashlib.sha256(" ".join([hostinputs.SUITE, "minbase", *BASE_PACKAGES]).encode()).hexdigest()[:12]
-    base = paths.cache_dir() / "base" / f"debian-{hostinputs.SUITE}-{key}"
+def base_rootfs(suite: str, report: Report, log) -> Path:
+    """The cached debootstrap of the Debian release's minbase (about 45 s the first time)."""
+    key = hashlib.sha256(" ".join([suite, "minbase", *BASE_PACKAGES]).encode()).hexdigest()[:12]
+    base = paths.cache_dir() / "base" / f"debian-{suite}-{key}"
     if (base / "etc" / "os-release").exists():
         report(f"base rootfs from cache ({base})")
         return base
@@ -54,8 +55,8 @@ def base_rootfs(report: Report, log) -> Path:
     tmp = base.with_name(base.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    report("debootstrap Debian 12 minbase (cached afterwards)")
-    _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), hostinputs.SUITE,
+    report(f"debootstrap Debian {suite} minbase (cached afterwards)")
+    _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), suite,
           str(tmp), mirror], log, "debootstrap")
     os.replace(tmp, base)
     return base
@@ -89,7 +90,7 @@ def build_key(folder: Path, log) -> Path:
     return key
 
 
-def prepare_build_access(rootfs: Path, port: int, key: Path, log) -> None:
+def prepare_build_access(rootfs: Path, port: int, key: Path, log, suite: str = hostinputs.SUITE) -> None:
     """SSH access for Packer, for the build only (removed by remove_build_access)."""
     ssh_dir = rootfs / "root" / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -104,11 +105,11 @@ def prepare_build_access(rootfs: Path, port: int, key: Path, log) -> None:
     policy = rootfs / "usr" / "sbin" / "policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
-    # The host's apt sources: the build's only way to the archive.
+    # The host's apt sources, for the profile's release: the build's only way to the archive.
     sources_d = rootfs / "etc" / "apt" / "sources.list.d"
     (rootfs / "etc" / "apt" / "sources.list").write_text("")
-    for src in hostinputs.apt_source_files():
-        shutil.copy(src, sources_d / src.name if src.name != "sources.list" else rootfs / "etc/apt/sources.list")
+    for name, text in hostinputs.apt_sources_for(suite):
+        (sources_d / name if name != "sources.list" else rootfs / "etc/apt/sources.list").write_text(text)
 
 
 def remove_build_access(rootfs: Path) -> None:
@@ -237,8 +238,10 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
     `report` gets the progress; `notice` (default: report) what a user should read afterwards."""
     notice = notice or report
     profiles.check(profile)
-    if profile != "local":
-        raise PlaygroundError(f"profile {profile!r} builds on GCE only; locally use --profile local "
+    suite = profiles.debian_suite(profile)
+    if not suite:
+        raise PlaygroundError(f"profile {profile!r} builds on GCE only; locally use --profile "
+                              f"{' or '.join(profiles.local_profiles())}, "
                               f"or `playground image build --gce --profile {profile}`")
     require_root("building the local image")
     require_tools("packer", "debootstrap", "systemd-nspawn", "ssh-keygen")
@@ -263,11 +266,11 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
             variables = packer_variables(port, key, version)
             # The template and profile are checked before anything is made.
             packer.validate("local", profile, variables)
-            base = base_rootfs(report, log)
+            base = base_rootfs(suite, report, log)
             report("copying the base rootfs")
             rootfs = building / "rootfs"
             _run(["cp", "-a", "--reflink=auto", str(base), str(rootfs)], log, "copy of the base rootfs")
-            prepare_build_access(rootfs, port, key, log)
+            prepare_build_access(rootfs, port, key, log, suite)
             report("booting the build container")
             container = subprocess.Popen(
                 ["systemd-nspawn", "-D", str(rootfs), "--boot", "--register=no", "--keep-unit",
@@ -286,7 +289,7 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
             manifest = json.loads((rootfs / "etc/playground/image-manifest.json").read_text())
             manifest.update({
                 "name": name,
-                "source_image": f"debian {hostinputs.SUITE} minbase ({base.name})",
+                "source_image": f"debian {suite} minbase ({base.name})",
                 "build_seconds": round(time.monotonic() - t0, 1),
                 "size_bytes": dir_size(rootfs),
                 "checksum": "sha256:" + tree_checksum(rootfs),

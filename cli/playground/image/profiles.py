@@ -30,3 +30,17 @@ def variables(profile: str) -> dict[str, str]:
         if m:
             values[m.group(1)] = m.group(2)
     return values
+
+
+def debian_suite(profile: str) -> str:
+    """The Debian release a local profile is debootstrapped from; empty for a GCE profile."""
+    return variables(profile).get("debian_suite", "")
+
+
+def local_profiles() -> list[str]:
+    """Profiles built here as a rootfs (their var-file names a debian_suite)."""
+    return [p for p in known() if debian_suite(p)]
+
+
+def gce_profiles() -> list[str]:
+    return [p for p in known() if not debian_suite(p)]

@@ -36,9 +36,9 @@ class GceProvider(Provider):
 
         profile = given or self.s.profile
         profiles.check(profile)
-        if profile == "local":
-            raise PlaygroundError("--profile: the local profile is a Debian rootfs for local instances; on GCE use "
-                                  "one of " + ", ".join(p for p in profiles.known() if p != "local"))
+        if profiles.debian_suite(profile):
+            raise PlaygroundError(f"--profile: the {profile} profile is a Debian rootfs for local instances; on GCE "
+                                  "use one of " + ", ".join(profiles.gce_profiles()))
         return profile
 
     def build_image(self, profile: str, report: Report, notice: Report) -> str:

@@ -26,6 +26,9 @@ class LocalProvider(Provider):
 
         profile = given or "local"
         profiles.check(profile)
+        if not profiles.debian_suite(profile):
+            raise PlaygroundError(f"--profile: {profile} is a GCE profile (an Ubuntu image built by Packer on "
+                                  f"Google); local instances use one of {', '.join(profiles.local_profiles())}")
         return profile
 
     def build_image(self, profile: str, report: Report, notice: Report) -> str:
@@ -55,7 +58,8 @@ class LocalProvider(Provider):
         image = local_build.newest_image(req.profile)
         if image is None:
             if not req.build:
-                raise PlaygroundError(f"no local image for profile {req.profile!r}: run `playground image build`")
+                raise PlaygroundError(f"no local image for profile {req.profile!r}: run `playground image build"
+                                      f"{'' if req.profile == 'local' else ' --profile ' + req.profile}`")
             report(f"no {req.profile} image yet: building it")
             image = local_build.build_local(req.profile, report=report)
         inst, rep = instance.launch(req.name, req.project, req.attributes, image, req.profile, report, req.timeout,
