@@ -1,4 +1,5 @@
-"""Local instance figures: launch-to-healthy, start-to-healthy, idle memory, added disk.
+"""Local instance figures: launch-to-healthy, start-to-healthy, idle memory, added disk; and the
+seed's stack (seed-local: Airflow 2.0.2 on Debian 11) launch-to-healthy beside the local profile's.
 
 Run as root on a machine with a built local image:
     .venv/bin/python bench/launch.py [--repeat N] [--idle 60]
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -61,6 +63,22 @@ def du(path: Path) -> int:
     return int(out.split()[0])
 
 
+def seed_local_launches(repeat: int) -> list[float]:
+    """Launch-to-healthy of the seed's stack, in the same run as the local profile's (built if missing)."""
+    image = local_build.newest_image("seed-local") or local_build.build_local("seed-local", report=lambda s: None)
+    seconds = []
+    try:
+        for _ in range(repeat):
+            t0 = time.monotonic()
+            instance.launch(NAME, "playground-bench", {}, image, "seed-local", lambda s: None, 300)
+            seconds.append(time.monotonic() - t0)
+            instance.destroy(NAME)
+    finally:
+        if (paths.instances_dir() / NAME).exists():
+            instance.destroy(NAME)
+    return seconds
+
+
 def measure(repeat: int = 1, idle: float = 60) -> list[Row]:
     image = local_build.newest_image("local")
     if image is None:
@@ -86,8 +104,12 @@ def measure(repeat: int = 1, idle: float = 60) -> list[Row]:
     finally:
         if (paths.instances_dir() / NAME).exists():
             instance.destroy(NAME)
+    seed_s = seed_local_launches(repeat)
     gib = 2**30
     return [Row("instance: launch to healthy (s)", launch_s, AIM_LAUNCH_S),
+            Row("instance: launch to healthy, seed-local: Airflow 2.0.2, Debian 11 (s)", seed_s, AIM_LAUNCH_S),
+            Row("instance: seed-local / local launch to healthy (x)",
+                [statistics.median(seed_s) / statistics.median(launch_s)]),
             Row("instance: start to healthy (s)", start_s),
             Row("instance: idle memory, PSS sum (GiB)", [b / gib for b in pss_b], AIM_IDLE_GIB),
             Row("instance: idle memory, RSS sum (GiB)", [b / gib for b in rss_b]),

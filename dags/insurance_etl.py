@@ -95,8 +95,8 @@ def _least_squares(xs, ys):
 
 
 def train_severity_model(**context):
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient  # also where MLflow 1.x (the seed's client) has it
 
     data = _hook().get_records("SELECT holder_age, premium, amount FROM claims_enriched ORDER BY claim_id")
     xs, ys = [(r[0], r[1]) for r in data], [float(r[2]) for r in data]

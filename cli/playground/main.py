@@ -303,7 +303,10 @@ def tunnel(
         target = machine.target
         conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
         stop_event = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+        # Both set explicitly: a tunnel started from a script's background job inherits SIGINT ignored,
+        # and Ctrl-C (or kill -INT) must still close it.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop_event.set())
         with remote.one_line_errors(target), remote.forwards(conn, wanted) as fws:
             for fw in fws:
                 if fw.local_port != fw.remote_port:
@@ -320,10 +323,7 @@ def tunnel(
                 console.print(f"Airflow admin user: {machine.admin}  (password: {machine.ssh_command} -- sudo "
                               "playground-agent admin-password)", highlight=False)
                 console.print("forwarding; Ctrl-C to close", highlight=False)
-            try:
-                while not stop_event.wait(0.5):
-                    pass
-            except KeyboardInterrupt:
+            while not stop_event.wait(0.5):
                 pass
     except PlaygroundError as exc:
         fail(exc)

@@ -78,6 +78,12 @@ def _tables(entities: List[Any]) -> List[Dict[str, str]]:
     return out
 
 
+def _declared(task, which: str) -> List[Any]:
+    # Airflow before 2.3 keeps what the DAG declared in _inlets/_outlets and fills inlets/outlets only
+    # inside execute (prepare_lineage): callbacks outside it see empty lists.
+    return list(getattr(task, which, None) or getattr(task, "_" + which, None) or [])
+
+
 def _dataset(table: Dict[str, str], context: str, facts: Dict[str, Any]) -> Dict[str, Any]:
     # OpenLineage facet shapes for the profile: dataset statistics and lifecycle.
     profile = {"datasetStatistics": {k: facts[k] for k in ("rowCount", "size") if k in facts},
@@ -128,7 +134,7 @@ def _table_facts(tables: List[Dict[str, str]], context: str) -> Tuple[List[Dict[
 def start_event(ti) -> Dict[str, Any]:
     # Sources as the task found them; destinations are recorded at the end, as the task left them.
     task = ti.task
-    inlets, outlets = _tables(getattr(task, "inlets", [])), _tables(getattr(task, "outlets", []))
+    inlets, outlets = _tables(_declared(task, "inlets")), _tables(_declared(task, "outlets"))
     datasets, metrics = _table_facts(inlets, "source")
     artifacts = {}
     fileloc = getattr(task.dag, "fileloc", "")
@@ -155,7 +161,7 @@ def end_event(ti, state: str, kind: str = "end") -> Dict[str, Any]:
         event["metrics"] = {"airflow.duration_s": float(ti.duration)}
     task = getattr(ti, "task", None)
     if kind == "end" and task is not None:
-        outlets = _tables(getattr(task, "outlets", []))
+        outlets = _tables(_declared(task, "outlets"))
         if outlets:
             event["datasets"], facts = _table_facts(outlets, "destination")
             event.setdefault("metrics", {}).update(facts)

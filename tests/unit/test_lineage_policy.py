@@ -140,3 +140,19 @@ def test_dag_policy_failing_to_spool_never_hides_the_authors_callback(monkeypatc
     policy.dag_policy(dag)
     dag.on_failure_callback({"dag_run": SimpleNamespace(dag_id="etl", run_id="r"), "reason": "task_failure"})
     assert calls == ["paged"]
+
+
+def test_callbacks_outside_execute_still_see_the_declared_tables(sent, monkeypatch):
+    """Airflow 2.0 fills task.inlets/outlets only inside execute; the DAG's declaration is in _inlets/_outlets."""
+    monkeypatch.setattr(listener, "_facts", lambda table: {})
+    table = SimpleNamespace(database="public", name="claims_enriched", cluster="warehouse")
+    task = fake_task(on_success_callback=None, on_execute_callback=None)
+    task.outlets, task._outlets = [], [table]
+    policy.task_policy(task)
+    ti = fake_ti(task)
+    task.on_execute_callback({"ti": ti})
+    task.on_success_callback({"ti": ti})
+    start, end = sent
+    assert start["params"]["destination_tables"] == "public.claims_enriched"
+    assert [(d["dataset"]["name"], d["tags"][0]["value"]) for d in end["datasets"]] == [
+        ("public.claims_enriched", "destination")]
