@@ -249,4 +249,5 @@ def test_gce_build_whose_base_image_family_is_gone_fails_before_anything_is_made
     line = one_error_line(out)
     assert "the seed profile's base image family ubuntu-1804-lts was not found in project ubuntu-os-cloud" in line
     assert "packer/profiles/seed.pkrvars.hcl" in line
+    assert "ubuntu-pro-1804-lts in ubuntu-os-pro-cloud" in line, "the way left for 18.04 is named"
     assert [c["method"] for c in fake_google.requests] == ["images.getFromFamily"]

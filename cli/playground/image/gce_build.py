@@ -25,6 +25,18 @@ def variables(project: str, zone: str, version: str) -> dict[str, str]:
 # The template's default base project (variables.pkr.hcl), when a profile does not name one.
 DEFAULT_BASE_PROJECT = "ubuntu-os-cloud"
 
+# Families whose OS left standard support, and the way left. Google: at end of support the family's
+# latest image is deprecated or deleted and the family becomes unusable
+# (https://cloud.google.com/compute/docs/images/os-image-lifecycle). Canonical: an LTS release's images
+# are not deleted at end of standard support and a deprecated image can still be launched by name
+# (canonical/ubuntu-cloud-docs, google/google-explanation/gce-image-retention-policy.rst); Ubuntu Pro
+# keeps 18.04 updated (ESM) as a premium image billed on top of the machine.
+PAST_STANDARD_SUPPORT = {
+    "ubuntu-1804-lts": "Ubuntu 18.04 left standard support on 2023-05-31; Canonical's Pro family "
+                       "ubuntu-pro-1804-lts in ubuntu-os-pro-cloud is updated and billed per hour on top of "
+                       "the machine",
+}
+
 
 def check_base_image(gce, profile: str, report: Report) -> None:
     """The profile's base image family answers in its project, before anything is made: a family lookup
@@ -37,9 +49,13 @@ def check_base_image(gce, profile: str, report: Report) -> None:
     project = values.get("source_image_project", DEFAULT_BASE_PROJECT)
     report(f"base image family {family} in {project}")
     if compute.family_image(gce, project, family) is None:
+        hint = ""
+        if family in PAST_STANDARD_SUPPORT:
+            hint = f" ({PAST_STANDARD_SUPPORT[family]})"
         raise PlaygroundError(f"the {profile} profile's base image family {family} was not found in project "
-                              f"{project} (a family lookup skips deprecated images): set source_image_family "
-                              f"and source_image_project in packer/profiles/{profile}.pkrvars.hcl")
+                              f"{project} (a family lookup skips deprecated images){hint}: set "
+                              f"source_image_family and source_image_project in "
+                              f"packer/profiles/{profile}.pkrvars.hcl")
 
 
 def build_gce(profile: str, project: str, zone: str, report: Report = print, notice: Optional[Report] = None) -> str:
