@@ -54,7 +54,12 @@ class Tunnel:
 
     def close(self) -> str:
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=20)
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # a failed close must not leave the tunnel running
+            self.proc.communicate()
+            pytest.fail("the tunnel did not close within 20 s of SIGINT")
         assert self.proc.returncode == 0, err
         for fw in self.info["forwards"]:
             with socket.socket() as s:
