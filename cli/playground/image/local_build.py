@@ -90,7 +90,7 @@ def build_key(folder: Path, log) -> Path:
     return key
 
 
-def prepare_build_access(rootfs: Path, port: int, key: Path, log, suite: str = hostinputs.SUITE) -> None:
+def prepare_build_access(rootfs: Path, port: int, key: Path, log, suite: str) -> None:
     """SSH access for Packer, for the build only (removed by remove_build_access)."""
     ssh_dir = rootfs / "root" / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
