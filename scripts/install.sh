@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 DEBS=(packer debootstrap systemd-container iproute2 openssh-client curl python3-venv)
 if [[ "${1:-}" == "test" ]]; then
-  DEBS+=(shellcheck)
+  # mariadb-server: the Cloud SQL stand-in of tests/image/test_cloudsql.py, run by the test itself.
+  DEBS+=(shellcheck mariadb-server)
 fi
 missing=()
 for deb in "${DEBS[@]}"; do
@@ -15,7 +16,20 @@ done
 if ((${#missing[@]})); then
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  # Install, never start: no Debian service (MariaDB's) may be left running on this machine.
+  no_start=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    no_start=/usr/sbin/policy-rc.d
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || rc=$?
+  if [[ -n "$no_start" ]]; then
+    rm -f "$no_start"
+  fi
+  if ((rc != 0)); then
+    exit "$rc"
+  fi
 fi
 
 PY="${PLAYGROUND_PYTHON:-python3}"

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -493,10 +495,21 @@ def _matches(inst: dict, flt: str) -> bool:
     return True
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        # IP_FREEBIND: an image test binds this machine's end of a local instance's veth before the
+        # instance's network exists, so the agent's first read at boot already finds the server.
+        self.socket.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+        socketserver.TCPServer.server_bind(self)  # without HTTPServer's reverse lookup of the address
+        self.server_name, self.server_port = self.server_address[:2]
+
+
 class FakeGoogle:
     """The HTTP server: routes by discovery document, validates, dispatches to the fakes."""
 
-    def __init__(self) -> None:
+    def __init__(self, bind: str = "127.0.0.1", port: int = 0) -> None:
         self.compute = FakeCompute()
         scheduler_doc = load_discovery("cloudscheduler.v1.json")
         self.scheduler = FakeScheduler(scheduler_doc)
@@ -534,8 +547,8 @@ class FakeGoogle:
 
             do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = _Server((bind, port), Handler)
+        self.endpoint = f"http://{bind}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
