@@ -34,10 +34,14 @@ def figures(stop: str = "21:00", start: str = "08:00", days: int = 5,
                                   + comp["memory_gb"] * comp["gb_memory_per_hour"]
                                   + comp["storage_gb"] * comp["gb_storage_per_hour"])
     cur = f"{p['currency']}/month, prices of {p['noted']}"
-    return [Row(f"cost: {vm['machine_type']} always on ({cur})", [HOURS_PER_MONTH * vm["per_hour"] + disk_month]),
+    rows = [Row(f"cost: {vm['machine_type']} always on ({cur})", [HOURS_PER_MONTH * vm["per_hour"] + disk_month]),
             Row(f"cost: with the {stop} stop, {start} start, {days} days ({cur})",
                 [up_hours * vm["per_hour"] + disk_month]),
             Row(f"cost: {comp['what']} ({cur})", [composer])]
+    seed = p.get("seed_base", {})
+    if "per_hour" in seed:  # only a noted rate makes a figure
+        rows.append(Row(f"cost: + {seed['what']}, with the stop ({cur})", [up_hours * seed["per_hour"]]))
+    return rows
 
 
 def main() -> None:
@@ -76,6 +80,13 @@ def main() -> None:
     console = Console(width=max(Console().width, 120))
     console.print(table)
     saved = always - scheduled
+    seed = p.get("seed_base", {})
+    if "per_hour" in seed:
+        console.print(f"The seed profile adds {seed['what']}: {up_hours * seed['per_hour']:,.2f} {cur} a month "
+                      f"with the stop, {HOURS_PER_MONTH * seed['per_hour']:,.2f} always on ({seed['source']}).")
+    elif seed:
+        console.print(f"The seed profile adds {seed['what']} for every running hour; its rate is not noted in "
+                      f"bench/prices.toml yet ({seed['source']}).")
     console.print(f"The nightly stop saves {saved:,.2f} {cur} a month per playground "
                     f"({saved / (always + disk_month):.0%} of the always-on bill). Prices as noted on {p['noted']}; "
                   "re-check them on the source pages before quoting.")

@@ -1,7 +1,11 @@
 // The original set-up: Ubuntu 18.04 with Python 3.8, Airflow 2.0.2, MLflow 2.17.2
 // (the last MLflow for Python 3.8). Built on GCE only.
+# Canonical's Pro family: ubuntu-os-cloud's ubuntu-1804-lts answers nothing since 18.04 left standard
+# support (2023-05-31), and Pro keeps 18.04 patched (ESM). A premium image: its licence, and the hourly
+# charge on top of the machine, carry into every image built from it (README, "The image").
 profile                = "seed"
-source_image_family    = "ubuntu-1804-lts"
+source_image_family    = "ubuntu-pro-1804-lts"
+source_image_project   = "ubuntu-os-pro-cloud"
 python                 = "python3.8"
 python_packages        = "python3.8 python3.8-venv python3.8-dev"
 airflow_version        = "2.0.2"

@@ -59,13 +59,14 @@ variable "zone" {
 
 variable "source_image_family" {
   type        = string
-  description = "Base Ubuntu family on GCE (ubuntu-1804-lts, ubuntu-2404-lts-amd64)."
+  description = "Base Ubuntu family on GCE (ubuntu-pro-1804-lts, ubuntu-2404-lts-amd64)."
   default     = "ubuntu-2404-lts-amd64"
 }
 
 variable "source_image_project" {
-  type    = string
-  default = "ubuntu-os-cloud"
+  type        = string
+  description = "Project of the base family (ubuntu-os-pro-cloud for Ubuntu Pro)."
+  default     = "ubuntu-os-cloud"
 }
 
 variable "machine_type" {

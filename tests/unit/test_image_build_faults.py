@@ -183,7 +183,7 @@ def test_gce_build_opens_ssh_to_iap_then_runs_packer(home, fake_google, monkeypa
     if shutil.which("packer") is None:
         pytest.skip("packer not installed (.ci/run installs it)")
     google = fake_google
-    google.compute.add_image("ubuntu-os-cloud", "ubuntu-1804-lts", "ubuntu-1804-bionic-v20230530")
+    google.compute.add_image("ubuntu-os-pro-cloud", "ubuntu-pro-1804-lts", "ubuntu-pro-1804-bionic-v20261110")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
@@ -240,14 +240,32 @@ def test_sigterm_during_a_build_raises_through_the_clean_up_and_is_restored_afte
 
 
 def test_gce_build_whose_base_image_family_is_gone_fails_before_anything_is_made(home, fake_google):
-    """Google's family lookup skips deprecated images: Ubuntu 18.04's family answers 404 since its end of
-    standard support. The build says so in one line, before the firewall rule or Packer."""
+    """The seed's base is looked up first (Google's family lookup skips deprecated images): when it answers
+    404 the build says so in one line, before the firewall rule or Packer."""
     if shutil.which("packer") is None:
         pytest.skip("packer not installed (.ci/run installs it)")
     code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
     assert code == 1
     line = one_error_line(out)
-    assert "the seed profile's base image family ubuntu-1804-lts was not found in project ubuntu-os-cloud" in line
+    assert "the seed profile's base image family ubuntu-pro-1804-lts was not found in project " \
+           "ubuntu-os-pro-cloud" in line
     assert "packer/profiles/seed.pkrvars.hcl" in line
-    assert "ubuntu-pro-1804-lts in ubuntu-os-pro-cloud" in line, "the way left for 18.04 is named"
     assert [c["method"] for c in fake_google.requests] == ["images.getFromFamily"]
+    (call,) = fake_google.requests
+    assert call["params"] == {"project": "ubuntu-os-pro-cloud", "family": "ubuntu-pro-1804-lts"}
+
+
+def test_the_end_of_support_1804_family_is_named_with_the_way_left(home, fake_google, monkeypatch):
+    """A var-file back on ubuntu-os-cloud's ubuntu-1804-lts (empty since 2023-05-31) gets the Pro family named."""
+    from playground.image import profiles
+
+    plain = profiles.variables
+    monkeypatch.setattr(profiles, "variables", lambda profile: {
+        **plain(profile), "source_image_family": "ubuntu-1804-lts", "source_image_project": "ubuntu-os-cloud"})
+    if shutil.which("packer") is None:
+        pytest.skip("packer not installed (.ci/run installs it)")
+    code, out = run("image", "build", "--gce", "--profile", "seed", "--project", "my-team-project")
+    assert code == 1
+    line = one_error_line(out)
+    assert "base image family ubuntu-1804-lts was not found in project ubuntu-os-cloud" in line
+    assert "ubuntu-pro-1804-lts in ubuntu-os-pro-cloud" in line, "the way left for 18.04 is named"
