@@ -53,3 +53,27 @@ def hold_port(port: int, host: str = "127.0.0.1"):
         return None
     sock.listen()
     return sock
+
+
+def instance_ssh(inst, command: list[str], stdin: str = "", timeout: float = 60) -> str:
+    """Run command on a local instance over SSH (stdin fed to it); fail the test with its stderr if it fails."""
+    import subprocess
+
+    from playground.local import instance
+
+    proc = subprocess.run(instance.ssh_args(inst) + command, input=stdin, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(command)}: {proc.stderr[-2000:]}"
+    return proc.stdout
+
+
+def remove_instance(name: str) -> None:
+    """Destroy a local instance left by an earlier run, or the layer a test placed before a launch that
+    did not start (a folder with no instance.json)."""
+    from playground.local import instance
+
+    folder = instance.paths.instances_dir() / name
+    if (folder / "instance.json").exists():
+        instance.destroy(name)
+    elif folder.exists():
+        shutil.rmtree(folder)

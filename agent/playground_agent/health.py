@@ -83,11 +83,28 @@ def mlflow_health(port: int) -> Dict[str, Any]:
     return {"ok": ok, "reason": "" if ok else "MLflow /health not answering on 127.0.0.1:%d" % port}
 
 
-def mount_state(cfg: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def mount_state(cfg: Optional[Dict[str, Any]], now: Optional[float] = None) -> Dict[str, Any]:
+    """The dags bucket: the gcsfuse mount where the image has gcsfuse, else the bucket sync's last round."""
     if not cfg or not cfg.get("dags_bucket"):
         return {"ok": True, "state": "not configured (local DAG folder)"}
-    mounted = os.path.ismount(paths.BUCKET_MOUNT)
-    return {"ok": mounted, "state": "mounted" if mounted else "not mounted", "bucket": cfg["dags_bucket"]}
+    if os.path.exists(paths.GCSFUSE):
+        mounted = os.path.ismount(paths.BUCKET_MOUNT)
+        return {"ok": mounted, "state": "mounted" if mounted else "not mounted", "bucket": cfg["dags_bucket"]}
+    from .bucket_sync import INTERVAL_S, read_state
+
+    state = read_state(paths.BUCKET_MOUNT)
+    synced_at = state.get("synced_at")
+    age = round((now or time.time()) - synced_at, 1) if synced_at else None
+    fresh = age is not None and age < 3 * INTERVAL_S + 30
+    if state.get("error"):
+        text = "sync failing: %s" % state["error"]
+    elif age is None:
+        text = "not synced yet"
+    else:
+        text = "synced %d object(s) %.0f s ago" % (len(state.get("objects") or {}), age)
+    if state.get("refused"):
+        text += "; refused (outside the DAG folder): %s" % ", ".join(state["refused"])
+    return {"ok": fresh and not state.get("error"), "state": text, "bucket": cfg["dags_bucket"], "synced_age_s": age}
 
 
 def proxy_state(cfg: Optional[Dict[str, Any]], st: Optional[Dict[str, str]] = None) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, health, paths, render, schema, secret_manager
+from . import bootstrap, bucket_sync, health, paths, render, schema, secret_manager
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
@@ -19,7 +19,7 @@ READERS = {
     "airflow.env": ["airflow-webserver.service", "airflow-scheduler@*.service", "playground-lineage.service"],
     "mlflow.env": ["mlflow-server.service"],
     "cloudsql-proxy.env": ["cloud-sql-proxy.service"],
-    "bucket-mount.env": ["playground-bucket-mount.service"],
+    "bucket-mount.env": ["playground-bucket-mount.service", "playground-bucket-sync.service"],
 }
 
 
@@ -199,6 +199,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_status.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("admin-password", help="print the Airflow admin password (root only)")
     sub.add_parser("watch", help="long-poll metadata and re-apply on change")
+    p_sync = sub.add_parser("bucket-sync", help="mirror gs://$BUCKET/dags/ into $MOUNT_POINT/dags (where gcsfuse "
+                            "is absent)")
+    p_sync.add_argument("--once", action="store_true", help="one round, then exit (1 if it failed)")
+    p_sync.add_argument("--interval", type=float, default=bucket_sync.INTERVAL_S, help="seconds between rounds")
     args = parser.parse_args(argv)
 
     if args.command == "apply":
@@ -219,6 +223,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.command == "watch":
         return watch(MetadataClient())
+    if args.command == "bucket-sync":
+        bucket, mount_point = os.environ.get("BUCKET", ""), os.environ.get("MOUNT_POINT", "")
+        if not bucket:
+            # dags-bucket was removed: a restart after the re-apply ends here, and stays ended (exit 0).
+            log("bucket-sync: no dags-bucket set (BUCKET in /etc/playground/bucket-mount.env): nothing to sync")
+            return 0
+        if not mount_point:
+            log("bucket-sync: MOUNT_POINT must be set (/etc/playground/bucket-mount.env)")
+            return 1
+        return bucket_sync.run(bucket, mount_point, args.interval, args.once, log)
     return 2
 
 

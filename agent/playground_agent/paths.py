@@ -22,6 +22,7 @@ AIRFLOW_HOME = p("/var/lib/airflow")
 LOCAL_DAGS = p("/var/lib/airflow/dags")
 LINEAGE_SPOOL = p("/var/lib/airflow/lineage-spool")  # playground_lineage.spool.DEFAULT_DIR
 BUCKET_MOUNT = p("/mnt/playground-bucket")
+GCSFUSE = p("/usr/bin/gcsfuse")  # GCE images only; elsewhere the bucket is synced (bucket_sync.py)
 AIRFLOW_VENV = "/opt/airflow"
 MLFLOW_VENV = "/opt/mlflow"
 MANIFEST = p("/etc/playground/image-manifest.json")

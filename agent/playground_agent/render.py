@@ -132,7 +132,8 @@ def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None) -> Dic
     }
     wants = ["airflow-scheduler@%d.service" % i for i in range(1, cfg.airflow_schedulers + 1)]
     if cfg.dags_bucket:
-        wants.append("playground-bucket-mount.service")
+        # One of the two runs: the mount where the image has gcsfuse, the sync where it has not.
+        wants += ["playground-bucket-mount.service", "playground-bucket-sync.service"]
     if cfg.cloudsql_instance:
         wants.append("cloud-sql-proxy.service")
     files[paths.SYSTEMD_DIR + "/playground.target.d/10-agent.conf"] = FileSpec(

@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 from fakegoogle import FakeGoogle
 from playground.local import instance, netns
-from support import need_local
+from support import instance_ssh as ssh
+from support import need_local, remove_instance
 
 pytestmark = pytest.mark.image
 
@@ -99,23 +100,8 @@ def service_account(token: str) -> dict:
     }}
 
 
-def ssh(inst, command: list[str], stdin: str = "", timeout: float = 60) -> str:
-    proc = subprocess.run(instance.ssh_args(inst) + command, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(command)}: {proc.stderr[-2000:]}"
-    return proc.stdout
-
-
 def wait_healthy(inst) -> dict:
     return instance.wait_healthy(inst, 300, report=lambda s: None)
-
-
-def remove_leftover() -> None:
-    folder = instance.paths.instances_dir() / NAME
-    if (folder / "instance.json").exists():
-        instance.destroy(NAME)
-    elif folder.exists():  # only the layer placed before a launch that did not start
-        shutil.rmtree(folder)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +112,7 @@ def cloudsql(request, image_profile, tmp_path_factory):
     if shutil.which("mariadbd") is None:
         pytest.skip("mariadb-server is not installed (scripts/install.sh test installs it)")
     img = request.getfixturevalue("image")
-    remove_leftover()
+    remove_instance(NAME)
     # The fake Secret Manager listens on this machine's end of the veth the instance will get (the lowest
     # free slot; checked below), bound before that address exists so the agent's first apply finds it.
     slot = instance._free_slot()
@@ -156,7 +142,7 @@ def cloudsql(request, image_profile, tmp_path_factory):
         state["report"] = wait_healthy(inst)
         yield state
     finally:
-        remove_leftover()
+        remove_instance(NAME)
         db.stop()
         patch.undo()
         google.close()

@@ -29,7 +29,8 @@ def test_units_installed_and_enabled(host):
     for unit in ("playground-agent.service", "ssh.service", "postgresql.service"):
         assert host.service(unit).is_enabled, unit
     for unit in ("airflow-webserver.service", "airflow-scheduler@.service", "mlflow-server.service",
-                 "cloud-sql-proxy.service", "playground-bucket-mount.service", "playground.target"):
+                 "cloud-sql-proxy.service", "playground-bucket-mount.service", "playground-bucket-sync.service",
+                 "playground.target"):
         assert host.file("/etc/systemd/system/" + unit).exists, unit
     assert host.service("playground.target").is_running
     assert host.service("airflow-webserver").is_running

@@ -1,0 +1,194 @@
+"""GCS the way the image uses it, on a real local instance, against a storage emulator.
+
+What stands in for Google: gcp-storage-emulator (PyPI), which speaks GCS's JSON API, run in the
+instance's own network namespace on its 127.0.0.1:9023. The services reach it the way Google's client
+libraries allow, through STORAGE_EMULATOR_HOST, set by drop-ins placed in this instance's own layer
+(nothing in the image knows about it). The emulator accepts any credentials, so what Google's IAM would
+refuse is not checked here.
+
+What runs for real: MLflow's server storing a run's artifacts under `artifacts-root = gs://...` with
+MLflow's own GCS artifact repository (google-cloud-storage), the object seen in the emulated bucket and
+read back through MLflow's client; and `dags-bucket` on an image without gcsfuse: a DAG put in the bucket
+synced into Airflow's DAG folder, parsed and listed by Airflow's REST API, and removed when deleted.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from playground.local import instance
+from support import instance_ssh as ssh
+from support import need_local, remove_instance
+
+pytestmark = pytest.mark.image
+
+NAME = "pggcs"
+PROJECT = "playground-gcs"
+BUCKET = "pg-artifacts"
+DAGS_BUCKET = "pg-dags"
+PORT = 9023
+EMULATOR = str(Path(sys.executable).with_name("gcp-storage-emulator"))
+# The units whose processes talk to GCS: MLflow's server, every Airflow process (tasks included), and
+# the bucket sync that stands for gcsfuse on images without it.
+UNITS = ("mlflow-server.service", "airflow-webserver.service", "airflow-scheduler@.service",
+         "playground-bucket-sync.service")
+
+
+class StorageEmulator:
+    """gcp-storage-emulator in a local instance's network namespace, queried with curl from inside it."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+        self.namespace = ""
+
+    def start(self, namespace: str, *buckets: str) -> None:
+        self.namespace = namespace
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", namespace, EMULATOR, "start", "--host", "127.0.0.1", "--port", str(PORT),
+                 "--in-memory", "--default-bucket", buckets[0]],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the storage emulator exited: {self.log.read_text()[-2000:]}")
+            if self._curl("GET", f"/storage/v1/b/{buckets[0]}").returncode == 0:
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the storage emulator did not answer within 30 s")
+        for bucket in buckets[1:]:
+            self.request("POST", "/storage/v1/b?project=" + PROJECT, {"name": bucket})
+
+    def _curl(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"):
+        cmd = ["ip", "netns", "exec", self.namespace, "curl", "-sfS", "-X", method,
+               f"http://127.0.0.1:{PORT}{path}"]
+        if body is not None:
+            cmd += ["-H", f"Content-Type: {ctype}", "--data-binary", "@-"]
+        return subprocess.run(cmd, input=body, capture_output=True, timeout=30)
+
+    def request(self, method: str, path: str, doc: dict | None = None) -> dict:
+        proc = self._curl(method, path, None if doc is None else json.dumps(doc).encode())
+        assert proc.returncode == 0, f"{method} {path}: {proc.stderr.decode()}"
+        return json.loads(proc.stdout or b"{}")
+
+    def objects(self, bucket: str, prefix: str = "") -> list[str]:
+        query = "?prefix=" + urllib.parse.quote(prefix, safe="") if prefix else ""
+        return [o["name"] for o in self.request("GET", f"/storage/v1/b/{bucket}/o{query}").get("items", [])]
+
+    def read(self, bucket: str, name: str) -> bytes:
+        proc = self._curl("GET", f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media")
+        assert proc.returncode == 0, proc.stderr.decode()
+        return proc.stdout
+
+    def upload(self, bucket: str, name: str, data: bytes) -> None:
+        proc = self._curl("POST", f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name="
+                          + urllib.parse.quote(name, safe=""), data, "application/octet-stream")
+        assert proc.returncode == 0, proc.stderr.decode()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def gcs(request, image_profile, tmp_path_factory):
+    if request.config.getoption("hosts"):
+        pytest.skip("needs a local instance (the emulator runs in its namespace)")
+    need_local()
+    img = request.getfixturevalue("image")
+    remove_instance(NAME)
+    upper = instance.paths.instances_dir() / NAME / "upper"  # the instance's own layer over the image
+    for unit in UNITS:
+        dropin = upper / "etc/systemd/system" / (unit + ".d") / "50-storage-emulator.conf"
+        dropin.parent.mkdir(parents=True)
+        dropin.write_text(f"[Service]\nEnvironment=STORAGE_EMULATOR_HOST=http://127.0.0.1:{PORT}\n")
+    emulator = StorageEmulator(tmp_path_factory.mktemp("gcs") / "emulator.log")
+    attrs = {"artifacts-root": f"gs://{BUCKET}/mlflow", "dags-bucket": DAGS_BUCKET}
+    try:
+        inst, _ = instance.launch(NAME, PROJECT, attrs, img, image_profile, report=lambda s: None, wait=False)
+        emulator.start(inst.net["netns"], BUCKET, DAGS_BUCKET)
+        emulator.upload(DAGS_BUCKET, "dags/gcs_hello.py", HELLO_DAG.encode())
+        rep = instance.wait_healthy(inst, 300, report=lambda s: None)
+        yield {"inst": inst, "emulator": emulator, "report": rep}
+    finally:
+        remove_instance(NAME)
+        emulator.stop()
+
+
+HELLO_DAG = """
+from datetime import datetime
+
+from airflow import DAG
+from airflow.operators.bash import BashOperator
+
+with DAG("gcs_hello", start_date=datetime(2024, 1, 1), schedule_interval=None, catchup=False) as dag:
+    BashOperator(task_id="hello", bash_command="echo hello")
+"""
+
+
+def wait_for(what: str, check, timeout: float, every: float = 3.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+
+
+def airflow_dag(inst, dag_id: str) -> int:
+    """The HTTP status of Airflow's REST API for the DAG, asked on the instance with the admin's password."""
+    password = ssh(inst, ["sudo", "-n", "playground-agent", "admin-password"]).strip()
+    return int(ssh(inst, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-K", "-",
+                          f"http://127.0.0.1:8080/api/v1/dags/{dag_id}"],
+                   stdin=f'user = "admin:{password}"\n'))
+
+
+def test_a_dag_put_in_the_bucket_is_synced_parsed_and_removed_when_deleted(gcs):
+    inst, emulator = gcs["inst"], gcs["emulator"]
+    assert gcs["report"]["mount"]["ok"] and gcs["report"]["mount"]["bucket"] == DAGS_BUCKET
+    synced = inst.dir / "rootfs/mnt/playground-bucket/dags/gcs_hello.py"
+    wait_for("the DAG synced from the bucket", synced.is_file, 90)
+    assert synced.read_text() == HELLO_DAG
+    wait_for("Airflow listing the DAG from the bucket", lambda: airflow_dag(inst, "gcs_hello") == 200, 120)
+    emulator.request("DELETE", f"/storage/v1/b/{DAGS_BUCKET}/o/dags%2Fgcs_hello.py")
+    wait_for("the deleted DAG removed from the folder", lambda: not synced.exists(), 90)
+
+
+CLIENT = """
+import mlflow
+from mlflow.tracking import MlflowClient
+client = MlflowClient("http://127.0.0.1:5000")
+exp = client.get_experiment_by_name("gcs-check")
+exp_id = exp.experiment_id if exp else client.create_experiment("gcs-check")
+run = client.create_run(exp_id)
+client.log_text(run.info.run_id, "rows,42\\n", "report/summary.csv")
+client.set_terminated(run.info.run_id)
+path = client.download_artifacts(run.info.run_id, "report/summary.csv", "/tmp")
+print(run.info.experiment_id, run.info.run_id, open(path).read().strip())
+"""
+
+
+def test_mlflow_artifacts_land_in_the_bucket_and_read_back(gcs):
+    inst, emulator = gcs["inst"], gcs["emulator"]
+    # MLFLOW_TRACKING_URI as well: MLflow 2.x resolves mlflow-artifacts:/ URIs against it, not the client's.
+    out = ssh(inst, ["env", "MLFLOW_DISABLE_TELEMETRY=true", "DO_NOT_TRACK=1", "MLFLOW_TRACKING_URI=http://127.0.0.1:5000",
+                     "/opt/mlflow/bin/python", "-"], stdin=CLIENT).split()
+    exp_id, run_id, content = out[-3:]
+    assert content == "rows,42"  # read back through the server, from the bucket
+    name = f"mlflow/{exp_id}/{run_id}/artifacts/report/summary.csv"
+    assert name in emulator.objects(BUCKET, "mlflow/")
+    assert emulator.read(BUCKET, name) == b"rows,42\n"
