@@ -84,6 +84,18 @@ def test_web_units_bind_loopback_and_gcsfuse_is_not_sandboxed():
         assert "Restart=on-failure" in text and re.search(r"^User=(airflow|mlflow)$", text, re.M), unit
 
 
+@pytest.mark.parametrize("unit", ["airflow-webserver.service", "airflow-scheduler@.service", "mlflow-server.service",
+                                  "playground-lineage.service", "playground-bucket-sync.service",
+                                  "cloud-sql-proxy.service"])
+def test_service_units_are_sandboxed_to_an_exposure_of_5_or_less(unit):
+    """Issue 18's aim, as systemd itself scores the unit file the image installs."""
+    need("systemd-analyze")
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", str(REPO / "units" / unit)],
+                          capture_output=True, text=True)
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", proc.stdout).group(1))
+    assert score <= 5.0, proc.stdout
+
+
 # Debian 11's Python is 3.9.2, said in full: cryptography's wheels exclude 3.9.0, which "3.9" would mean.
 LOCK_PYTHON = {"local": "3.11", "current": "3.12", "seed": "3.8", "seed-local": "3.9.2"}
 # glibc of each profile's OS: wheels up to this manylinux level install there.
