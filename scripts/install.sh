@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(packer debootstrap systemd-container iproute2 openssh-client curl python3-venv)
+DEBS=(packer debootstrap systemd-container iproute2 nftables openssh-client curl python3-venv)
 if [[ "${1:-}" == "test" ]]; then
-  # mariadb-server: the Cloud SQL stand-in of tests/image/test_cloudsql.py, run by the test itself.
-  DEBS+=(shellcheck mariadb-server)
+  # mariadb-server: the Cloud SQL stand-in of tests/image/test_cloudsql.py, run by the test itself;
+  # chromium: the browser of tests/image/test_browser.py.
+  DEBS+=(shellcheck mariadb-server chromium)
 fi
 missing=()
 for deb in "${DEBS[@]}"; do

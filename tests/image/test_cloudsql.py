@@ -4,7 +4,8 @@ What stands in for Google, and where:
 - the Cloud SQL instance: Debian's MariaDB, run in the instance's own network namespace on its
   127.0.0.1:3306 (reachable from nowhere else);
 - Secret Manager: the fake Google server, which checks every call against secretmanager.v1's discovery
-  document and the bearer token, on this machine's end of the instance's veth;
+  document and the bearer token, on this machine's end of the instance's veth (its port given to the
+  instance beside the metadata server's);
 - the instance's service account: its token and scopes, served by the local metadata server at GCE's
   path (instance/service-accounts/default/...).
 Left out, and said so here: the Cloud SQL Auth Proxy binary, which needs Google's SQL Admin API. In its
@@ -126,6 +127,8 @@ def cloudsql(request, image_profile, tmp_path_factory):
     (upper / "usr/local/bin/cloud-sql-proxy").chmod(0o755)
     db = MariaDB(tmp_path_factory.mktemp("cloudsql"))
     patch = pytest.MonkeyPatch()
+    # Given to this instance on this machine, beside its metadata server (netns.isolate drops the rest).
+    patch.setattr(instance, "HOST_PORTS", (instance.METADATA_PORT, google.server.server_address[1]))
     plain = instance.metadata_document
     patch.setattr(instance, "metadata_document", lambda inst: {
         **plain(inst), "instance": {**plain(inst)["instance"],

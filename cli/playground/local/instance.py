@@ -33,6 +33,8 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ZONE = "local-host1-a"
 SSH_USER = "playground"
 METADATA_PORT = 80
+# What an instance may reach on this machine (netns.isolate): its own metadata server.
+HOST_PORTS = (METADATA_PORT,)
 Report = Callable[[str], None]
 
 
@@ -223,7 +225,7 @@ def _boot(inst: Instance) -> None:
     """Network, metadata server, overlay, container: each only if not already there."""
     _mount_overlay(inst)
     if not netns.exists(inst.slot):
-        netns.create(inst.slot)
+        netns.create(inst.slot, HOST_PORTS)
     net = inst.net
     doc = inst.dir / "metadata.json"
     doc.write_text(json.dumps(metadata_document(inst), indent=2))
@@ -319,7 +321,7 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
     """Boot a new instance and (unless wait is False) wait until it is healthy; on failure remove it."""
     validate_name(name, project)
     require_root("a local instance")
-    require_tools("systemd-nspawn", "ip", "ssh", "ssh-keygen")
+    require_tools("systemd-nspawn", "ip", "nft", "ssh", "ssh-keygen")
     existing = paths.instances_dir() / name / "instance.json"
     if existing.exists():
         inst = load(name)
@@ -360,6 +362,7 @@ def _keep_logs(inst: Instance) -> Optional[Path]:
 
 def start(name: str, report: Report, timeout: float = 300, wait: bool = True) -> tuple[Instance, Optional[dict]]:
     require_root("a local instance")
+    require_tools("systemd-nspawn", "ip", "nft")
     inst = load(name)
     if is_running(inst):
         raise PlaygroundError(f"instance {name!r} is already running")

@@ -1,8 +1,12 @@
 """A network namespace and a veth pair per local instance.
 
 The instance gets 10.213.<slot>.2/30, this machine's end is 10.213.<slot>.1.
-There is no forwarding or NAT: the instance reaches only this machine (its
-metadata server), and this machine reaches the instance's sshd.
+An nftables table per instance (inet playground-<slot>) lets it reach only what
+it is given on this machine, its own metadata server (port 80 on its end of
+the veth), and answer the connections this machine opens (SSH): not another
+instance's metadata server, not a service this machine runs on a wildcard
+address, and nothing routed beyond this machine. On GCE each VM reaches only
+its own metadata server, too.
 """
 from __future__ import annotations
 
@@ -43,7 +47,41 @@ def address_in_use(ip: str) -> bool:
     return ip in _ip("-o", "addr", "show", check=False).stdout.replace("/", " ").split()
 
 
-def create(slot: int) -> dict[str, str]:
+def table(slot: int) -> str:
+    return f"playground-{slot}"
+
+
+def _nft(script: str, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True)
+    except FileNotFoundError:
+        proc = subprocess.CompletedProcess(["nft"], 127, "", "nft is not installed (Debian: nftables)")
+    if check and proc.returncode != 0:
+        raise PlaygroundError(f"nft: {proc.stderr.strip()}")
+    return proc
+
+
+def isolate(slot: int, ports: tuple[int, ...]) -> None:
+    """The instance reaches only `ports` on its end of the veth; replies to this machine's own connections pass."""
+    n = names(slot)
+    given = ", ".join(str(p) for p in ports)
+    _nft(f"""table inet {table(slot)} {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    iifname "{n['host_if']}" ct state established,related accept
+    iifname "{n['host_if']}" ip daddr {n['host_ip']} tcp dport {{ {given} }} accept
+    iifname "{n['host_if']}" drop
+  }}
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    iifname "{n['host_if']}" drop
+  }}
+}}
+""")
+
+
+def create(slot: int, ports: tuple[int, ...] = (80,)) -> dict[str, str]:
+    """The namespace, the veth pair and the filter; `ports`: what the instance may reach on this machine."""
     n = names(slot)
     if exists(slot) or link_exists(n["host_if"]):
         raise PlaygroundError(f"network namespace {n['netns']} or link {n['host_if']} already exists")
@@ -59,6 +97,8 @@ def create(slot: int) -> dict[str, str]:
         _ip("-n", n["netns"], "link", "set", n["inst_if"], "up")
         _ip("-n", n["netns"], "link", "set", "lo", "up")
         _ip("-n", n["netns"], "route", "add", "default", "via", n["host_ip"])
+        _nft(f"delete table inet {table(slot)}\n", check=False)  # a leftover of a killed run
+        isolate(slot, ports)
     except PlaygroundError:
         remove(slot)
         raise
@@ -75,4 +115,6 @@ def remove(slot: int) -> list[str]:
     if exists(slot):
         _ip("netns", "del", n["netns"], check=False)
         removed.append("netns " + n["netns"])
+    if _nft(f"delete table inet {table(slot)}\n", check=False).returncode == 0:
+        removed.append("nftables table " + table(slot))
     return removed
