@@ -77,3 +77,17 @@ def remove_instance(name: str) -> None:
         instance.destroy(name)
     elif folder.exists():
         shutil.rmtree(folder)
+
+
+def stop_process(proc, timeout: float) -> None:
+    """SIGTERM a process a test started, SIGKILL if it has not exited within timeout; None or ended: nothing."""
+    import subprocess
+
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

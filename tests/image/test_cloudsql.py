@@ -30,7 +30,7 @@ import pytest
 from fakegoogle import FakeGoogle
 from playground.local import instance, netns
 from support import instance_ssh as ssh
-from support import need_local, remove_instance
+from support import need_local, remove_instance, stop_process
 
 pytestmark = pytest.mark.image
 
@@ -82,13 +82,7 @@ class MariaDB:
         return proc.stdout
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 30)
         self.proc = None
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from playground.local import instance
 from support import instance_ssh as ssh
-from support import need_local, remove_instance
+from support import need_local, remove_instance, stop_process
 
 pytestmark = pytest.mark.image
 
@@ -93,13 +93,7 @@ class StorageEmulator:
         assert proc.returncode == 0, proc.stderr.decode()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 15)
 
 
 @pytest.fixture(scope="module")
