@@ -20,6 +20,19 @@ def metadata_doc(**attributes: str) -> dict:
     }
 
 
+SERVICE_ACCOUNT_EMAIL = "123456789-compute@developer.gserviceaccount.com"
+
+
+def service_accounts(token: str, scopes: tuple[str, ...] = ("https://www.googleapis.com/auth/cloud-platform",)) -> dict:
+    """What GCE serves under instance/service-accounts/: the default account, also under its email (Google's
+    own clients ask for the token by email), its token as JSON text and its scopes one a line."""
+    account = {
+        "aliases": "default\n", "email": SERVICE_ACCOUNT_EMAIL, "scopes": "".join(s + "\n" for s in scopes),
+        "token": json.dumps({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}),
+    }
+    return {"default": account, SERVICE_ACCOUNT_EMAIL: account}
+
+
 def run_ok(host, cmd: str) -> str:
     """Run cmd through a testinfra host; fail the test with its stderr if it fails."""
     out = host.run(cmd)

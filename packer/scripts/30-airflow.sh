@@ -13,6 +13,16 @@ if [[ "$installed" != "$AIRFLOW_VERSION" ]]; then
   echo "30-airflow: lock installs Airflow $installed, profile asks for $AIRFLOW_VERSION" >&2
   exit 1
 fi
+# The lock holds the Google provider with only what its GCS task log handler imports (logs-bucket):
+# prove that closure is whole here rather than at the first remote log write on a user's machine.
+check_home="$(mktemp -d)"
+if ! AIRFLOW_HOME="$check_home" /opt/airflow/bin/python -c \
+    'from airflow.providers.google.cloud.log.gcs_task_handler import GCSTaskHandler' 2>"$check_home/err"; then
+  echo "30-airflow: the lock does not carry what Airflow's GCS task log handler imports:" >&2
+  tail -3 "$check_home/err" >&2
+  exit 1
+fi
+rm -rf "$check_home"
 
 # Airflow 2.1+ schedulers serve task logs on [::]:8793 with no bind-address
 # setting. With LocalExecutor the webserver reads the logs from disk, so the

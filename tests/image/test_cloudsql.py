@@ -30,7 +30,7 @@ import pytest
 from fakegoogle import FakeGoogle
 from playground.local import instance, netns
 from support import instance_ssh as ssh
-from support import need_local, remove_instance, stop_process
+from support import need_local, remove_instance, service_accounts, stop_process
 
 pytestmark = pytest.mark.image
 
@@ -86,15 +86,6 @@ class MariaDB:
         self.proc = None
 
 
-def service_account(token: str) -> dict:
-    """The tree GCE serves under instance/service-accounts/ (the token as JSON text, one scope a line)."""
-    return {"default": {
-        "email": "123456789-compute@developer.gserviceaccount.com",
-        "scopes": "https://www.googleapis.com/auth/cloud-platform\n",
-        "token": json.dumps({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}),
-    }}
-
-
 def wait_healthy(inst) -> dict:
     return instance.wait_healthy(inst, 300, report=lambda s: None)
 
@@ -126,7 +117,7 @@ def cloudsql(request, image_profile, tmp_path_factory):
     plain = instance.metadata_document
     patch.setattr(instance, "metadata_document", lambda inst: {
         **plain(inst), "instance": {**plain(inst)["instance"],
-                                    "service-accounts": service_account(google.secrets.token)}})
+                                    "serviceAccounts": service_accounts(google.secrets.token)}})
     attrs = {"cloudsql-instance": CONNECTION, "mlflow-db-password-secret": f"projects/{PROJECT}/secrets/{SECRET_ID}"}
     state: dict = {"google": google, "db": db}
     try:

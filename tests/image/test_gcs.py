@@ -1,6 +1,7 @@
 """GCS the way the image uses it, on a real local instance, against a storage emulator.
 
-What stands in for Google: gcp-storage-emulator (PyPI), which speaks GCS's JSON API, run in the
+What stands in for Google: gcp-storage-emulator (PyPI), which speaks GCS's JSON API (with GCS's own
+answer to a missing object's download, `standin_storage_emulator.py`), run in the
 instance's own network namespace on its 127.0.0.1:9023. The services reach it the way Google's client
 libraries allow, through STORAGE_EMULATOR_HOST, set by drop-ins placed in this instance's own layer
 (nothing in the image knows about it). The emulator accepts any credentials, so what Google's IAM would
@@ -8,8 +9,11 @@ refuse is not checked here.
 
 What runs for real: MLflow's server storing a run's artifacts under `artifacts-root = gs://...` with
 MLflow's own GCS artifact repository (google-cloud-storage), the object seen in the emulated bucket and
-read back through MLflow's client; and `dags-bucket` on an image without gcsfuse: a DAG put in the bucket
-synced into Airflow's DAG folder, parsed and listed by Airflow's REST API, and removed when deleted.
+read back through MLflow's client; `logs-bucket`: a task's log written to the bucket by Airflow's own GCS
+task handler (the Google provider in the image's lock) with the instance's credentials, which Google's auth
+library finds through the metadata server as on GCE, and read back from there by the webserver; and
+`dags-bucket` on an image without gcsfuse: a DAG put in the bucket synced into Airflow's DAG folder, parsed
+and listed by Airflow's REST API, and removed when deleted.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from pathlib import Path
 import pytest
 from playground.local import instance
 from support import instance_ssh as ssh
-from support import need_local, remove_instance, stop_process
+from support import need_local, remove_instance, service_accounts, stop_process
 
 pytestmark = pytest.mark.image
 
@@ -31,8 +35,10 @@ NAME = "pggcs"
 PROJECT = "playground-gcs"
 BUCKET = "pg-artifacts"
 DAGS_BUCKET = "pg-dags"
+LOGS_BUCKET = "pg-logs"
 PORT = 9023
-EMULATOR = str(Path(sys.executable).with_name("gcp-storage-emulator"))
+# gcp-storage-emulator with GCS's text on a missing object's download (the launcher says why).
+EMULATOR = [sys.executable, str(Path(__file__).with_name("standin_storage_emulator.py"))]
 # The units whose processes talk to GCS: MLflow's server, every Airflow process (tasks included), and
 # the bucket sync that stands for gcsfuse on images without it.
 UNITS = ("mlflow-server.service", "airflow-webserver.service", "airflow-scheduler@.service",
@@ -51,7 +57,7 @@ class StorageEmulator:
         self.namespace = namespace
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", namespace, EMULATOR, "start", "--host", "127.0.0.1", "--port", str(PORT),
+                ["ip", "netns", "exec", namespace, *EMULATOR, "start", "--host", "127.0.0.1", "--port", str(PORT),
                  "--in-memory", "--default-bucket", buckets[0]],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
@@ -109,15 +115,23 @@ def gcs(request, image_profile, tmp_path_factory):
         dropin.parent.mkdir(parents=True)
         dropin.write_text(f"[Service]\nEnvironment=STORAGE_EMULATOR_HOST=http://127.0.0.1:{PORT}\n")
     emulator = StorageEmulator(tmp_path_factory.mktemp("gcs") / "emulator.log")
-    attrs = {"artifacts-root": f"gs://{BUCKET}/mlflow", "dags-bucket": DAGS_BUCKET}
+    attrs = {"artifacts-root": f"gs://{BUCKET}/mlflow", "dags-bucket": DAGS_BUCKET, "logs-bucket": LOGS_BUCKET}
+    # The instance's service account, as GCE serves it: Airflow's GCS handler asks Google's auth library
+    # for credentials, which reads them from the metadata server (the emulator accepts any token).
+    patch = pytest.MonkeyPatch()
+    plain = instance.metadata_document
+    patch.setattr(instance, "metadata_document", lambda inst: {
+        **plain(inst), "instance": {**plain(inst)["instance"], "serviceAccounts": service_accounts("ya29.gcs")}})
     try:
         inst, _ = instance.launch(NAME, PROJECT, attrs, img, image_profile, report=lambda s: None, wait=False)
-        emulator.start(inst.net["netns"], BUCKET, DAGS_BUCKET)
+        emulator.start(inst.net["netns"], BUCKET, DAGS_BUCKET, LOGS_BUCKET)
         emulator.upload(DAGS_BUCKET, "dags/gcs_hello.py", HELLO_DAG.encode())
+        emulator.upload(DAGS_BUCKET, "dags/gcs_logged.py", LOGGED_DAG.encode())
         rep = instance.wait_healthy(inst, 300, report=lambda s: None)
         yield {"inst": inst, "emulator": emulator, "report": rep}
     finally:
         remove_instance(NAME)
+        patch.undo()
         emulator.stop()
 
 
@@ -132,6 +146,10 @@ with DAG("gcs_hello", start_date=datetime(2024, 1, 1), schedule_interval=None, c
 """
 
 
+LOGGED_DAG = HELLO_DAG.replace('"gcs_hello"', '"gcs_logged"').replace(
+    'task_id="hello", bash_command="echo hello"', 'task_id="say", bash_command="echo logged-in-the-bucket"')
+
+
 def wait_for(what: str, check, timeout: float, every: float = 3.0):
     deadline = time.monotonic() + timeout
     last = None
@@ -143,12 +161,23 @@ def wait_for(what: str, check, timeout: float, every: float = 3.0):
     pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
 
-def airflow_dag(inst, dag_id: str) -> int:
-    """The HTTP status of Airflow's REST API for the DAG, asked on the instance with the admin's password."""
+def airflow_api(inst, method: str, path: str, body: dict | None = None, accept: str = "application/json"):
+    """(HTTP status, body) of a call to Airflow's REST API, made on the instance with the admin's password
+    (given to curl on stdin, never in argv)."""
     password = ssh(inst, ["sudo", "-n", "playground-agent", "admin-password"]).strip()
-    return int(ssh(inst, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-K", "-",
-                          f"http://127.0.0.1:8080/api/v1/dags/{dag_id}"],
-                   stdin=f'user = "admin:{password}"\n'))
+    # The status after the body, on a line of its own (curl reads \\n in its config as a newline).
+    config = f'user = "admin:{password}"\nheader = "Accept: {accept}"\nwrite-out = "\\n%{{http_code}}"\n'
+    if body is not None:
+        config += 'header = "Content-Type: application/json"\ndata = "%s"\n' % json.dumps(body).replace('"', '\\"')
+    out = ssh(inst, ["curl", "-s", "-X", method, "-K", "-",
+                     f"http://127.0.0.1:8080/api/v1/{path}"], stdin=config)
+    text, _, code = out.rpartition("\n")
+    return int(code), text
+
+
+def airflow_dag(inst, dag_id: str) -> int:
+    """The HTTP status of Airflow's REST API for the DAG."""
+    return airflow_api(inst, "GET", f"dags/{dag_id}")[0]
 
 
 def test_a_dag_put_in_the_bucket_is_synced_parsed_and_removed_when_deleted(gcs):
@@ -186,3 +215,34 @@ def test_mlflow_artifacts_land_in_the_bucket_and_read_back(gcs):
     name = f"mlflow/{exp_id}/{run_id}/artifacts/report/summary.csv"
     assert name in emulator.objects(BUCKET, "mlflow/")
     assert emulator.read(BUCKET, name) == b"rows,42\n"
+
+
+def test_task_logs_land_in_the_logs_bucket_and_are_read_back_from_it(gcs):
+    """Airflow's own GCS task handler (remote logging to gs://LOGS_BUCKET/logs) writes the log when the task
+    ends, with the instance's credentials; the webserver serves it from the bucket."""
+    inst, emulator = gcs["inst"], gcs["emulator"]
+    wait_for("Airflow listing the DAG from the bucket", lambda: airflow_dag(inst, "gcs_logged") == 200, 120)
+    assert airflow_api(inst, "PATCH", "dags/gcs_logged", {"is_paused": False})[0] == 200
+    code, text = airflow_api(inst, "POST", "dags/gcs_logged/dagRuns", {"dag_run_id": "logs-1"})
+    assert code == 200, text
+
+    def run_state():
+        state = json.loads(airflow_api(inst, "GET", "dags/gcs_logged/dagRuns/logs-1")[1]).get("state")
+        assert state != "failed", "the DAG run failed"
+        return state == "success"
+
+    wait_for("the DAG run to succeed", run_state, 180)
+    deadline = time.monotonic() + 60
+    while not (logs := emulator.objects(LOGS_BUCKET, "logs/")) and time.monotonic() < deadline:
+        time.sleep(3)
+    if not logs:  # say why: the task's local log and what the handler logged
+        local = ssh(inst, ["sudo", "-n", "bash", "-s"], stdin=(
+            "tail -n 30 \"$(find /var/log/airflow -path '*gcs_logged*' -name '*.log' | head -1)\"\n"
+            "journalctl -u 'airflow-scheduler@*' --no-pager | grep -iE 'gcs|remote log' | tail -n 20\n"))
+        pytest.fail(f"no task log in gs://{LOGS_BUCKET}/logs/ within 60 s:\n{local}")
+    assert len(logs) == 1 and "gcs_logged" in logs[0] and "say" in logs[0], logs
+    assert b"logged-in-the-bucket" in emulator.read(LOGS_BUCKET, logs[0])
+    code, text = airflow_api(inst, "GET", "dags/gcs_logged/dagRuns/logs-1/taskInstances/say/logs/1",
+                             accept="text/plain")
+    assert code == 200, text
+    assert f"gs://{LOGS_BUCKET}/logs/" in text and "logged-in-the-bucket" in text, text[-1500:]

@@ -157,15 +157,13 @@ def test_a_missing_bucket_is_named_with_the_status(gcs, tmp_path):
 
 def test_without_the_emulator_the_instance_token_is_sent(monkeypatch, tmp_path):
     """On GCE: the bearer token from the metadata server goes with every call (checked on the wire)."""
-    import json
-
     from playground.local import metadata_server
     from playground_agent.metadata import MetadataClient
-    from support import metadata_doc
+    from support import metadata_doc, service_accounts
 
     wire = WireGCS({"dags/a.py": b"# a\n"})
     doc = metadata_doc()
-    doc["instance"]["service-accounts"] = {"default": {"token": json.dumps({"access_token": "ya29.t"})}}
+    doc["instance"]["serviceAccounts"] = service_accounts("ya29.t")
     meta = metadata_server.serve(lambda: doc, "127.0.0.1", 0)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     try:

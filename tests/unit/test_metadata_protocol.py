@@ -67,3 +67,49 @@ def test_wait_for_change_times_out_with_same_etag(metadata):
     _, etag = client.get("instance/attributes/")
     _, again = client.get("instance/attributes/", wait_for_change=True, last_etag=etag, timeout_sec=1)
     assert again == etag
+
+
+GOOGLE_AUTH = """
+import google.auth, google.auth.transport.requests
+credentials, project = google.auth.default()
+credentials.refresh(google.auth.transport.requests.Request())
+print(type(credentials).__module__, project, credentials.token, credentials.service_account_email)
+"""
+
+
+def test_google_auth_finds_the_instance_credentials_as_on_gce(metadata, tmp_path):
+    """Google's own library (what Airflow's GCS log handler and MLflow use) pings the server, reads the
+    project and the account by their path names, and fetches the token by the account's email."""
+    import subprocess
+    import sys
+
+    from support import SERVICE_ACCOUNT_EMAIL, service_accounts
+
+    doc = metadata_doc()
+    doc["instance"]["serviceAccounts"] = service_accounts("ya29.local-token")
+    metadata.set(doc)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GCE_METADATA_HOST": metadata.host,
+           "GCE_METADATA_IP": metadata.host, "NO_GCE_CHECK": "False"}
+    proc = subprocess.run([sys.executable, "-c", GOOGLE_AUTH], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    module, project, token, email = proc.stdout.split()
+    assert (module, project, token, email) == (
+        "google.auth.compute_engine.credentials", "playground-demo", "ya29.local-token", SERVICE_ACCOUNT_EMAIL)
+
+
+def test_paths_use_gce_dashed_names_and_listings_show_them(metadata):
+    metadata.set(metadata_doc(**{"logs-bucket": "team-logs"}))
+
+    def get(path: str) -> str:
+        req = urllib.request.Request("http://%s/computeMetadata/v1/%s" % (metadata.host, path),
+                                     headers={"Metadata-Flavor": "Google"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.read().decode()
+
+    assert get("project/project-id") == "playground-demo"
+    assert get("project/numeric-project-id") == "1"
+    assert "project-id\n" in get("project/") and "numeric-project-id\n" in get("project/")
+    assert get("instance/attributes/") == "logs-bucket\n"  # attribute names as they are
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get("instance/attributes/logsBucket")
+    assert err.value.code == 404

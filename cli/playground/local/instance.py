@@ -246,7 +246,10 @@ def _boot(inst: Instance) -> None:
                  "--resolv-conf=off",
                  # systemd in a container reads its arguments like a kernel command line:
                  # this points every unit at the local metadata server without changing the image.
-                 "--", f"systemd.setenv=GCE_METADATA_HOST={net['host_ip']}:{METADATA_PORT}"],
+                 # google-auth reads both: HOST for its requests, IP for the ping that tells it it is
+                 # on GCE (169.254.169.254 there), so Google's libraries find their credentials as on GCE.
+                 "--", f"systemd.setenv=GCE_METADATA_HOST={net['host_ip']}:{METADATA_PORT}",
+                 f"systemd.setenv=GCE_METADATA_IP={net['host_ip']}:{METADATA_PORT}"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         inst.pids["nspawn"] = proc.pid
         inst.state = "running"

@@ -28,13 +28,29 @@ def etag_of(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def camel(part: str) -> str:
+    """GCE's path names are dashed (project-id), its recursive JSON keys camelCase (projectId)."""
+    first, *rest = part.split("-")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def dashed(key: str) -> str:
+    return "".join("-" + ch.lower() if ch.isupper() else ch for ch in key)
+
+
 def lookup(doc: Any, path: str) -> Any:
+    """The node at a path of GCE's dashed names in a document of its recursive (camelCase) form; a key
+    found as it is comes first (attribute names, account emails are never translated)."""
     node = doc
     for part in [p for p in path.split("/") if p]:
         if not isinstance(node, dict):
             raise KeyError(path)
-        # GCE exposes keys with dashes; our JSON document uses them as they are.
-        node = node[part]
+        if part in node:
+            node = node[part]
+        elif camel(part) in node:
+            node = node[camel(part)]
+        else:
+            raise KeyError(path)
     return node
 
 
@@ -61,6 +77,10 @@ def make_handler(load: Callable[[], Any]) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             if self.headers.get("Metadata-Flavor") != "Google":
                 self._send(403, "Missing required header: Metadata-Flavor\n", "text/html")
+                return
+            if url.path == "/":
+                # GCE answers its root with the one directory: google-auth's ping (is this GCE?) asks it.
+                self._send(200, "computeMetadata/\n")
                 return
             if not (url.path == PREFIX or url.path.startswith(PREFIX + "/")):
                 self._send(404, "not found\n", "text/html")
@@ -90,10 +110,17 @@ def make_handler(load: Callable[[], Any]) -> type[BaseHTTPRequestHandler]:
                 if recursive or query.get("alt") == "json":
                     self._send(200, json.dumps(node), "application/json", tag)
                 else:
-                    listing = "".join(k + ("/" if isinstance(v, dict) else "") + "\n" for k, v in sorted(node.items()))
+                    # Listed by their path names, as GCE lists them (attribute names as they are).
+                    name = (lambda k: k) if path.rstrip("/").endswith("/attributes") else dashed
+                    listing = "".join(name(k) + ("/" if isinstance(v, dict) else "") + "\n"
+                                      for k, v in sorted(node.items()))
                     self._send(200, listing, "application/text", tag)
             elif query.get("alt") == "json":
                 self._send(200, json.dumps(node), "application/json", tag)
+            elif isinstance(node, str) and node.startswith("{"):
+                # A leaf whose text is a JSON object (the service account's token) is sent as JSON, as GCE
+                # sends it: Google's clients parse the body only when it says so.
+                self._send(200, node, "application/json", tag)
             else:
                 self._send(200, str(node), "application/text", tag)
 
