@@ -19,7 +19,8 @@ BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.
 LINEAGE_LATE_S = 120
 
 
-PROPS = "ActiveState,SubState,Result,NRestarts,ActiveEnterTimestamp"
+PROPS = "ActiveState,SubState,Result,NRestarts,ActiveEnterTimestamp,ActiveEnterTimestampMonotonic"
+PG_SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
 
 
 def unit_states(units: List[str]) -> Dict[str, Dict[str, str]]:
@@ -37,8 +38,51 @@ def unit_states(units: List[str]) -> Dict[str, Dict[str, str]]:
         props = by_id.get(unit, {})
         states[unit] = {"active": props.get("ActiveState", "unknown"), "sub": props.get("SubState", ""),
                         "result": props.get("Result", ""), "restarts": props.get("NRestarts", "0"),
-                        "since": props.get("ActiveEnterTimestamp", "")}
+                        "since": props.get("ActiveEnterTimestamp", ""),
+                        "active_for_s": _active_for(props.get("ActiveEnterTimestampMonotonic", ""))}
     return states
+
+
+def _active_for(monotonic_us: str) -> Optional[float]:
+    """Seconds since the unit became active (systemd's and Python's monotonic clock are the same one), so
+    a restart can be shown as recent and then stop being news."""
+    try:
+        since = int(monotonic_us)
+    except ValueError:
+        return None
+    return round(time.monotonic() - since / 1e6, 1) if since > 0 else None
+
+
+def postgres_clusters() -> List[str]:
+    """The cluster units (postgresql@VERSION-main): Debian's postgresql.service is a wrapper that stays
+    active when the postmaster dies, so the cluster is what is supervised and checked."""
+    root = paths.p("/etc/postgresql")
+    try:
+        versions = sorted(v for v in os.listdir(root) if os.path.isfile(os.path.join(root, v, "main",
+                                                                                      "postgresql.conf")))
+    except OSError:
+        versions = []
+    return ["postgresql@%s-main.service" % v for v in versions]
+
+
+def postgres_state(st: Optional[Dict[str, str]]) -> Dict[str, Any]:
+    """The cluster unit active and the postmaster accepting on its socket (what Airflow connects to)."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(2)
+    try:
+        sock.connect(paths.p(PG_SOCKET))
+        answering = True
+    except OSError:
+        answering = False
+    finally:
+        sock.close()
+    active = st is None or st.get("active") == "active"
+    ok = active and answering
+    state = "accepting on %s" % PG_SOCKET if ok else (
+        "postmaster not accepting on %s" % PG_SOCKET if active else "cluster unit %s" % (st or {}).get("active"))
+    return {"ok": ok, "state": state, "reason": "" if ok else "postgresql: " + state}
 
 
 def unit_state(unit: str) -> Dict[str, str]:
@@ -163,7 +207,8 @@ def memory() -> Dict[str, Any]:
 
 def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict[str, Any]:
     """Build the report from live checks; `cfg` is the last good config as a dict."""
-    units: List[str] = list(BASE_UNITS)
+    clusters = postgres_clusters()
+    units: List[str] = list(BASE_UNITS) + clusters
     if cfg:
         units += ["airflow-scheduler@%d.service" % i for i in range(1, int(cfg.get("airflow_schedulers", 1)) + 1)]
     if cfg and cfg.get("cloudsql_instance"):
@@ -177,6 +222,7 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         "disk": disk(),
         "memory": memory(),
     }
+    report["postgresql"] = postgres_state(states[clusters[0]] if clusters else None)
     if cfg:
         # The two web checks wait on other processes: ask both at once.
         from concurrent.futures import ThreadPoolExecutor
@@ -189,7 +235,7 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         report["proxy"] = proxy_state(cfg, states.get("cloud-sql-proxy.service"))
         report["lineage"] = lineage_state(cfg, states["playground-lineage.service"])
     problems = [u + " is " + st["active"] for u, st in report["units"].items() if st["active"] != "active"]
-    for part in ("airflow", "mlflow", "mount", "proxy"):
+    for part in ("postgresql", "airflow", "mlflow", "mount", "proxy"):
         if part in report and not report[part]["ok"]:
             problems.append(report[part].get("reason") or "%s: %s" % (part, report[part].get("state")))
     if config_state.get("state") != "ok":

@@ -102,9 +102,14 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
     except MetadataError as exc:
         return fail(str(exc))
     try:
-        bootstrap.ensure_ssh_keys(parse_ssh_keys(doc))
-    except (ConfigError, bootstrap.BootstrapError, OSError) as exc:
-        log("ssh-keys not applied: %s" % exc)
+        keys = parse_ssh_keys(doc)
+    except ConfigError:
+        keys = None  # parse() below refuses the whole config with this same line: say it once
+    if keys is not None:
+        try:
+            bootstrap.ensure_ssh_keys(keys)
+        except (bootstrap.BootstrapError, OSError) as exc:
+            log("ssh-keys not applied: %s" % exc)
     for key in schema.unknown_keys((doc.get("instance") or {}).get("attributes") or {}):
         log("ignored: %s" % schema.unknown_error(key))
     try:

@@ -252,11 +252,15 @@ def check_together(values: Dict[str, Any]) -> Dict[str, Any]:
             raise ConfigError("cloudsql-instance", "a connection name when mlflow-backend is cloudsql")
         if not out.get("mlflow_db_password_secret"):
             raise ConfigError("mlflow-db-password-secret", "a Secret Manager secret when mlflow-backend is cloudsql")
-    ports = [out.get(f, default(n)) for n, f in (("airflow-port", "airflow_port"), ("mlflow-port", "mlflow_port"),
-                                                   ("cloudsql-proxy-port", "cloudsql_proxy_port"))] + [POSTGRES_PORT]
+    named = (("airflow-port", "airflow_port"), ("mlflow-port", "mlflow_port"),
+             ("cloudsql-proxy-port", "cloudsql_proxy_port"))
+    ports = [out.get(f, default(n)) for n, f in named] + [POSTGRES_PORT]
     if len(set(ports)) != len(ports):
-        raise ConfigError("airflow-port", "web, MLflow, proxy (and %d) ports all different" % POSTGRES_PORT,
-                          str(ports))
+        # Name an attribute that collides, one that was given rather than defaulted when there is one:
+        # mlflow-port=8080 is mlflow-port's fault, not the webserver's default.
+        clashing = [(n, f) for (n, f), port in zip(named, ports) if ports.count(port) > 1]
+        name = next((n for n, f in clashing if f in values), clashing[0][0])
+        raise ConfigError(name, "web, MLflow, proxy (and %d) ports all different" % POSTGRES_PORT, str(ports))
     return out
 
 

@@ -20,6 +20,7 @@ from rich.text import Text
 SCHEMA = 1
 LEVELS = ("green", "amber", "red")
 HEARTBEAT_AMBER_S = 30  # Airflow's own scheduler_health_check_threshold
+RESTART_AMBER_S = 600  # a restart within 10 minutes shows amber; after that the service is just running
 DOWN_STATES = ("stopped", "unreachable", "incomplete", "absent")
 
 
@@ -62,8 +63,12 @@ def services_from_report(rep: dict) -> list[dict]:
         if not extra_ok:
             return {"name": label, "unit": unit, "level": "amber", "reason": reason}
         restarts = int(st.get("restarts") or 0)
-        if restarts:
-            return {"name": label, "unit": unit, "level": "amber", "reason": f"restarted {restarts} time(s)"}
+        active_for = st.get("active_for_s")
+        # A restart is news for a while, then history: amber until the service has run RESTART_AMBER_S
+        # since (an agent that does not say how long it has run keeps it amber).
+        if restarts and (active_for is None or active_for < RESTART_AMBER_S):
+            ago = f", {active_for:.0f} s ago" if active_for is not None else ""
+            return {"name": label, "unit": unit, "level": "amber", "reason": f"restarted {restarts} time(s){ago}"}
         return {"name": label, "unit": unit, "level": "green", "reason": reason or "active"}
 
     cfg = rep.get("config", {})
@@ -71,7 +76,10 @@ def services_from_report(rep: dict) -> list[dict]:
                  "level": "green" if cfg.get("state") == "ok" else "red",
                  "reason": f"generation {cfg.get('generation')}" if cfg.get("state") == "ok"
                  else (cfg.get("error") or "not applied")})
-    rows.append(unit_row("postgresql", "postgresql.service"))
+    # The cluster unit where the agent reports it (Debian's postgresql.service stays active without it).
+    cluster = next((u for u in sorted(units) if u.startswith("postgresql@")), "postgresql.service")
+    pg = rep.get("postgresql", {})
+    rows.append(unit_row("postgresql", cluster, pg.get("ok", True), pg.get("state", "")))
     af = rep.get("airflow", {})
     meta = af.get("metadatabase")
     rows.append(unit_row("airflow webserver", "airflow-webserver.service", af.get("ok", False) or meta == "healthy",

@@ -24,3 +24,12 @@ done
 # Airflow and MLflow connect over the socket as their own OS users (peer auth):
 # no database password exists to leak. Roles are created by the agent.
 systemctl enable postgresql >/dev/null 2>&1 || true
+# Debian's postgresql.service is a oneshot wrapper that stays "active" whatever the cluster does, and the
+# cluster unit (postgresql@VERSION-main) has no Restart=: a postmaster killed stayed down. Restart the
+# cluster when it dies; the agent's health checks the cluster unit and the postmaster's socket.
+install -d /etc/systemd/system/postgresql@.service.d
+cat > /etc/systemd/system/postgresql@.service.d/50-playground-restart.conf <<'UNIT'
+[Service]
+Restart=on-failure
+RestartSec=2
+UNIT

@@ -54,3 +54,26 @@ def test_set_aside_events_and_a_stopped_service_are_not_ok(spool):
 def test_no_spool_yet(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "LINEAGE_SPOOL", str(tmp_path / "none"))
     assert health.lineage_state({}, ACTIVE)["state"] == "all delivered"
+
+
+def test_postgresql_is_ok_only_while_the_postmaster_accepts_on_its_socket(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(paths, "ROOT", str(tmp_path))
+    (tmp_path / "etc/postgresql/15/main").mkdir(parents=True)
+    (tmp_path / "etc/postgresql/15/main/postgresql.conf").write_text("")
+    (tmp_path / "etc/postgresql/16/main").mkdir(parents=True)  # a version with no cluster config: not one
+    assert health.postgres_clusters() == ["postgresql@15-main.service"]
+    assert health.postgres_state(ACTIVE) == {
+        "ok": False, "state": "postmaster not accepting on " + health.PG_SOCKET,
+        "reason": "postgresql: postmaster not accepting on " + health.PG_SOCKET}
+    sock_path = tmp_path / health.PG_SOCKET.lstrip("/")
+    sock_path.parent.mkdir(parents=True)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    listener.listen()
+    try:
+        assert health.postgres_state(ACTIVE)["ok"]
+        assert health.postgres_state({"active": "failed"})["state"] == "cluster unit failed"
+    finally:
+        listener.close()

@@ -139,3 +139,31 @@ def test_render_shows_levels_reasons_and_journal():
     assert "1h2m" in text and "21:00 Europe/London" in text
     assert "instance is stopped" in text and "next: playground start --name other" in text
     assert "disk 31.5% of 20.0 GB used" in text
+
+
+def test_a_restart_is_amber_for_ten_minutes_then_green_again():
+    import copy
+
+    rep = copy.deepcopy(HEALTHY_REPORT)
+    rep["units"]["mlflow-server.service"].update(restarts="1", active_for_s=42.0)
+    assert by_name(status.services_from_report(rep))["mlflow"] == {
+        "name": "mlflow", "unit": "mlflow-server.service", "level": "amber", "reason": "restarted 1 time(s), 42 s ago"}
+    rep["units"]["mlflow-server.service"]["active_for_s"] = status.RESTART_AMBER_S + 1
+    row = by_name(status.services_from_report(rep))["mlflow"]
+    assert row["level"] == "green"
+    assert status.exit_code({"instances": [row_from(rep)]}) == 0
+    del rep["units"]["mlflow-server.service"]["active_for_s"]  # an agent that does not say: stays amber
+    assert by_name(status.services_from_report(rep))["mlflow"]["level"] == "amber"
+
+
+def test_postgresql_is_the_cluster_and_its_postmaster():
+    import copy
+
+    rep = copy.deepcopy(HEALTHY_REPORT)
+    rep["units"]["postgresql@15-main.service"] = {"active": "active", "sub": "running", "restarts": "0"}
+    rep["postgresql"] = {"ok": False, "state": "postmaster not accepting on /var/run/postgresql/.s.PGSQL.5432"}
+    row = by_name(status.services_from_report(rep))["postgresql"]
+    assert (row["unit"], row["level"]) == ("postgresql@15-main.service", "amber")
+    assert "not accepting" in row["reason"]
+    rep["units"]["postgresql@15-main.service"]["active"] = "failed"  # the wrapper still says active
+    assert by_name(status.services_from_report(rep))["postgresql"]["level"] == "red"
