@@ -118,3 +118,52 @@ def test_hostile_metadata_values_are_refused_in_one_line_and_start_nothing(reque
     wrong = [r for r in results if not (r["handled"] and r["nothing_started"])]
     assert not wrong, wrong
     assert len(results) >= 20
+
+
+def test_no_secret_on_any_command_line_during_first_boot(request, image, image_profile):
+    """Every process of a first boot, from this machine's side (it sees the container's processes): their
+    command lines, read every 50 ms from launch to healthy, hold none of the secrets made at that boot."""
+    if request.config.getoption("hosts"):
+        pytest.skip("reads a local instance's processes from this machine")
+    import threading
+    from pathlib import Path
+
+    from launch import descendants
+    from support import remove_instance
+
+    name = "pgtest-argv"
+    remove_instance(name)
+    seen: set[str] = set()
+    booting = threading.Event()
+    booting.set()
+
+    def watch(root: int) -> None:
+        while booting.is_set():
+            for pid in descendants(root):
+                try:
+                    seen.add(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8",
+                                                                                                 "replace"))
+                except OSError:
+                    pass
+            time.sleep(0.05)
+
+    inst, _ = instance.launch(name, "playground-test", {}, image, image_profile, report=lambda s: None, wait=False)
+    watcher = threading.Thread(target=watch, args=(inst.pids["nspawn"],), daemon=True)
+    watcher.start()
+    try:
+        rep = instance.wait_healthy(inst, 300, report=lambda s: None)
+        assert rep["healthy"]
+        booting.clear()
+        watcher.join(10)
+        secrets_dir = inst.dir / "rootfs/var/lib/playground/secrets"
+        secrets = [(secrets_dir / "admin-password").read_text().strip()]
+        for line in (secrets_dir / "airflow.env").read_text().splitlines():
+            key, _, value = line.partition("=")
+            secrets.append(value.strip().strip('"'))
+        secrets = [s for s in secrets if len(s) >= 8]
+        assert len(secrets) >= 2 and len(seen) > 50, (secrets and len(seen))
+        leaked = [(s[:4] + "...", argv[:120]) for s in secrets for argv in seen if s in argv]
+        assert not leaked, leaked
+    finally:
+        booting.clear()
+        remove_instance(name)

@@ -59,6 +59,36 @@ def test_nothing_but_sshd_listens_beyond_loopback(host):
             assert port == "22", f"{sock} listens beyond loopback"
 
 
+def open_tcp_ports(address: str, ports: range, at_once: int = 256, timeout: float = 2.0) -> list[int]:
+    """A TCP connect scan: the ports at address that accept a connection. Refused and unanswered ports are
+    closed; any other failure (out of file descriptors, no route) fails the scan rather than pass as closed."""
+    import asyncio
+
+    async def scan() -> list[int]:
+        gate = asyncio.Semaphore(at_once)
+
+        async def probe(port: int) -> int | None:
+            async with gate:
+                try:
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+                except (ConnectionRefusedError, asyncio.TimeoutError):
+                    return None
+                writer.close()
+                return port
+
+        return [p for p in await asyncio.gather(*(probe(p) for p in ports)) if p is not None]
+
+    return asyncio.run(scan())
+
+
+def test_only_sshd_answers_on_the_instance_address(request, local_instance):
+    """From outside, as a port scan would see it: of all 65,535 TCP ports of the instance's address, only
+    sshd's accepts (the web UIs, PostgreSQL, the scheduler's log server stay on loopback or off)."""
+    if request.config.getoption("hosts"):
+        pytest.skip("scans a local instance's address from this machine")
+    assert open_tcp_ports(local_instance.address, range(1, 65536)) == [22]
+
+
 def test_web_uis_answer_on_loopback_with_auth_on(host):
     health = remote_json(host, "/run/playground/status.json")
     assert health["healthy"], health["problems"]
