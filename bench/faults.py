@@ -69,11 +69,16 @@ HOSTILE = [
 ]
 
 
-def remote(inst, command: str, stdin: str = "", timeout: float = 180) -> str:
+def ssh(inst, command: str, stdin: str = "", timeout: float = 300):
+    """command on the instance over SSH, stdin fed to it: the completed process, whatever its exit code."""
     import subprocess
 
-    proc = subprocess.run(instance.ssh_args(inst) + [command], input=stdin, capture_output=True, text=True,
+    return subprocess.run(instance.ssh_args(inst) + [command], input=stdin, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def remote(inst, command: str, stdin: str = "", timeout: float = 180) -> str:
+    proc = ssh(inst, command, stdin, timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{command}: {proc.stdout.strip()} {proc.stderr.strip()}")
     return proc.stdout
@@ -97,14 +102,11 @@ def main_pids(inst) -> dict:
 def apply_attributes(inst, attributes: dict) -> tuple[int, str]:
     """Serve these attributes (the metadata server re-reads its file on every request, as GCE serves an
     edited instance's metadata) and run the agent's apply, as every boot does: (exit code, its stderr)."""
-    import subprocess
-
     doc_path = inst.dir / "metadata.json"
     doc = json.loads(doc_path.read_text())
     doc["instance"]["attributes"] = attributes
     doc_path.write_text(json.dumps(doc, indent=2))
-    proc = subprocess.run(instance.ssh_args(inst) + ["sudo -n playground-agent apply"], capture_output=True,
-                          text=True, timeout=300)
+    proc = ssh(inst, "sudo -n playground-agent apply")
     return proc.returncode, proc.stderr
 
 

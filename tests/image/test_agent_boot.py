@@ -107,9 +107,10 @@ def test_bad_metadata_starts_nothing_and_the_report_says_why(image, image_profil
 
 
 def test_hostile_metadata_values_are_refused_in_one_line_and_start_nothing(request, local_instance):
-    """Served to the running instance one after the other (as a metadata edit on GCE reaches the agent's
-    watch): each refused with one line naming the attribute, the last good config kept, no service
-    restarted or started, no injected command run; the good attributes applied again after each."""
+    """Served to the running instance one after the other and applied by the agent as at boot (the metadata
+    watch is not enabled, so an edit on GCE takes effect at the next boot): each refused with one line naming
+    the attribute, the last good config kept, no service restarted or started, no injected command run; the
+    good attributes applied again after each."""
     if request.config.getoption("hosts"):
         pytest.skip("serves values through the local metadata server")
     from faults import hostile_values
@@ -161,7 +162,7 @@ def test_no_secret_on_any_command_line_during_first_boot(request, image, image_p
             key, _, value = line.partition("=")
             secrets.append(value.strip().strip('"'))
         secrets = [s for s in secrets if len(s) >= 8]
-        assert len(secrets) >= 2 and len(seen) > 50, (secrets and len(seen))
+        assert len(secrets) >= 2 and len(seen) > 50, f"{len(secrets)} secrets, {len(seen)} command lines"
         leaked = [(s[:4] + "...", argv[:120]) for s in secrets for argv in seen if s in argv]
         assert not leaked, leaked
     finally:
