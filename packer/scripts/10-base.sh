@@ -30,3 +30,18 @@ install -d -o airflow -g airflow -m 0755 /var/lib/airflow /var/lib/airflow/dags 
 # The artifact folder the original set-up had to create by hand.
 install -d -o mlflow -g mlflow -m 0755 /var/lib/playground/mlflow-artifacts
 install -d -o airflow -g airflow -m 0755 /mnt/playground-bucket
+
+# Nothing phones home (README, Telemetry). Ubuntu's images on GCE fetch "news" for the login banner and
+# for apt from motd.ubuntu.com, sending the release, the CPU and the uptime in the request
+# (/etc/default/motd-news documents ENABLED=0; `pro config set apt_news=false` is the Pro client's own
+# switch); popularity-contest would report the installed packages. Debian's minbase has none of these.
+if [[ -f /etc/default/motd-news ]]; then
+  sed -i 's/^ENABLED=.*/ENABLED=0/' /etc/default/motd-news
+  systemctl mask motd-news.timer >/dev/null 2>&1 || true
+fi
+if command -v pro >/dev/null 2>&1; then
+  pro config set apt_news=false
+fi
+if dpkg-query -W -f='${Status}' popularity-contest 2>/dev/null | grep -q "ok installed"; then
+  apt-get purge -y -q popularity-contest
+fi

@@ -29,3 +29,7 @@ rm -f /etc/hostname
 rm -f /var/lib/dbus/machine-id
 journalctl --rotate >/dev/null 2>&1 || true
 rm -rf /var/log/journal/*/* /var/log/*.log /var/log/apt/* 2>/dev/null || true
+# The build's logins and boots, and debconf's backups of its answers.
+truncate -s 0 /var/log/wtmp /var/log/btmp /var/log/lastlog 2>/dev/null || true
+rm -f /var/cache/debconf/*-old
+rm -rf /tmp/* /var/tmp/* 2>/dev/null || true

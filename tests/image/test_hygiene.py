@@ -22,9 +22,24 @@ def test_no_caches_or_history(rootfs):
     assert not list((rootfs / "var/cache/apt").glob("*.bin")), "apt's pkgcache.bin / srcpkgcache.bin"
     assert not (rootfs / "root/airflow").exists(), "build-time AIRFLOW_HOME"
     assert not list((rootfs / "var/cache/apt/archives").glob("*.deb"))
-    assert not list((rootfs / "var/lib/apt/lists").glob("*_Packages"))
+    lists = {p.name for p in (rootfs / "var/lib/apt/lists").iterdir()}
+    assert lists <= {"lock", "partial", "auxfiles"}, f"apt's package lists: {sorted(lists)[:5]}"
     for hist in ("root/.bash_history", "root/.python_history"):
         assert not (rootfs / hist).exists()
+
+
+def test_nothing_of_the_build_left(rootfs):
+    """The build's scratch, logs, logins and answers: none is the instance's, and some say how it was built."""
+    for scratch in ("tmp", "var/tmp", "var/log/apt"):
+        assert not list((rootfs / scratch).iterdir()), scratch
+    assert not (rootfs / "tmp/playground-src").exists()
+    assert not list((rootfs / "var/log/journal").glob("*/*")), "the build's journal"
+    assert not list((rootfs / "var/log").glob("*.log"))
+    for record in ("wtmp", "btmp", "lastlog"):
+        path = rootfs / "var/log" / record
+        assert not path.exists() or path.stat().st_size == 0, f"/var/log/{record} holds the build's sessions"
+    assert not list((rootfs / "var/cache/debconf").glob("*-old"))
+    assert not list((rootfs / "var/lib/airflow").glob("*.cfg")), "a build-time airflow.cfg"
 
 
 def test_no_secret_or_build_access_left(rootfs):

@@ -127,6 +127,31 @@ def test_mlflow_telemetry_is_off_in_the_server_and_its_ui(host, manifest):
     assert run_ok(host, "sudo -n cat /etc/playground/airflow.env").count('MLFLOW_DISABLE_TELEMETRY="true"') == 1
 
 
+def test_airflow_sends_no_usage_data(host):
+    """Airflow 2.10 sent usage data through Scarf unless `[usage_data_collection] enabled` was False or
+    SCARF_ANALYTICS false; 2.11 and 2.0 have no such collection. Read as Airflow's processes read it."""
+    env = run_ok(host, "sudo -n cat /etc/playground/airflow.env")
+    assert 'SCARF_ANALYTICS="false"' in env and 'DO_NOT_TRACK="true"' in env
+    probe = ("from airflow.configuration import conf; "
+             "print(conf.getboolean('usage_data_collection', 'enabled', fallback=False))")
+    got = run_ok(host, 'sudo -n -u airflow sh -c "set -a; . /etc/playground/airflow.env; set +a; '
+                       f'exec /opt/airflow/bin/python -c \\"{probe}\\""')
+    assert got.strip().splitlines()[-1] == "False"
+
+
+def test_ubuntu_news_is_off(host, manifest):
+    """Ubuntu's images fetch login and apt "news" from Canonical with the machine's release, CPU and uptime."""
+    from playground.image import profiles
+
+    if profiles.debian_suite(manifest["profile"]):
+        pytest.skip("Debian's minbase has no motd-news or Pro client (Ubuntu's GCE images do)")
+    assert host.file("/etc/default/motd-news").contains("^ENABLED=0")
+    assert run_ok(host, "systemctl is-enabled motd-news.timer || true").strip() == "masked"
+    if host.exists("pro"):  # its table: "apt_news   False"
+        rows = [line.split() for line in run_ok(host, "pro config show").splitlines()]
+        assert [row[-1].lower() for row in rows if row and row[0] == "apt_news"] == ["false"]
+
+
 def test_gce_only_tools_are_recorded(host, manifest):
     tools = remote_json(host, "/etc/playground/google-tools.json")
     from playground.image import profiles

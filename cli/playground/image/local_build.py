@@ -121,6 +121,10 @@ def remove_build_access(rootfs: Path) -> None:
     (rootfs / "etc" / "hostname").unlink(missing_ok=True)
     for leftover in (rootfs / "var" / "cache" / "apt" / "archives").glob("*.deb"):
         leftover.unlink()
+    # The build container's poweroff logs itself in wtmp after 90-hygiene.sh emptied it.
+    wtmp = rootfs / "var" / "log" / "wtmp"
+    if wtmp.exists():
+        wtmp.write_bytes(b"")
 
 
 def stop_container(proc: subprocess.Popen, timeout: float = 90) -> None:
