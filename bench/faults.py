@@ -1,6 +1,6 @@
 """Fault figures on a local instance (issue 18): each service killed with SIGKILL and timed back to
-healthy, stop/start cycles with the runs counted before and after, and hostile metadata values each
-refused in one line with nothing started.
+healthy, a boot against a metadata server failing for 30 s, stop/start cycles with the runs counted
+before and after, and hostile metadata values each refused in one line with nothing started.
 
 Run as root on a machine with a built local image:
     .venv/bin/python bench/faults.py [--cycles 10]
@@ -171,6 +171,57 @@ def cycles(inst, n: int) -> tuple[int, int, list[float]]:
     return healthy, sum(max(0, b - a) for b, a in zip(before, after, strict=True)), seconds
 
 
+# Polled over SSH about once a second: whether the webserver runs, the agent unit's sub-state ("start" while
+# apply runs, "auto-restart" between runs, "exited" once an apply succeeded) and its live checks.
+BOOT_PROBE = ("sudo -n sh -c 'w=$(systemctl is-active airflow-webserver);"
+              " a=$(systemctl show -p SubState --value playground-agent);"
+              " playground-agent status >/dev/null 2>&1 && h=yes || h=no; echo $w $a $h'")
+
+
+def failing_metadata_boot(inst, fail_s: float = 30.0, patience: float | None = None, timeout: float = 300) -> dict:
+    """Stop the instance and boot it against a metadata server that answers HTTP 500 for its first fail_s
+    seconds (the local provider's drill, PLAYGROUND_LOCAL_METADATA_FAIL_S). patience: the agent's own (in
+    /etc/playground/agent.env, removed after), short enough to make it give up so that systemd runs it again.
+    The window is counted from before the server starts, so "after recovery" errs long. served_meanwhile:
+    the last good config's webserver ran while the agent was still waiting for metadata."""
+    import os
+    import subprocess
+
+    if patience is not None:
+        remote(inst, "sudo -n tee /etc/playground/agent.env >/dev/null",
+               stdin=f"PLAYGROUND_METADATA_PATIENCE={patience:g}\n")
+    try:
+        instance.stop(inst.name)
+        os.environ[instance.METADATA_FAULT_ENV] = f"{fail_s:g}"
+        try:
+            t0 = time.monotonic()
+            instance.start(inst.name, report=lambda s: None, wait=False)
+        finally:
+            del os.environ[instance.METADATA_FAULT_ENV]
+        inst = instance.load(inst.name)
+        recovered, served_meanwhile, healthy_at = t0 + fail_s, False, None
+        while time.monotonic() < recovered + timeout:
+            try:  # before sshd is up: no output, and the loop goes on
+                webserver, agent, healthy = (ssh(inst, BOOT_PROBE, timeout=15).stdout.split() + ["", "", ""])[:3]
+            except subprocess.TimeoutExpired:
+                webserver, agent, healthy = "", "", ""
+            now = time.monotonic()
+            if webserver == "active" and agent == "start" and now < recovered:
+                served_meanwhile = True
+            if agent == "exited" and healthy == "yes":
+                healthy_at = now
+                break
+            time.sleep(1)
+        journal = remote(inst, "sudo -n journalctl -b -u playground-agent --no-pager -o cat")
+        restarts = int(remote(inst, "systemctl show -p NRestarts --value playground-agent").strip() or 0)
+    finally:
+        if patience is not None:
+            remote(inst, "sudo -n rm -f /etc/playground/agent.env")
+    return {"healthy_after_recovery_s": None if healthy_at is None else round(healthy_at - recovered, 1),
+            "served_meanwhile": served_meanwhile, "agent_restarts": restarts,
+            "retries": journal.count("metadata not readable yet")}
+
+
 def measure(cycles_n: int = 10) -> list[Row]:
     rows = []
     with bench_instance(NAME) as (inst, report):
@@ -186,6 +237,13 @@ def measure(cycles_n: int = 10) -> list[Row]:
         good = sum(r["handled"] and r["nothing_started"] for r in results)
         rows.append(Row(f"hostile metadata values refused in one line (empty: the default), nothing started "
                         f"(of {len(results)})", [float(good)], float(len(results)), higher_is_better=True))
+        boot = failing_metadata_boot(inst, 30)
+        inst = instance.load(inst.name)
+        rows.append(Row("boot with metadata answering 500 for 30 s: seconds to healthy after it recovers",
+                        [boot["healthy_after_recovery_s"] if boot["healthy_after_recovery_s"] is not None
+                         else float("nan")]))
+        rows.append(Row("  ... the last good config served while the agent waited (1 yes, 0 no)",
+                        [float(boot["served_meanwhile"])], 1.0, higher_is_better=True))
         healthy, lost, seconds = cycles(inst, cycles_n)
         rows.append(Row(f"stop/start cycles healthy (of {cycles_n})", [float(healthy)], float(cycles_n),
                         higher_is_better=True))

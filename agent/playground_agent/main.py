@@ -43,7 +43,14 @@ def _systemctl(*args: str) -> int:
     return subprocess.run(["systemctl"] + list(args)).returncode
 
 
-def fail(error: str) -> int:
+# Exit codes of apply. A refused config stays refused until its metadata changes; a metadata server that
+# never answered or a bootstrap step that failed may pass next time, so playground-agent.service
+# restarts apply after those (Restart=on-failure, RestartPreventExitStatus=1).
+EXIT_REFUSED = 1
+EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL
+
+
+def fail(error: str, code: int = EXIT_REFUSED) -> int:
     """Record a failed apply: the last good config stays, nothing is started."""
     log(error)
     previous = _load_json(CONFIG_STATE) or {}
@@ -54,7 +61,7 @@ def fail(error: str) -> int:
         health.write_report(health.collect(_load_json(paths.GOOD_CONFIG), state))
     except OSError as exc:
         log("could not write the health report: %s" % exc)
-    return 1
+    return code
 
 
 # How long apply waits for a metadata server that fails or does not answer (Google's guest agent
@@ -82,13 +89,14 @@ def read_metadata(client: MetadataClient, patience: float, start: bool) -> Dict[
             return doc
         except MetadataError as exc:
             waited = time.monotonic() - started
-            if waited + delay > patience:
-                raise MetadataError("%s (gave up after %.0f s)" % (exc, waited)) from exc
-            log("metadata not readable yet: %s; retrying in %.0f s (%.0f s so far)" % (exc, delay, waited))
+            # Before giving up too: the services keep running while systemd runs apply again.
             if start and not fell_back and waited >= FALLBACK_AFTER_S and _last_good_is_complete():
                 log("starting the services of the last good config while metadata is unreadable")
                 _systemctl("start", "--no-block", "playground.target")
                 fell_back = True
+            if waited + delay > patience:
+                raise MetadataError("%s (gave up after %.0f s)" % (exc, waited)) from exc
+            log("metadata not readable yet: %s; retrying in %.0f s (%.0f s so far)" % (exc, delay, waited))
             time.sleep(delay)
             delay = min(delay * 2, MAX_DELAY_S)
 
@@ -100,7 +108,7 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
     try:
         doc = read_metadata(client, patience, start)
     except MetadataError as exc:
-        return fail(str(exc))
+        return fail(str(exc), EXIT_TEMPFAIL)
     try:
         keys = parse_ssh_keys(doc)
     except ConfigError:
@@ -125,7 +133,7 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
     try:
         bootstrap.bootstrap(cfg, log)
     except (bootstrap.BootstrapError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
-        return fail("bootstrap: %s" % exc)
+        return fail("bootstrap: %s" % exc, EXIT_TEMPFAIL)
     previous = _load_json(CONFIG_STATE) or {}
     good = cfg.to_dict()
     generation = int(previous.get("generation", 0))

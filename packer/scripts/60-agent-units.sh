@@ -16,6 +16,14 @@ chmod 0755 /usr/local/bin/playground-agent
 for unit in "$PLAYGROUND_SRC"/units/*; do
   install -m 0644 "$unit" /etc/systemd/system/
 done
+# systemd before 244 refuses to load a Type=oneshot unit with Restart= other than no (244 added it, with
+# its TEST-41-ONESHOT-RESTART): the seed's Ubuntu 18.04 has 237. There the agent's own 10 minutes of
+# patience is all; the next boot applies again.
+systemd_version="$(systemctl --version | awk 'NR == 1 { print $2 }')"
+if (( systemd_version < 244 )); then
+  sed -i -e '/^Restart=/d' -e '/^RestartSec=/d' -e '/^RestartPreventExitStatus=/d' \
+    /etc/systemd/system/playground-agent.service
+fi
 systemctl enable playground-agent.service playground-ssh-hostkeys.service ssh.service >/dev/null 2>&1
 systemd-analyze verify /etc/systemd/system/playground.target /etc/systemd/system/playground-*.service \
   /etc/systemd/system/airflow-*.service /etc/systemd/system/mlflow-server.service 2>&1 \

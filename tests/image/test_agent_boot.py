@@ -121,6 +121,21 @@ def test_hostile_metadata_values_are_refused_in_one_line_and_start_nothing(reque
     assert len(results) >= 20
 
 
+def test_a_metadata_server_failing_at_boot_is_outlasted(request, local_instance):
+    """A boot against a metadata server answering HTTP 500 for 45 s, with the agent's patience cut to 40 s:
+    it retries with backoff, starts the last good config's services while it waits, gives up inside the
+    window (exit 75), systemd runs it again, and once metadata answers the instance is healthy."""
+    if request.config.getoption("hosts"):
+        pytest.skip("boots the local instance against the local metadata server's drill")
+    from faults import failing_metadata_boot
+
+    got = failing_metadata_boot(local_instance, fail_s=45, patience=40)
+    assert got["healthy_after_recovery_s"] is not None and got["healthy_after_recovery_s"] < 60, got
+    assert got["retries"] >= 4, got
+    assert got["agent_restarts"] >= 1, f"systemd did not run the agent again after it gave up: {got}"
+    assert got["served_meanwhile"], f"the last good config's webserver did not run while the agent waited: {got}"
+
+
 def test_no_secret_on_any_command_line_during_first_boot(request, image, image_profile):
     """Every process of a first boot, from this machine's side (it sees the container's processes): their
     command lines, read every 50 ms from launch to healthy, hold none of the secrets made at that boot."""

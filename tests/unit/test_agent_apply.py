@@ -38,13 +38,23 @@ def test_bad_attribute_fails_names_it_and_keeps_the_last_good_config(tmp_path, m
     assert "airflow-schedulers" in report["last_error"]
 
 
-def test_metadata_server_down_fails_clearly(tmp_path, monkeypatch):
+def test_metadata_server_down_fails_clearly_as_a_temporary_failure(tmp_path, monkeypatch):
+    """Exit 75 (EX_TEMPFAIL) after the agent's patience, which its unit restarts; a refused config is 1."""
     monkeypatch.setenv("PLAYGROUND_METADATA_PATIENCE", "0")
     proc = run_agent(tmp_path, "127.0.0.1:9", "apply", "--no-start")
-    assert proc.returncode == 1
+    assert proc.returncode == 75
     assert "unreachable after" in proc.stderr
     report = json.loads((tmp_path / "run/playground/status.json").read_text())
     assert "unreachable" in report["last_error"]
+
+
+def test_the_agent_unit_restarts_apply_after_a_temporary_failure_only():
+    from playground_agent.main import EXIT_REFUSED, EXIT_TEMPFAIL
+
+    unit = dict(line.split("=", 1) for line in (REPO / "units/playground-agent.service").read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+    assert unit["Restart"] == "on-failure"
+    assert unit["RestartPreventExitStatus"].split() == [str(EXIT_REFUSED)] and EXIT_TEMPFAIL != EXIT_REFUSED
 
 
 def test_agent_runs_on_python_3_8_syntax():

@@ -113,3 +113,48 @@ def test_paths_use_gce_dashed_names_and_listings_show_them(metadata):
     with pytest.raises(urllib.error.HTTPError) as err:
         get("instance/attributes/logsBucket")
     assert err.value.code == 404
+
+
+def test_a_fault_drill_server_answers_500_for_its_window_then_serves(tmp_path):
+    """`--fail-for S`, the local instances' failing-metadata drill: HTTP 500 to everything, then normal."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    doc = tmp_path / "metadata.json"
+    doc.write_text(json.dumps(metadata_doc()))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "playground.local.metadata_server", "--doc", str(doc),
+                               "--bind", "127.0.0.1", "--port", str(port), "--fail-for", "3"])
+    try:
+        url = "http://127.0.0.1:%d/computeMetadata/v1/instance/id" % port
+        req = urllib.request.Request(url, headers={"Metadata-Flavor": "Google"})
+        codes, t0 = [], time.monotonic()
+        while time.monotonic() - t0 < 8:
+            try:
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    codes.append(resp.status)
+                    break
+            except urllib.error.HTTPError as err:
+                codes.append(err.code)
+            except urllib.error.URLError:
+                pass  # not listening yet
+            time.sleep(0.2)
+        assert codes and codes[-1] == 200 and 500 in codes, codes
+        assert time.monotonic() - t0 >= 2.5, "it served before its window ended"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "4000"])
+def test_a_bad_fault_drill_value_names_the_variable(monkeypatch, value):
+    from playground.errors import PlaygroundError
+    from playground.local import instance
+
+    monkeypatch.setenv(instance.METADATA_FAULT_ENV, value)
+    with pytest.raises(PlaygroundError, match="PLAYGROUND_LOCAL_METADATA_FAIL_S: expected seconds from 0 to 3600"):
+        instance.metadata_fault()

@@ -35,6 +35,9 @@ SSH_USER = "playground"
 METADATA_PORT = 80
 # What an instance may reach on this machine (netns.isolate): its own metadata server.
 HOST_PORTS = (METADATA_PORT,)
+# Fault drills (tests/image/test_agent_boot.py, bench/faults.py): the metadata server of the next boot
+# answers HTTP 500 for this many seconds, as a failing metadata server would.
+METADATA_FAULT_ENV = "PLAYGROUND_LOCAL_METADATA_FAIL_S"
 Report = Callable[[str], None]
 
 
@@ -221,8 +224,23 @@ def _umount(inst: Instance) -> bool:
     return True
 
 
+def metadata_fault() -> list[str]:
+    """The metadata server's --fail-for from the environment's fault drill, if one is asked for."""
+    value = os.environ.get(METADATA_FAULT_ENV, "").strip()
+    if not value:
+        return []
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise PlaygroundError(f"{METADATA_FAULT_ENV}: expected seconds from 0 to 3600, got {value!r}")
+    return ["--fail-for", str(seconds)]
+
+
 def _boot(inst: Instance) -> None:
     """Network, metadata server, overlay, container: each only if not already there."""
+    fault = metadata_fault()
     _mount_overlay(inst)
     if not netns.exists(inst.slot):
         netns.create(inst.slot, HOST_PORTS)
@@ -233,7 +251,7 @@ def _boot(inst: Instance) -> None:
         with open(inst.dir / "metadata.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "playground.local.metadata_server", "--doc", str(doc),
-                 "--bind", net["host_ip"], "--port", str(METADATA_PORT)],
+                 "--bind", net["host_ip"], "--port", str(METADATA_PORT), *fault],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         inst.pids["metadata"] = proc.pid
         inst.save()

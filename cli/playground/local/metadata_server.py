@@ -6,7 +6,10 @@ listings, 404 for missing keys, an ETag, and `wait_for_change=true&last_etag=`
 long polls. The document is re-read from its file on every request, so changing
 the file is how the CLI changes an instance's attributes.
 
-Run: python -m playground.local.metadata_server --doc FILE --bind IP --port N
+Fault drills: `--fail-for S` answers every request with HTTP 500 for the first S seconds after the
+server starts (a metadata server that is up but failing, as at a zonal incident), then serves normally.
+
+Run: python -m playground.local.metadata_server --doc FILE --bind IP --port N [--fail-for S]
 """
 from __future__ import annotations
 
@@ -54,7 +57,9 @@ def lookup(doc: Any, path: str) -> Any:
     return node
 
 
-def make_handler(load: Callable[[], Any]) -> type[BaseHTTPRequestHandler]:
+def make_handler(load: Callable[[], Any], failing_until: float = 0.0) -> type[BaseHTTPRequestHandler]:
+    """failing_until: a time.monotonic() before which every request gets HTTP 500."""
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "Metadata Server for VM"
         sys_version = ""
@@ -75,6 +80,9 @@ def make_handler(load: Callable[[], Any]) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urlsplit(self.path)
+            if time.monotonic() < failing_until:
+                self._send(500, "Internal Server Error\n", "text/html")
+                return
             if self.headers.get("Metadata-Flavor") != "Google":
                 self._send(403, "Missing required header: Metadata-Flavor\n", "text/html")
                 return
@@ -149,8 +157,15 @@ def main() -> None:
     parser.add_argument("--bind", required=True)
     parser.add_argument("--port", type=int, default=80)
     parser.add_argument("--pidfile")
+    parser.add_argument("--fail-for", type=float, default=0.0, metavar="S",
+                        help="answer HTTP 500 to everything for the first S seconds (fault drills)")
     args = parser.parse_args()
-    server = ThreadingHTTPServer((args.bind, args.port), make_handler(file_loader(args.doc)))
+    if args.fail_for < 0:
+        parser.error("--fail-for: expected seconds, 0 or more")
+    failing_until = time.monotonic() + args.fail_for if args.fail_for else 0.0
+    if args.fail_for:
+        print("answering HTTP 500 for %.0f s (--fail-for)" % args.fail_for, flush=True)
+    server = ThreadingHTTPServer((args.bind, args.port), make_handler(file_loader(args.doc), failing_until))
     server.daemon_threads = True
     if args.pidfile:
         with open(args.pidfile, "w") as fh:
