@@ -69,7 +69,9 @@ def fail(error: str, code: int = EXIT_REFUSED) -> int:
 PATIENCE_S = 600.0
 # After this long without metadata, the services of the last good config start meanwhile.
 FALLBACK_AFTER_S = 10.0
-MAX_DELAY_S = 15.0
+# One request every 5 s at most costs the metadata server nothing and brings the services back within
+# 5 s of its recovery (15 s apart measured 11.1 s from recovery to healthy).
+MAX_DELAY_S = 5.0
 
 
 def _last_good_is_complete() -> bool:
