@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 DEBS=(packer debootstrap systemd-container iproute2 nftables openssh-client curl python3-venv)
 if [[ "${1:-}" == "test" ]]; then
   # mariadb-server: the Cloud SQL stand-in of tests/image/test_cloudsql.py, run by the test itself;
-  # chromium: the browser of tests/image/test_browser.py.
-  DEBS+=(shellcheck mariadb-server chromium)
+  # chromium: the browser of tests/image/test_browser.py; QEMU and socat: the VM that boots the image's
+  # disk in tests/image/test_vm_boot.py (socat carries each of its metadata connections).
+  DEBS+=(shellcheck mariadb-server chromium qemu-system-x86 qemu-utils socat)
 fi
 missing=()
 for deb in "${DEBS[@]}"; do

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import grp
 import os
+import subprocess
 import tempfile
 from typing import Dict, List, NamedTuple, Optional
 
@@ -49,8 +50,19 @@ def dags_folder(cfg: Config) -> str:
     return paths.BUCKET_MOUNT + "/dags" if cfg.dags_bucket else paths.LOCAL_DAGS
 
 
-def airflow_env(cfg: Config, cpus: int, airflow: Airflow) -> Dict[str, str]:
-    """Airflow's settings as environment variables, with the section and key names of that version."""
+def emulated() -> bool:
+    """A VM of software emulation: QEMU's TCG, where systemd-detect-virt says "qemu" (under KVM it says "kvm",
+    on GCE "google"; in a container --vm says "none") and Python runs about 12x slower than on hardware."""
+    try:
+        proc = subprocess.run(["systemd-detect-virt", "--vm"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.stdout.strip() == "qemu"
+
+
+def airflow_env(cfg: Config, cpus: int, airflow: Airflow, slow: bool = False) -> Dict[str, str]:
+    """Airflow's settings as environment variables, with the section and key names of that version.
+    slow: software emulation (emulated())."""
     auth_key, auth_value = airflow.auth_backends
     env = {
         "AIRFLOW_HOME": "/var/lib/airflow",
@@ -86,6 +98,11 @@ def airflow_env(cfg: Config, cpus: int, airflow: Airflow) -> Dict[str, str]:
         # Airflow 2.11 warns in every process until this is set (Airflow 3's behaviour: timers in ms). No
         # metrics are sent, so it changes nothing else.
         env["AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY"] = "True"
+    if slow:
+        # Under software emulation the webserver's gunicorn master did not answer within Airflow's 120 s
+        # (measured: the webserver gave up and restarted in a loop), so both waits are minutes there.
+        env["AIRFLOW__WEBSERVER__WEB_SERVER_MASTER_TIMEOUT"] = "900"
+        env["AIRFLOW__WEBSERVER__WEB_SERVER_WORKER_TIMEOUT"] = "600"
     if cfg.logs_bucket:
         env["AIRFLOW__LOGGING__REMOTE_LOGGING"] = "True"
         env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] = "gs://%s/logs" % cfg.logs_bucket
@@ -112,14 +129,17 @@ def mlflow_env(cfg: Config) -> Dict[str, str]:
     })
 
 
-def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None) -> Dict[str, FileSpec]:
-    """Every file the config makes; airflow: the image's version (default: read from its manifest)."""
+def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None,
+           slow: Optional[bool] = None) -> Dict[str, FileSpec]:
+    """Every file the config makes; airflow: the image's version (default: read from its manifest); slow:
+    software emulation (default: detected)."""
     from .versions import installed
 
     cpus = cpus or (os.cpu_count() or 1)
     airflow = airflow or installed()
+    slow = emulated() if slow is None else slow
     files = {
-        paths.ETC + "/airflow.env": FileSpec(_env(airflow_env(cfg, cpus, airflow)), 0o640, "airflow"),
+        paths.ETC + "/airflow.env": FileSpec(_env(airflow_env(cfg, cpus, airflow, slow)), 0o640, "airflow"),
         paths.ETC + "/mlflow.env": FileSpec(_env(mlflow_env(cfg)), 0o640, "airflow"),
         paths.ETC + "/cloudsql-proxy.env": FileSpec(_env({
             "CLOUDSQL_INSTANCE": cfg.cloudsql_instance,

@@ -67,6 +67,7 @@ build {
     execute_command  = "chmod +x {{ .Path }}; sudo -E env {{ .Vars }} bash {{ .Path }}"
     scripts = [
       "${path.root}/../scripts/10-base.sh",
+      "${path.root}/../scripts/15-boot.sh",
       "${path.root}/../scripts/20-postgresql.sh",
       "${path.root}/../scripts/30-airflow.sh",
       "${path.root}/../scripts/35-lineage.sh",

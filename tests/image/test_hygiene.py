@@ -43,8 +43,9 @@ def test_nothing_of_the_build_left(rootfs):
 
 
 def test_no_secret_or_build_access_left(rootfs):
-    # The image folder holds the rootfs and its manifest, nothing of the build (its SSH key sat beside them).
-    assert sorted(p.name for p in rootfs.parent.iterdir()) == ["manifest.json", "rootfs"]
+    # The image folder holds the rootfs, the bootable disk made from it and their manifest, nothing of the
+    # build (its SSH key sat beside them).
+    assert sorted(p.name for p in rootfs.parent.iterdir()) == ["disk.raw", "manifest.json", "rootfs"]
     assert list((rootfs / "var/lib/playground/secrets").iterdir()) == []
     assert not list((rootfs / "etc/playground").glob("*.env"))
     assert not (rootfs / "root/.ssh/authorized_keys").exists()
@@ -84,3 +85,5 @@ def test_manifest_describes_the_artifact(image, image_profile):
     assert set(m["components"]) >= {"python", "postgresql", "airflow", "mlflow", "gcsfuse", "cloud-sql-proxy"}
     assert m["source_image"].startswith(f"debian {profiles.debian_suite(image_profile)} ")
     assert m["components"]["airflow"] == profiles.variables(image_profile)["airflow_version"]
+    # One build, one manifest: the bootable disk is made from this rootfs (cli/playground/image/disk.py).
+    assert m["disk"]["file"] == "disk.raw" and (image / "disk.raw").stat().st_size == m["disk"]["size_bytes"]

@@ -52,3 +52,20 @@ def test_telemetry_is_off_unless_the_team_turns_it_on():
         assert 'MLFLOW_DISABLE_TELEMETRY="true"' in content and 'DO_NOT_TRACK="true"' in content, name
     on = render.render(parse(metadata_doc(telemetry="on")), cpus=2)
     assert not any("MLFLOW_DISABLE_TELEMETRY" in f.content for f in on.values())
+
+
+def test_software_emulation_gives_the_webserver_minutes_to_start(monkeypatch):
+    """Under QEMU's TCG gunicorn's master did not answer within Airflow's 120 s; elsewhere the defaults stay."""
+    from playground_agent import render as r
+
+    def airflow_env(slow: bool) -> str:
+        files = r.render(parse(metadata_doc()), cpus=2, slow=slow)
+        return next(spec.content for path, spec in files.items() if path.endswith("/airflow.env"))
+
+    key = "AIRFLOW__WEBSERVER__WEB_SERVER_MASTER_TIMEOUT"
+    assert f'{key}="900"' in airflow_env(True)
+    assert key not in airflow_env(False)
+    monkeypatch.setattr(r.subprocess, "run", lambda *a, **k: type("P", (), {"stdout": "qemu\n"})())
+    assert r.emulated() is True
+    monkeypatch.setattr(r.subprocess, "run", lambda *a, **k: type("P", (), {"stdout": "google\n"})())
+    assert r.emulated() is False

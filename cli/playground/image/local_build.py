@@ -28,7 +28,7 @@ from typing import Callable, Optional
 from .. import paths
 from ..errors import PlaygroundError
 from ..prereqs import require_root, require_tools
-from . import hostinputs, packer, profiles
+from . import disk, hostinputs, packer, profiles
 
 # What the base rootfs needs before Packer can reach it over SSH.
 BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "ca-certificates", "sudo", "iproute2"]
@@ -248,7 +248,7 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
                               f"{' or '.join(profiles.local_profiles())}, "
                               f"or `playground image build --gce --profile {profile}`")
     require_root("building the local image")
-    require_tools("packer", "debootstrap", "systemd-nspawn", "ssh-keygen")
+    require_tools("packer", "debootstrap", "systemd-nspawn", "ssh-keygen", "mkfs.ext4")
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = f"playground-{profile}-{version}"
     out_dir = paths.images_dir(profile)
@@ -289,13 +289,17 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
             remove_build_access(rootfs)
             for leftover in building.glob("build_key*"):
                 leftover.unlink()
+            size = dir_size(rootfs)
+            report("writing the bootable disk (disk.raw) from the rootfs")
+            disk_info = disk.make_disk(rootfs, building / "disk.raw", size, log)
             report("writing the manifest (checksum of the image)")
             manifest = json.loads((rootfs / "etc/playground/image-manifest.json").read_text())
             manifest.update({
                 "name": name,
                 "source_image": f"debian {suite} minbase ({base.name})",
                 "build_seconds": round(time.monotonic() - t0, 1),
-                "size_bytes": dir_size(rootfs),
+                "size_bytes": size,
+                "disk": disk_info,
                 "checksum": "sha256:" + tree_checksum(rootfs),
                 "source_hash": inputs,
             })

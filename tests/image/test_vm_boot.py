@@ -1,0 +1,106 @@
+"""The image's bootable disk in a virtual machine (issue 20): QEMU boots `disk.raw` through its BIOS and
+GRUB, copy-on-write, with the metadata server at 169.254.169.254 as on GCE and nothing else reachable; the
+agent reaches metadata and applies it, sshd answers with the key from `ssh-keys`, the services come up, and
+a guest power-off stops the VM. Software emulation here (Python runs about 11x slower), hence the long
+waits: one boot serves every check."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from playground.local import instance, vm
+
+pytestmark = pytest.mark.image
+
+BOOT_TIMEOUT_S = 900
+
+
+def wait_for(check, timeout: float, every: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def booted(request, image, tmp_path_factory):
+    if request.config.getoption("hosts"):
+        pytest.skip("boots the local image's disk")
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86 is not installed (scripts/install.sh test installs it)")
+    work = tmp_path_factory.mktemp("vm")
+    key = instance.ssh_key()
+    doc = work / "metadata.json"
+    doc.write_text(json.dumps({
+        "instance": {"id": "5555555555555555555", "name": "pgvm", "hostname": "pgvm.local",
+                     "zone": f"projects/0/zones/{instance.ZONE}", "machineType": "projects/0/machineTypes/vm",
+                     "attributes": {"ssh-keys": f"{instance.SSH_USER}:{key.with_suffix('.pub').read_text().strip()}"},
+                     "networkInterfaces": [{"ip": "169.254.169.15"}], "serviceAccounts": {}},
+        "project": {"projectId": "playground-test", "numericProjectId": 0, "attributes": {}},
+    }))
+    metadata_port = vm.free_port()
+    server = subprocess.Popen([sys.executable, "-m", "playground.local.metadata_server",
+                               "--doc", str(doc), "--bind", "127.0.0.1", "--port", str(metadata_port)],
+                              stdin=subprocess.DEVNULL)
+    machine = vm.boot(image / "disk.raw", work, metadata_port)
+    ssh = ["ssh", "-i", str(key), "-p", str(machine.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+           "-o", f"UserKnownHostsFile={work / 'known_hosts'}", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+           f"{instance.SSH_USER}@127.0.0.1"]
+
+    def run(command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(ssh + [command], capture_output=True, text=True, timeout=timeout)
+
+    t0 = time.monotonic()
+    yield {"vm": machine, "run": run, "t0": t0, "work": work}
+    if machine.proc.poll() is None:
+        machine.proc.kill()
+        machine.proc.wait(30)
+    server.terminate()
+    server.wait(10)
+
+
+def console(booted) -> str:
+    return booted["vm"].console.read_text(errors="replace") if booted["vm"].console.exists() else ""
+
+
+def test_the_disk_boots_through_grub_and_the_agent_applies_metadata(booted):
+    def answered():
+        try:
+            return booted["run"]("sudo -n playground-agent status --json", timeout=60).stdout or None
+        except subprocess.TimeoutExpired:
+            return None
+
+    ssh_up = wait_for(lambda: booted["vm"].proc.poll() is not None or answered(), BOOT_TIMEOUT_S, every=10)
+    assert booted["vm"].proc.poll() is None, "QEMU ended: " + console(booted)[-3000:]
+    assert ssh_up, "no SSH with the ssh-keys key within the boot timeout: " + console(booted)[-3000:]
+    text = console(booted)
+    assert "playground" in text.lower() and "Linux version" in text, "the kernel's serial console"
+    kernel = booted["run"]("cat /proc/cmdline; systemd-detect-virt").stdout
+    assert "root=LABEL=playground-root" in kernel and kernel.split()[-1] in ("qemu", "kvm"), kernel
+
+
+def test_the_services_become_healthy_on_the_vm(booted):
+    def healthy():
+        try:
+            return booted["run"]("sudo -n playground-agent status", timeout=90).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    ok = wait_for(healthy, BOOT_TIMEOUT_S, every=15)
+    booted["healthy_s"] = time.monotonic() - booted["t0"]
+    assert ok, booted["run"]("sudo -n playground-agent status").stdout
+
+
+def test_a_guest_power_off_stops_the_vm(booted):
+    booted["run"]("sudo -n systemctl poweroff", timeout=30)
+    try:
+        booted["vm"].proc.wait(300)
+    except subprocess.TimeoutExpired:
+        pytest.fail("QEMU still running 300 s after the guest's poweroff")
+    assert booted["vm"].proc.returncode == 0
