@@ -14,7 +14,13 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # linux-image-cloud-amd64: the kernel Debian builds for VMs (virtio, NVMe, gVNIC); grub-pc-bin: GRUB's
 # BIOS modules and grub-mkimage, without grub-pc's debconf step that wants a disk to install to.
-apt_install linux-image-cloud-amd64 initramfs-tools grub-pc-bin
+# A mirror may list a security update it does not yet serve (measured: bullseye-security's cloud kernel
+# 5.10.262-1 answered 404): then the release's own kernel, said in the build log.
+if ! apt_install linux-image-cloud-amd64 initramfs-tools grub-pc-bin; then
+  codename="$(. /etc/os-release && echo "$VERSION_CODENAME")"
+  echo "15-boot: the newest cloud kernel could not be fetched; installing ${codename}'s own" >&2
+  apt_install -t "$codename" linux-image-cloud-amd64 initramfs-tools grub-pc-bin
+fi
 
 # GRUB: the BIOS core image is made here, with the image's own GRUB, and written to the disk's MBR gap by
 # disk.py. Its prefix names the first MBR partition, where this rootfs lands.
