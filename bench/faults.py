@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import time
 
 from common import Row, bench_instance, print_rows
@@ -26,8 +28,8 @@ KILLED = ("airflow-webserver.service", "airflow-scheduler@1.service", "mlflow-se
 # Kill the unit's main process ($2 = main) or every process of its control group at once ($2 = tree: what an
 # OOM kill of the whole group or a crash of everything looks like, with no systemd kill involved), then wait
 # until the unit is active with a new main process and the agent's live checks say healthy. Prints the
-# seconds, or "timeout" (exit 1) after 120 s. The cgroup's files are where this machine mounts them: the
-# unified hierarchy beside v1 (here, Ubuntu 18.04), systemd's v1 one, or cgroup2 alone (GCE's Ubuntu 24.04).
+# seconds, or "timeout" (exit 1) after 120 s. The cgroup's files are where the machine mounts them: the
+# unified hierarchy beside v1 (nspawn instances on this host, Ubuntu 18.04), or cgroup2 alone (Ubuntu 24.04).
 KILL_AND_WAIT = r"""
 unit="$1"; who="${2:-main}"
 old="$(systemctl show -p MainPID --value "$unit")"
@@ -35,6 +37,7 @@ cg="$(systemctl show -p ControlGroup --value "$unit")"
 for base in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd /sys/fs/cgroup; do
   if [ -f "$base$cg/cgroup.procs" ]; then procs="$base$cg/cgroup.procs"; break; fi
 done
+if [ "$who" = tree ] && [ -z "${procs:-}" ]; then echo "no cgroup.procs for $unit ($cg)"; exit 1; fi
 t0="$(cut -d' ' -f1 /proc/uptime)"
 if [ "$who" = tree ]; then
   # shellcheck disable=SC2046 # one PID per word
@@ -85,8 +88,6 @@ HOSTILE = [
 
 def ssh(inst, command: str, stdin: str = "", timeout: float = 300):
     """command on the instance over SSH, stdin fed to it: the completed process, whatever its exit code."""
-    import subprocess
-
     return subprocess.run(instance.ssh_args(inst) + [command], input=stdin, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -198,9 +199,6 @@ def failing_metadata_boot(inst, fail_s: float = 30.0, patience: float | None = N
     /etc/playground/agent.env, removed after), short enough to make it give up so that systemd runs it again.
     The window is counted from before the server starts, so "after recovery" errs long. served_meanwhile:
     the last good config's webserver ran while the agent was still waiting for metadata."""
-    import os
-    import subprocess
-
     if patience is not None:
         remote(inst, "sudo -n tee /etc/playground/agent.env >/dev/null",
                stdin=f"PLAYGROUND_METADATA_PATIENCE={patience:g}\n")
