@@ -6,11 +6,10 @@ import json
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from support import run_ok
+from support import eventually, run_ok
 
 pytestmark = pytest.mark.image
 DAG = "lineage_demo"
@@ -26,15 +25,6 @@ def curl(host, method: str, url: str, body=None, auth: str = "") -> dict:
         cmd += f" -d {shlex.quote(json.dumps(body))}"
     out = run_ok(host, cmd)
     return json.loads(out) if out.strip() else {}
-
-
-def eventually(fn, timeout: float, every: float = 3.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")

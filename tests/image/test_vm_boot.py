@@ -13,19 +13,11 @@ import time
 
 import pytest
 from playground.local import instance, vm
+from support import eventually
 
 pytestmark = pytest.mark.image
 
 BOOT_TIMEOUT_S = 900
-
-
-def wait_for(check, timeout: float, every: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +68,7 @@ def test_the_disk_boots_through_grub_and_the_agent_applies_metadata(booted):
         except subprocess.TimeoutExpired:
             return None
 
-    ssh_up = wait_for(lambda: booted["vm"].proc.poll() is not None or answered(), BOOT_TIMEOUT_S, every=10)
+    ssh_up = eventually(lambda: booted["vm"].proc.poll() is not None or answered(), BOOT_TIMEOUT_S, every=10)
     assert booted["vm"].proc.poll() is None, "QEMU ended: " + console(booted)[-3000:]
     assert ssh_up, "no SSH with the ssh-keys key within the boot timeout: " + console(booted)[-3000:]
     text = console(booted)
@@ -105,7 +97,7 @@ def test_the_services_become_healthy_on_the_vm(booted):
         except subprocess.TimeoutExpired:
             return False
 
-    ok = wait_for(healthy, BOOT_TIMEOUT_S, every=15)
+    ok = eventually(healthy, BOOT_TIMEOUT_S, every=15)
     assert ok, booted["run"]("sudo -n playground-agent status").stdout
 
 
