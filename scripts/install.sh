@@ -4,12 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(packer debootstrap systemd-container iproute2 nftables openssh-client curl python3-venv)
+# dosfstools and mtools: the image disk's EFI System Partition, made without mounting (image/disk.py).
+DEBS=(packer debootstrap systemd-container iproute2 nftables openssh-client curl python3-venv dosfstools mtools)
 if [[ "${1:-}" == "test" ]]; then
   # mariadb-server: the Cloud SQL stand-in of tests/image/test_cloudsql.py, run by the test itself;
   # chromium: the browser of tests/image/test_browser.py; QEMU and socat: the VM that boots the image's
-  # disk in tests/image/test_vm_boot.py (socat carries each of its metadata connections).
-  DEBS+=(shellcheck mariadb-server chromium qemu-system-x86 qemu-utils socat)
+  # disk in tests/image/test_vm_boot.py (socat carries each of its metadata connections), OVMF its UEFI
+  # firmware with Secure Boot (Microsoft's keys enrolled, as on GCE).
+  DEBS+=(shellcheck mariadb-server chromium qemu-system-x86 qemu-utils socat ovmf)
 fi
 missing=()
 for deb in "${DEBS[@]}"; do

@@ -143,9 +143,25 @@ def ensure_dirs(cfg: Config) -> None:
         os.chown(cfg.artifacts_root, mlflow_user.pw_uid, mlflow_user.pw_gid)
 
 
+GCE_PRODUCT_NAME = "/sys/class/dmi/id/product_name"
+
+
+def guest_agent_runs() -> bool:
+    """Google's guest agent installs `ssh-keys` itself: where it is installed and this is a GCE VM (its
+    SMBIOS product name begins "Google", as google-auth tells; the local disk's guest agent is held to that
+    by an ExecCondition, see 15-boot.sh)."""
+    if not os.path.exists("/usr/bin/google_guest_agent") or os.path.exists("/run/systemd/container"):
+        return False  # in a container (nspawn), the SMBIOS read is the host's
+    try:
+        with open(GCE_PRODUCT_NAME) as fh:
+            return fh.read().strip().startswith("Google")
+    except OSError:
+        return False
+
+
 def ensure_ssh_keys(ssh_keys: List[SshKey]) -> None:
-    """Install `ssh-keys` for images without Google's guest agent (the local image)."""
-    if os.path.exists("/usr/bin/google_guest_agent") or not ssh_keys:
+    """Install `ssh-keys` where Google's guest agent does not run (the local image, nspawn or QEMU)."""
+    if not ssh_keys or guest_agent_runs():
         return
     by_user: Dict[str, List[str]] = {}
     for k in ssh_keys:

@@ -13,6 +13,12 @@ HOW = {
     "ssh-keygen": "apt-get install openssh-client",
     "ssh": "apt-get install openssh-client",
     "ip": "apt-get install iproute2",
+    "mkfs.ext4": "apt-get install e2fsprogs",
+    "mkfs.vfat": "apt-get install dosfstools",
+    "mcopy": "apt-get install mtools",
+    "qemu-system-x86_64": "apt-get install qemu-system-x86",
+    "qemu-img": "apt-get install qemu-utils",
+    "socat": "apt-get install socat",
 }
 
 

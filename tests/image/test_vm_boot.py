@@ -1,8 +1,9 @@
-"""The image's bootable disk in a virtual machine (issue 20): QEMU boots `disk.raw` through its BIOS and
-GRUB, copy-on-write, with the metadata server at 169.254.169.254 as on GCE and nothing else reachable; the
+"""The image's bootable disk in a virtual machine (issue 20): QEMU boots `disk.raw` as GCE boots a
+Shielded VM (UEFI, Secure Boot on, Microsoft's keys: shim, GRUB and kernel must all be signed),
+copy-on-write, with the metadata server at 169.254.169.254 as on GCE and nothing else reachable; the
 agent reaches metadata and applies it, sshd answers with the key from `ssh-keys`, the services come up, and
-a guest power-off stops the VM. Software emulation here (Python runs about 11x slower), hence the long
-waits: one boot serves every check."""
+a guest power-off stops the VM; then the same disk boots through a BIOS. Software emulation here (Python
+runs about 11x slower), hence the long waits: one boot serves every check."""
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ def booted(request, image, tmp_path_factory):
         return subprocess.run(ssh + [command], capture_output=True, text=True, timeout=timeout)
 
     t0 = time.monotonic()
-    yield {"vm": machine, "run": run, "t0": t0, "work": work}
+    yield {"vm": machine, "run": run, "t0": t0, "work": work, "metadata_port": metadata_port, "ssh": ssh}
     if machine.proc.poll() is None:
         machine.proc.kill()
         machine.proc.wait(30)
@@ -75,6 +76,18 @@ def test_the_disk_boots_through_grub_and_the_agent_applies_metadata(booted):
     assert "playground" in text.lower() and "Linux version" in text, "the kernel's serial console"
     kernel = booted["run"]("cat /proc/cmdline; systemd-detect-virt").stdout
     assert "root=LABEL=playground-root" in kernel and kernel.split()[-1] in ("qemu", "kvm"), kernel
+    secure = booted["run"]("mokutil --sb-state; test -d /sys/firmware/efi && echo uefi").stdout
+    assert "SecureBoot enabled" in secure and "uefi" in secure, secure
+
+
+def test_googles_guest_environment_is_installed_and_stays_off_away_from_gce(booted):
+    """On GCE it installs ssh-keys and runs startup scripts; here (no Google SMBIOS) its ExecCondition holds
+    it back and the playground agent installed the key this test logs in with."""
+    out = booted["run"]("for u in google-guest-agent google-oslogin-cache; do systemctl show $u -p Result "
+                        "-p UnitFileState --value | tr '\\n' ' '; echo; done; test -x /usr/bin/google_guest_agent "
+                        "&& echo installed").stdout.splitlines()
+    assert out[0].split() == ["exec-condition", "enabled"], out
+    assert out[-1] == "installed"
 
 
 def test_the_vm_reaches_its_metadata_server_and_nothing_else(booted):
@@ -108,3 +121,25 @@ def test_a_guest_power_off_stops_the_vm(booted):
     except subprocess.TimeoutExpired:
         pytest.fail("QEMU still running 300 s after the guest's poweroff")
     assert booted["vm"].proc.returncode == 0
+
+
+def test_the_disk_also_boots_through_a_bios(image, booted, tmp_path):
+    """A VM without Shielded VM boots the same disk through SeaBIOS and GRUB's BIOS code (the boot check
+    only: SSH with the key and no EFI firmware)."""
+    work = tmp_path / "bios"
+    machine = vm.boot(image / "disk.raw", work, booted["metadata_port"], firmware="bios")
+    ssh = booted["ssh"][:-1] + ["-p", str(machine.ssh_port), booted["ssh"][-1]]
+    try:
+        def answered():
+            try:
+                return subprocess.run(ssh + ["test -d /sys/firmware/efi && echo uefi || echo bios"],
+                                      capture_output=True, text=True, timeout=60).stdout.strip() or None
+            except subprocess.TimeoutExpired:
+                return None
+
+        got = eventually(lambda: machine.proc.poll() is not None or answered(), 300, every=5)
+        console_text = machine.console.read_text(errors="replace") if machine.console.exists() else ""
+        assert got == "bios", f"{got!r}: " + console_text[-3000:]
+    finally:
+        machine.proc.kill()
+        machine.proc.wait(30)

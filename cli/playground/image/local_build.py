@@ -248,7 +248,7 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
                               f"{' or '.join(profiles.local_profiles())}, "
                               f"or `playground image build --gce --profile {profile}`")
     require_root("building the local image")
-    require_tools("packer", "debootstrap", "systemd-nspawn", "ssh-keygen", "mkfs.ext4")
+    require_tools("packer", "debootstrap", "systemd-nspawn", "ssh-keygen", "mkfs.ext4", "mkfs.vfat", "mcopy")
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = f"playground-{profile}-{version}"
     out_dir = paths.images_dir(profile)
