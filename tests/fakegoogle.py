@@ -183,6 +183,9 @@ class FakeCompute:
         self.firewalls: dict[tuple[str, str], dict] = {}  # (project, name) -> rule
         self.fail_next: dict[str, str] = {}  # method id -> key of ERRORS, or "zone-exhausted"
         self.counter = 0
+        # Where images.insert reads a rawDisk.source https://storage.googleapis.com/B/O from: a storage
+        # emulator's endpoint (as GCE reads the bucket), or None when no test pushes images.
+        self.storage_endpoint: Optional[str] = None
 
     def add_image(self, project: str, family: str, name: str, created: str = "2026-11-24T10:00:00.000-08:00",
                   airflow: str = "2-0-2", mlflow: str = "2-17-2") -> None:
@@ -191,7 +194,9 @@ class FakeCompute:
             "kind": "compute#image", "id": str(1234 + len(self.images)), "name": name, "family": family,
             "status": "READY", "creationTimestamp": created, "diskSizeGb": "30", "archiveSizeBytes": "4015898112",
             "selfLink": f"https://compute.googleapis.com/compute/v1/projects/{project}/global/images/{name}",
-            "labels": {"playground-profile": family.rsplit("-", 1)[-1], "airflow": airflow, "mlflow": mlflow}}
+            "labels": {"playground-profile": family.rsplit("-", 1)[-1], "airflow": airflow, "mlflow": mlflow},
+            # Packer's image inherits its source's features; Google's Ubuntu images are UEFI-compatible.
+            "guestOsFeatures": [{"type": "UEFI_COMPATIBLE"}, {"type": "VIRTIO_SCSI_MULTIQUEUE"}]}
         self.images[(project, family)] = image
         self.all_images.setdefault(project, []).append(image)
 
@@ -254,6 +259,8 @@ class FakeCompute:
             made = dict(body, kind="compute#firewall", id=str(7000 + self.counter), selfLink=link)
             return 200, self._op(p, "insert", link, then=lambda: self.firewalls.__setitem__((p["project"], name),
                                                                                             made))
+        if mid in ("images.insert", "images.get", "images.delete"):
+            return self._image(mid, p, body)
         if mid == "images.list":
             items = [i for i in self.all_images.get(p["project"], []) if _matches(i, query.get("filter", [""])[0])]
             return 200, {"kind": "compute#imageList", "id": "x", **({"items": items} if items else {})}
@@ -271,6 +278,9 @@ class FakeCompute:
                                    f"'projects/{p['project']}/zones/{p['zone']}' does not have enough resources "
                                    "available to fulfill the request."}]}
                 return 200, self._op(p, "insert", link(name), error=err)
+            refused = self._shielded_refused(body)
+            if refused:
+                return 400, google_error(400, "INVALID_ARGUMENT", refused, "invalid")
             inst = dict(body, kind="compute#instance", id=str(5000 + self.counter), status="PROVISIONING",
                         selfLink=link(name), zone=f"projects/{p['project']}/zones/{p['zone']}",
                         creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime()))
@@ -331,6 +341,100 @@ class FakeCompute:
             return 200, self._advance(p["operation"])
         return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
 
+
+    def _image_by_link(self, link: str) -> Optional[dict]:
+        for images in self.all_images.values():
+            for image in images:
+                if image["selfLink"].endswith(link.split("/compute/v1/")[-1]):
+                    return image
+        return None
+
+    def _shielded_refused(self, body: dict) -> str:
+        """A Shielded VM boots UEFI: GCE refuses one whose boot image is not marked UEFI_COMPATIBLE
+        (https://cloud.google.com/compute/shielded-vm/docs/creating-shielded-images). The wording is the one
+        GCE answers, as far as this fake knows it."""
+        shielded = body.get("shieldedInstanceConfig") or {}
+        if not any(shielded.get(k) for k in ("enableSecureBoot", "enableVtpm", "enableIntegrityMonitoring")):
+            return ""
+        for d in body.get("disks", []):
+            source = (d.get("initializeParams") or {}).get("sourceImage", "")
+            image = self._image_by_link(source) if d.get("boot") and source else None
+            if image is not None and {"type": "UEFI_COMPATIBLE"} not in image.get("guestOsFeatures", []):
+                return ("Invalid value for field 'resource.shieldedInstanceConfig': ''. Shielded VM Config can only "
+                        "be set when using a UEFI-compatible disk.")
+        return ""
+
+    def _image(self, mid: str, p: dict, body: Any) -> tuple[int, dict]:
+        project = p["project"]
+        name = p.get("image") or (body or {}).get("name", "")
+        link = f"https://compute.googleapis.com/compute/v1/projects/{project}/global/images/{name}"
+        found = next((i for i in self.all_images.get(project, []) if i["name"] == name), None)
+        if mid != "images.insert":
+            if found is None:
+                return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{project}/global/images/{name}' "
+                                         "was not found", "notFound")
+            if mid == "images.get":
+                return 200, found
+
+            def delete():
+                self.all_images[project].remove(found)
+                newest = [i for i in self.all_images[project] if i.get("family") == found.get("family")]
+                if newest:
+                    self.images[(project, found["family"])] = newest[-1]
+                else:
+                    self.images.pop((project, found.get("family")), None)
+            return 200, self._op(p, "delete", link, then=delete)
+        if found is not None:
+            return 409, google_error(409, "ALREADY_EXISTS", f"The resource 'projects/{project}/global/images/{name}' "
+                                     "already exists", "alreadyExists")
+        source = (body.get("rawDisk") or {}).get("source", "")
+        m = re.match(r"^https://storage\.googleapis\.com/([a-z0-9][a-z0-9._-]{1,220})/(.+)$", source)
+        if not m:
+            return 400, google_error(400, "INVALID_ARGUMENT", f"Invalid value for field 'resource.rawDisk.source': "
+                                     f"'{source}'. Expected https://storage.googleapis.com/BUCKET/OBJECT", "invalid")
+        image = {"kind": "compute#image", "id": str(8000 + self.counter), "name": name, "selfLink": link,
+                 "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime()),
+                 "status": "PENDING", "sourceType": "RAW", **{k: v for k, v in body.items() if k != "name"}}
+        self.all_images.setdefault(project, []).append(image)
+        problem, sizes = self._read_archive(m.group(1), m.group(2))
+        if problem:
+            image["status"] = "FAILED"
+            return 200, self._op(p, "insert", link, error={"errors": [{"code": "INVALID_IMAGE_FILE",
+                                                                         "message": problem}]})
+
+        def ready():
+            image.update(status="READY", archiveSizeBytes=str(sizes[0]), diskSizeGb=str(-(-sizes[1] // 2**30)))
+            if image.get("family"):
+                self.images[(project, image["family"])] = image
+        return 200, self._op(p, "insert", link, then=ready)
+
+    def _read_archive(self, bucket: str, name: str) -> tuple[str, tuple[int, int]]:
+        """What GCE checks of an imported archive before it makes a disk of it: that the object exists and is
+        a gzip-compressed tar whose first member is a file named disk.raw. Returns (problem, (archive bytes,
+        disk bytes))."""
+        import gzip
+        import tarfile
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        if not self.storage_endpoint:
+            return "this fake was given no storage endpoint to read rawDisk.source from", (0, 0)
+        url = f"{self.storage_endpoint}/download/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                length = int(resp.headers.get("Content-Length") or 0)
+                try:
+                    with tarfile.open(fileobj=resp, mode="r|gz") as tar:
+                        first = tar.next()
+                except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
+                    return f"The file gs://{bucket}/{name} is not a gzip-compressed tar archive: {exc}", (0, 0)
+        except urllib.error.HTTPError as exc:
+            return f"The resource gs://{bucket}/{name} could not be read ({exc.code})", (0, 0)
+        if first is None or first.name != "disk.raw" or not first.isfile():
+            return (f"The archive gs://{bucket}/{name} must hold a file named disk.raw, first; it holds "
+                    f"{first.name if first else 'nothing'!r}"), (0, 0)
+        return "", (length, first.size)
 
     def _policies(self, mid: str, p: dict, body: Any) -> tuple[int, dict]:
         name = (body or {}).get("name") if mid == "resourcePolicies.insert" else p.get("resourcePolicy")

@@ -105,6 +105,61 @@ def image_list(
     Console().print(table)
 
 
+@image_app.command("push")
+def image_push(
+    gce: bool = typer.Option(False, "--gce", help="Push to Google Compute Engine (the one destination)."),
+    project: Optional[str] = typer.Option(None, help="The GCP project that keeps the image (else image_project, "
+                                                     "PLAYGROUND_PROJECT, playground.toml)."),
+    profile: str = typer.Option("local", help="The local profile whose image is pushed: local or seed-local."),
+    image: Optional[str] = typer.Option(None, help="The local image's name (default: the profile's newest; "
+                                                   "`playground image list`)."),
+    bucket: Optional[str] = typer.Option(None, help="Cloud Storage bucket the archive goes through (default "
+                                                    "PROJECT-playground-images, made if missing)."),
+    zone: Optional[str] = typer.Option(None, help="A zone whose region holds a new bucket (else PLAYGROUND_ZONE, "
+                                                  "playground.toml, europe-west2-b)."),
+    keep_archive: bool = typer.Option(False, "--keep-archive", help="Keep the disk archive in the bucket after "
+                                                                    "the import (it is removed by default)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was made as JSON."),
+) -> None:
+    """Push the local image's bootable disk, the one the tests boot here, to GCE as an image.
+
+    The disk is archived as disk.raw in a sparse tar.gz, uploaded to a bucket, and imported with
+    images.insert into the family playground-PROFILE, labelled with the image's Airflow and MLflow
+    versions and marked UEFI-compatible for Shielded VM. Then `playground launch --provider gce
+    --profile PROFILE` boots it. A failed push removes the archive and any failed image.
+    """
+    import json
+
+    from .image import profiles, push
+
+    try:
+        if not gce:
+            raise PlaygroundError("image push: --gce is required (Google Compute Engine is the one destination)")
+        profiles.check(profile)
+        if not profiles.debian_suite(profile):
+            raise PlaygroundError(f"--profile: {profile} is built on GCE already; push one of "
+                                  f"{', '.join(profiles.local_profiles())}")
+        chosen = _provider("gce", project, zone)
+        folder = push.newest_pushable(profile, image)
+        target = chosen.s.image_project or chosen.s.project
+        with progress() as bar:
+            task = bar.add_task(f"pushing {folder.name}", total=None)
+            made = push.push(chosen.s, profile, folder, bucket or push.default_bucket(target),
+                             lambda s: bar.update(task, description=s), keep_archive=keep_archive)
+            bar.update(task, description=f"pushed {made['image']} in {made['seconds']:.0f} s")
+    except PlaygroundError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(made, indent=2))
+        return
+    console.print(f"[green]{made['image']}[/green] is in family {made['family']} of project {made['project']} "
+                  f"(archive {made['archive_bytes'] / 2**20:.0f} MiB of a {made['disk_bytes'] / 2**30:.0f} GiB disk)",
+                  highlight=False)
+    console.print(f"  launch it: playground launch --provider gce --profile {profile} --project {made['project']}",
+                  highlight=False)
+    print(made["image"])
+
+
 PROVIDER = typer.Option(None, help="local or gce (else PLAYGROUND_PROVIDER, playground.toml, local).")
 ZONE = typer.Option(None, help="gce: the zone (else PLAYGROUND_ZONE, playground.toml; for an existing VM, "
                     "found in every zone).")

@@ -92,7 +92,18 @@ grep -q "metadata.google.internal" /etc/hosts || echo "169.254.169.254 metadata.
 # read (/sys/class/dmi/id/product_name begins "Google"; google.auth.compute_engine._metadata
 # .detect_gce_residency_linux). Elsewhere (nspawn, QEMU here) the playground agent installs ssh-keys as
 # before: the same check is in its bootstrap.ensure_ssh_keys.
-apt_install google-guest-agent google-compute-engine-oslogin
+# Debian 11 (seed-local) packages the guest agent but not OS Login's modules: each is installed where packaged.
+guest=()
+for package in google-guest-agent google-compute-engine-oslogin; do
+  if apt-cache show "$package" >/dev/null 2>&1; then
+    guest+=("$package")
+  else
+    echo "15-boot: $package is not packaged for this release; the disk goes without it" >&2
+  fi
+done
+if ((${#guest[@]})); then
+  apt_install "${guest[@]}"
+fi
 install -d /usr/lib/playground
 cat > /usr/lib/playground/on-gce <<'SH'
 #!/bin/sh

@@ -45,7 +45,6 @@ CASES = [
     (["launch", *GCE, "--machine-type", "not a type"], "--machine-type: expected a machine type"),
     (["launch", *GCE, "--zone", "mars-1-z"], "--zone: expected a zone such as europe-west2-b"),
     (["launch", *GCE, "--name", "Bad_Name", "--no-wait"], "--name: expected 1-63 of a-z 0-9 -"),
-    (["launch", *GCE, "--profile", "local"], "--profile: the local profile is a Debian rootfs"),
     (["launch", *GCE, "--disk-size", "5"], "--disk-size: expected 10-65536 (GB)"),
     (["launch", *GCE], "SSH key missing"),  # waiting needs the IAP key: said before anything is made
     (["stop", *GCE, "--zone", "mars-1-z", "--name", "pg"], "--zone: expected a zone"),

@@ -117,7 +117,7 @@ def test_gce_build_without_packer(home, monkeypatch, tmp_path):
     (["--profile", "nosuch"], "--profile: unknown profile 'nosuch'; expected one of current, local, seed, seed-local"),
     (["--profile", "seed"], "--profile: seed is a GCE profile"),
     (["--gce", "--profile", "seed"], "--project: the GCP project id is required for the gce provider"),
-    (["--gce", "--profile", "local", "--project", "p-123456"], "--profile: the local profile is a Debian rootfs"),
+    (["--gce", "--profile", "local", "--project", "p-123456"], "--profile: local is built here and pushed"),
     (["--gce", "--project", "My_Project"], "--project: expected a GCP project id"),
     (["--gce", "--project", "my-team-project", "--zone", "europe"], "--zone: expected a zone such as europe-west2-b"),
 ])

@@ -203,8 +203,11 @@ def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report
         report(f"image family {family}")
         image = images.get_from_family(project=image_project, family=family)
     except gex.NotFound as exc:
-        raise PlaygroundError(f"image family {family} not found in project {image_project}: build it with "
-                              f"`playground image build --gce --profile {s.profile}`") from exc
+        from ..image import profiles
+
+        how = (f"push it with `playground image push --gce --profile {s.profile}`" if profiles.debian_suite(s.profile)
+               else f"build it with `playground image build --gce --profile {s.profile}`")
+        raise PlaygroundError(f"image family {family} not found in project {image_project}: {how}") from exc
     except gex.GoogleAPICallError as exc:
         raise explain(exc, s, name) from exc
     warning = iap_firewall.ensure(s, report)

@@ -35,14 +35,15 @@ class GceProvider(Provider):
         from ..image import profiles
 
         profile = given or self.s.profile
-        profiles.check(profile)
-        if profiles.debian_suite(profile):
-            raise PlaygroundError(f"--profile: the {profile} profile is a Debian rootfs for local instances; on GCE "
-                                  "use one of " + ", ".join(profiles.gce_profiles()))
+        profiles.check(profile)  # a local profile's family is there once `image push --gce` made it
         return profile
 
     def build_image(self, profile: str, report: Report, notice: Report) -> str:
-        from ..image import gce_build
+        from ..image import gce_build, profiles
+
+        if profiles.debian_suite(profile):
+            raise PlaygroundError(f"--profile: {profile} is built here and pushed: `playground image build --profile "
+                                  f"{profile}`, then `playground image push --gce --profile {profile}`")
 
         return gce_build.build_gce(profile, self.s.project, self.s.zone, report=report, notice=notice)
 
