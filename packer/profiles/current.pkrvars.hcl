@@ -1,6 +1,9 @@
-// Ubuntu 24.04 on GCE, same versions as local.
+// Debian 12 on GCE, the local profile's OS and versions (issue 20): the image built on Google runs the same
+// Debian, Python 3.11 and wheels that every local test runs. Google's debian-cloud images carry Google's
+// guest environment and are UEFI-compatible (Shielded VM).
 profile                = "current"
-source_image_family    = "ubuntu-2404-lts-amd64"
+source_image_family    = "debian-12"
+source_image_project   = "debian-cloud"
 python                 = "python3"
 python_packages        = "python3 python3-venv"
 airflow_version        = "2.11.2"

@@ -59,13 +59,13 @@ variable "zone" {
 
 variable "source_image_family" {
   type        = string
-  description = "Base Ubuntu family on GCE (ubuntu-pro-1804-lts, ubuntu-2404-lts-amd64)."
+  description = "Base image family on GCE (ubuntu-pro-1804-lts for seed, debian-12 for current)."
   default     = "ubuntu-2404-lts-amd64"
 }
 
 variable "source_image_project" {
   type        = string
-  description = "Project of the base family (ubuntu-os-pro-cloud for Ubuntu Pro)."
+  description = "Project of the base family (ubuntu-os-pro-cloud for Ubuntu Pro, debian-cloud for Debian)."
   default     = "ubuntu-os-cloud"
 }
 

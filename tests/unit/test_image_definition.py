@@ -97,9 +97,9 @@ def test_service_units_are_sandboxed_to_an_exposure_of_5_or_less(unit):
 
 
 # Debian 11's Python is 3.9.2, said in full: cryptography's wheels exclude 3.9.0, which "3.9" would mean.
-LOCK_PYTHON = {"local": "3.11", "current": "3.12", "seed": "3.8", "seed-local": "3.9.2"}
+LOCK_PYTHON = {"local": "3.11", "current": "3.11", "seed": "3.8", "seed-local": "3.9.2"}
 # glibc of each profile's OS: wheels up to this manylinux level install there.
-LOCK_GLIBC = {"local": 36, "current": 39, "seed": 27, "seed-local": 31}
+LOCK_GLIBC = {"local": 36, "current": 36, "seed": 27, "seed-local": 31}
 # Pins published only as source: their metadata is prepared (small, pure Python).
 # Everything else must come as a wheel, so nothing is compiled during the check.
 SDIST_ONLY = {
