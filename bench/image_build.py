@@ -1,4 +1,5 @@
-"""Image build figures: warm (and with --cold, cold) local build time and image size.
+"""Image build figures: warm (and with --cold, cold) local build time and image size; the bootable disk's
+step, size and what `image push` would upload (issue 20).
 
 Run as root: .venv/bin/python bench/image_build.py [--cold] [--repeat N]
 --cold removes the cached debootstrap base first (the pip cache stays: see README).
@@ -9,11 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from common import Row, print_rows
 from playground import paths
-from playground.image import local_build
+from playground.image import local_build, push
 
 AIM_WARM_S = 240
 
@@ -36,6 +39,22 @@ def measure(cold: bool = False, repeat: int = 1) -> list[Row]:
         warm.append(seconds)
     rows.append(Row("image: warm build (s)", warm, AIM_WARM_S))
     rows.append(Row("image: size (GiB)", [manifest["size_bytes"] / 2**30]))
+    rows += disk_rows(local_build.newest_image("local"), manifest)
+    return rows
+
+
+def disk_rows(image, manifest: dict) -> list[Row]:
+    """The disk step of the last build, the disk's size and blocks written, and the push archive."""
+    disk = image / "disk.raw"
+    rows = [Row("image: disk step of the build (s)", [manifest["disk"]["seconds"]]),
+            Row("image: disk.raw size (GiB)", [disk.stat().st_size / 2**30]),
+            Row("image: disk.raw written, sparse (GiB)", [disk.stat().st_blocks * 512 / 2**30])]
+    paths.cache_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=paths.cache_dir()) as scratch:
+        t0 = time.monotonic()
+        size = push.archive(disk, Path(scratch) / "disk.tar.gz", lambda s: None)
+        rows.append(Row("image: push archive time (s)", [time.monotonic() - t0]))
+        rows.append(Row("image: push archive, tar.gz of disk.raw (MiB)", [size / 2**20]))
     return rows
 
 

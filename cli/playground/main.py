@@ -204,10 +204,15 @@ def launch(
                                        "europe-west2-b)."),
     machine_type: Optional[str] = typer.Option(None, help="gce: machine type (default e2-standard-4)."),
     disk_size: Optional[int] = typer.Option(None, help="gce: boot disk size in GB (default 50)."),
+    runtime: Optional[str] = typer.Option(None, help="local: nspawn (a container on this kernel; the default) or "
+                                          "vm (the image's disk in QEMU, as GCE boots it: KVM where it boots "
+                                          "guests, else software emulation, slow)."),
+    data_disk: int = typer.Option(0, "--data-disk", help="local --runtime vm: a blank data disk of this many GiB."),
 ) -> None:
     """Create a playground instance from the newest image and wait until it is healthy.
 
-    local: boots the local image here. gce: a VM in the project with no external
+    local: boots the local image here, in a container (--runtime nspawn) or a
+    virtual machine (--runtime vm). gce: a VM in the project with no external
     IP, Shielded VM, the settings as metadata; the image family playground-PROFILE.
     Every flag and --set value is checked before any request or boot.
     """
@@ -215,9 +220,13 @@ def launch(
 
     try:
         chosen = _provider(provider, project, zone, say=True, machine_type=machine_type, disk_size_gb=disk_size)
+        if chosen.name != "local" and (runtime is not None or data_disk):
+            raise PlaygroundError(f"--{'runtime' if runtime is not None else 'data-disk'}: local instances only "
+                                  "(a GCE instance is a VM already)")
         attrs = attributes.parse_sets(set_, project)
         req = LaunchRequest(name=name or project, project=project, attributes=attrs,
-                            profile=chosen.profile(profile), wait=wait, timeout=timeout, build=build)
+                            profile=chosen.profile(profile), wait=wait, timeout=timeout, build=build,
+                            runtime=runtime or "nspawn", data_disk_gb=data_disk)
         with progress() as bar:
             task = bar.add_task("starting", total=None)
             t0 = time.monotonic()
@@ -317,9 +326,10 @@ def list_(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "provider", "project", "zone", "state", "address", "age")
+    table = Table("name", "provider", "runtime", "project", "zone", "state", "address", "age")
     for r in rows:
-        table.add_row(r["name"], r["provider"], r["project"], r.get("zone", ""), r["state"], r["address"],
+        runtime = r.get("runtime", "vm") + (f" ({r['accel']})" if r.get("accel") else "")
+        table.add_row(r["name"], r["provider"], runtime, r["project"], r.get("zone", ""), r["state"], r["address"],
                       _age(r["age_s"]) if r.get("age_s") is not None else r.get("created", "-"))
     Console().print(table)
 

@@ -1,9 +1,12 @@
-"""The image's bootable disk in a virtual machine (issue 20): QEMU boots `disk.raw` as GCE boots a
-Shielded VM (UEFI, Secure Boot on, Microsoft's keys: shim, GRUB and kernel must all be signed),
-copy-on-write, with the metadata server at 169.254.169.254 as on GCE and nothing else reachable; the
-agent reaches metadata and applies it, sshd answers with the key from `ssh-keys`, the services come up, and
-a guest power-off stops the VM; then the same disk boots through a BIOS. Software emulation here (Python
-runs about 11x slower), hence the long waits: one boot serves every check."""
+"""The image's bootable disk as a local instance on the VM runtime (issue 20): `--runtime vm` boots `disk.raw`
+in QEMU as GCE boots a Shielded VM (UEFI, Secure Boot on, Microsoft's keys: shim, GRUB and kernel must all
+be signed), copy-on-write, in the instance's own network namespace with only its metadata server reachable
+at 169.254.169.254. Checked in order on one instance: the agent applies metadata and sshd answers with the
+`ssh-keys` key; Google's guest environment stays off away from GCE; nothing but the metadata server is
+reachable; the services become healthy; kill -9 of a unit's whole process tree comes back on a real
+kernel's cgroups; a guest power-off leaves the instance stopped; its data disk survives a boot-disk swap
+and a start brings everything back. Then the same disk boots through a BIOS. Software emulation here
+(Python runs about 11x slower), hence the long waits and one instance for every check."""
 from __future__ import annotations
 
 import json
@@ -11,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from playground.local import instance, vm
@@ -18,128 +22,171 @@ from support import eventually
 
 pytestmark = pytest.mark.image
 
+CLI = str(Path(sys.executable).with_name("playground"))
 BOOT_TIMEOUT_S = 900
+NAME = "pgvm"
+DATA_GB = 2
 
 
 @pytest.fixture(scope="module")
-def booted(request, image, tmp_path_factory):
+def booted(request, image, image_profile):
     if request.config.getoption("hosts"):
         pytest.skip("boots the local image's disk")
+    if image_profile != "local":
+        pytest.skip("the VM runtime's checks run on the local profile")
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86 is not installed (scripts/install.sh test installs it)")
-    work = tmp_path_factory.mktemp("vm")
-    key = instance.ssh_key()
-    doc = work / "metadata.json"
-    doc.write_text(json.dumps({
-        "instance": {"id": "5555555555555555555", "name": "pgvm", "hostname": "pgvm.local",
-                     "zone": f"projects/0/zones/{instance.ZONE}", "machineType": "projects/0/machineTypes/vm",
-                     "attributes": {"ssh-keys": f"{instance.SSH_USER}:{key.with_suffix('.pub').read_text().strip()}"},
-                     "networkInterfaces": [{"ip": "169.254.169.15"}], "serviceAccounts": {}},
-        "project": {"projectId": "playground-test", "numericProjectId": 0, "attributes": {}},
-    }))
-    metadata_port = vm.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "playground.local.metadata_server",
-                               "--doc", str(doc), "--bind", "127.0.0.1", "--port", str(metadata_port)],
-                              stdin=subprocess.DEVNULL)
-    machine = vm.boot(image / "disk.raw", work, metadata_port)
-    ssh = ["ssh", "-i", str(key), "-p", str(machine.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-           "-o", f"UserKnownHostsFile={work / 'known_hosts'}", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-           f"{instance.SSH_USER}@127.0.0.1"]
-
-    def run(command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(ssh + [command], capture_output=True, text=True, timeout=timeout)
-
-    t0 = time.monotonic()
-    yield {"vm": machine, "run": run, "t0": t0, "work": work, "metadata_port": metadata_port, "ssh": ssh}
-    if machine.proc.poll() is None:
-        machine.proc.kill()
-        machine.proc.wait(30)
-    server.terminate()
-    server.wait(10)
+    if (instance.paths.instances_dir() / NAME).exists():
+        instance.destroy(NAME)
+    reports: list[str] = []
+    inst, _ = instance.launch(NAME, "playground-test", {}, image, "local", reports.append, wait=False,
+                              runtime="vm", data_disk_gb=DATA_GB)
+    yield {"inst": inst, "t0": time.monotonic(), "reports": reports}
+    instance.destroy(NAME)
 
 
-def console(booted) -> str:
-    return booted["vm"].console.read_text(errors="replace") if booted["vm"].console.exists() else ""
+def run(inst, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return instance.remote(inst, command, timeout=timeout)
 
 
-def test_the_disk_boots_through_grub_and_the_agent_applies_metadata(booted):
+def console(inst) -> str:
+    path = inst.dir / "console.log"
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+def ssh_up(inst, timeout: float = BOOT_TIMEOUT_S) -> bool:
     def answered():
         try:
-            return booted["run"]("sudo -n playground-agent status --json", timeout=60).stdout or None
+            return run(inst, "true", timeout=60).returncode == 0
         except subprocess.TimeoutExpired:
-            return None
+            return False
+    return bool(eventually(lambda: not instance.is_running(inst) or answered(), timeout, every=10)) \
+        and instance.is_running(inst)
 
-    ssh_up = eventually(lambda: booted["vm"].proc.poll() is not None or answered(), BOOT_TIMEOUT_S, every=10)
-    assert booted["vm"].proc.poll() is None, "QEMU ended: " + console(booted)[-3000:]
-    assert ssh_up, "no SSH with the ssh-keys key within the boot timeout: " + console(booted)[-3000:]
-    text = console(booted)
-    assert "playground" in text.lower() and "Linux version" in text, "the kernel's serial console"
-    kernel = booted["run"]("cat /proc/cmdline; systemd-detect-virt").stdout
-    assert "root=LABEL=playground-root" in kernel and kernel.split()[-1] in ("qemu", "kvm"), kernel
-    secure = booted["run"]("mokutil --sb-state; test -d /sys/firmware/efi && echo uefi").stdout
-    assert "SecureBoot enabled" in secure and "uefi" in secure, secure
+
+def healthy(inst) -> bool:
+    return bool(eventually(lambda: (instance.health(inst) or {}).get("healthy"), BOOT_TIMEOUT_S, every=15))
+
+
+def test_launch_names_the_acceleration_and_list_shows_the_vm_runtime(booted):
+    inst = instance.load(NAME)
+    assert inst.runtime == "vm" and inst.accel in vm.ACCELS
+    assert any(instance.ACCEL_TEXT[inst.accel] in r for r in booted["reports"]), booted["reports"]
+    rows = json.loads(subprocess.run([CLI, "list", "--json", "--provider", "local"], capture_output=True,
+                                     text=True, check=True).stdout)
+    row = next(r for r in rows if r["name"] == NAME)
+    assert (row["runtime"], row["accel"], row["data_disk_gb"], row["state"]) == ("vm", inst.accel, DATA_GB, "running")
+    assert "vm: QEMU" in instance.machine(inst).machine_type
+
+
+def test_the_disk_boots_with_secure_boot_and_the_agent_applies_metadata(booted):
+    inst = booted["inst"]
+    assert ssh_up(inst), "no SSH with the ssh-keys key within the boot timeout: " + console(inst)
+    assert "Linux version" in console(inst), "the kernel's serial console"
+    out = run(inst, "cat /proc/cmdline; systemd-detect-virt; mokutil --sb-state; "
+                    "test -d /sys/firmware/efi && echo uefi").stdout
+    assert "root=LABEL=playground-root" in out and ("qemu" in out or "kvm" in out), out
+    assert "SecureBoot enabled" in out and "uefi" in out, out
 
 
 def test_googles_guest_environment_is_installed_and_stays_off_away_from_gce(booted):
     """On GCE it installs ssh-keys and runs startup scripts; here (no Google SMBIOS) its ExecCondition holds
     it back and the playground agent installed the key this test logs in with."""
-    out = booted["run"]("for u in google-guest-agent google-oslogin-cache; do systemctl show $u -p Result "
-                        "-p UnitFileState --value | tr '\\n' ' '; echo; done; test -x /usr/bin/google_guest_agent "
-                        "&& echo installed").stdout.splitlines()
+    out = run(booted["inst"], "for u in google-guest-agent google-oslogin-cache; do systemctl show $u -p Result "
+                              "-p UnitFileState --value | tr '\\n' ' '; echo; done; "
+                              "test -x /usr/bin/google_guest_agent && echo installed").stdout.splitlines()
     assert out[0].split() == ["exec-condition", "enabled"], out
     assert out[-1] == "installed"
 
 
 def test_the_vm_reaches_its_metadata_server_and_nothing_else(booted):
+    inst = booted["inst"]
+
     def reaches(address: str, port: int) -> bool:
         probe = f"timeout 8 bash -c '</dev/tcp/{address}/{port}' 2>/dev/null && echo open || echo closed"
-        return booted["run"](probe).stdout.strip() == "open"
+        return run(inst, probe).stdout.strip() == "open"
 
     assert reaches(vm.METADATA_ADDRESS, 80)
-    # The user-mode network's gateway stands for this machine: its sshd and the metadata server's real port
-    # must not answer, nor any address beyond.
-    assert not reaches("169.254.169.1", 22)
-    assert not reaches("169.254.169.1", 80)
-    assert not reaches("192.0.2.1", 80)
+    # The user-mode network's gateway and this machine's end of the veth: neither its sshd nor the metadata
+    # server's real port may answer, nor any address beyond.
+    for address, port in (("169.254.169.1", 22), ("169.254.169.1", 80), (inst.net["host_ip"], 22),
+                          (inst.net["host_ip"], 80), ("192.0.2.1", 80)):
+        assert not reaches(address, port), f"{address}:{port} answered"
 
 
 def test_the_services_become_healthy_on_the_vm(booted):
-    def healthy():
-        try:
-            return booted["run"]("sudo -n playground-agent status", timeout=90).returncode == 0
-        except subprocess.TimeoutExpired:
-            return False
-
-    ok = eventually(healthy, BOOT_TIMEOUT_S, every=15)
-    assert ok, booted["run"]("sudo -n playground-agent status").stdout
+    assert healthy(booted["inst"]), run(booted["inst"], "sudo -n playground-agent status").stdout
 
 
-def test_a_guest_power_off_stops_the_vm(booted):
-    booted["run"]("sudo -n systemctl poweroff", timeout=30)
-    try:
-        booted["vm"].proc.wait(300)
-    except subprocess.TimeoutExpired:
-        pytest.fail("QEMU still running 300 s after the guest's poweroff")
-    assert booted["vm"].proc.returncode == 0
+@pytest.mark.parametrize("unit", ["playground-lineage", "postgresql-cluster"])
+def test_kill_9_of_the_whole_tree_comes_back_on_the_vms_kernel(booted, unit):
+    """The bench's kill script (bench/faults.py), every process of the unit's cgroup at once, on the VM's
+    own kernel and systemd (cgroup v2 alone, as on GCE): back and healthy within the script's 120 s."""
+    from faults import KILL_AND_WAIT
+
+    inst = booted["inst"]
+    if unit == "postgresql-cluster":
+        unit = run(inst, "systemctl list-units 'postgresql@*' --plain --no-legend --all").stdout.split()[0]
+    script = KILL_AND_WAIT.replace("'", "'\\''")
+    out = run(inst, f"sudo -n bash -c '{script}' kill-and-wait {unit} tree", timeout=200)
+    assert out.returncode == 0, f"{unit}: {out.stdout} {out.stderr}"
 
 
-def test_the_disk_also_boots_through_a_bios(image, booted, tmp_path):
-    """A VM without Shielded VM boots the same disk through SeaBIOS and GRUB's BIOS code (the boot check
-    only: SSH with the key and no EFI firmware)."""
+def test_a_guest_power_off_stops_the_instance(booted):
+    inst = booted["inst"]
+    out = run(inst, "sudo -n sh -c 'mkfs.ext4 -q -L pgdata /dev/vdb && mount /dev/vdb /mnt && "
+                    "echo kept > /mnt/witness && umount /mnt' && echo written")
+    assert out.stdout.strip() == "written", out.stderr
+    run(inst, "sudo -n systemctl poweroff", timeout=30)
+    assert eventually(lambda: not instance.is_running(inst), 300, every=2), "QEMU still runs after the poweroff"
+    rows = json.loads(subprocess.run([CLI, "list", "--json", "--provider", "local"], capture_output=True,
+                                     text=True, check=True).stdout)
+    assert next(r for r in rows if r["name"] == NAME)["state"] == "stopped"
+
+
+def test_the_data_disk_survives_a_boot_disk_swap_and_start_brings_everything_back(booted):
+    """A stopped VM's boot disk replaced by a fresh copy of the image's (what an image upgrade does): the
+    data disk keeps what was written, and `start` comes back healthy."""
+    inst = instance.load(NAME)
+    (inst.dir / "boot.qcow2").unlink()
+    inst, _ = instance.start(NAME, report=lambda s: None, wait=False)
+    assert ssh_up(inst), console(inst)
+    out = run(inst, "sudo -n sh -c 'mount LABEL=pgdata /mnt && cat /mnt/witness'")
+    assert out.stdout.strip() == "kept", out.stderr
+    assert healthy(inst), run(inst, "sudo -n playground-agent status").stdout
+
+
+def test_the_disk_also_boots_through_a_bios(image, tmp_path):
+    """A VM without Shielded VM boots the same disk through SeaBIOS and GRUB's BIOS code (the boot only:
+    SSH with the key, and no EFI firmware)."""
     work = tmp_path / "bios"
-    machine = vm.boot(image / "disk.raw", work, booted["metadata_port"], firmware="bios")
-    ssh = booted["ssh"][:-1] + ["-p", str(machine.ssh_port), booted["ssh"][-1]]
+    key = instance.ssh_key()
+    doc = tmp_path / "metadata.json"
+    doc.write_text(json.dumps({
+        "instance": {"id": "5555555555555555555", "name": "pgbios", "hostname": "pgbios.local",
+                     "zone": f"projects/0/zones/{instance.ZONE}", "machineType": "projects/0/machineTypes/vm",
+                     "attributes": {"ssh-keys": f"{instance.SSH_USER}:{key.with_suffix('.pub').read_text().strip()}"},
+                     "networkInterfaces": [{"ip": vm.GUEST_ADDRESS}], "serviceAccounts": {}},
+        "project": {"projectId": "playground-test", "numericProjectId": 0, "attributes": {}}}))
+    port = vm.free_port()
+    server = subprocess.Popen([sys.executable, "-m", "playground.local.metadata_server", "--doc", str(doc),
+                               "--bind", "127.0.0.1", "--port", str(port)], stdin=subprocess.DEVNULL)
+    machine = vm.boot(image / "disk.raw", work, port, firmware="bios")
+    ssh = ["ssh", "-i", str(key), "-p", str(machine.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+           f"{instance.SSH_USER}@127.0.0.1", "test -d /sys/firmware/efi && echo uefi || echo bios"]
     try:
         def answered():
             try:
-                return subprocess.run(ssh + ["test -d /sys/firmware/efi && echo uefi || echo bios"],
-                                      capture_output=True, text=True, timeout=60).stdout.strip() or None
+                return subprocess.run(ssh, capture_output=True, text=True, timeout=60).stdout.strip() or None
             except subprocess.TimeoutExpired:
                 return None
 
         got = eventually(lambda: machine.proc.poll() is not None or answered(), 300, every=5)
-        console_text = machine.console.read_text(errors="replace") if machine.console.exists() else ""
-        assert got == "bios", f"{got!r}: " + console_text[-3000:]
+        text = machine.console.read_text(errors="replace") if machine.console.exists() else ""
+        assert got == "bios", f"{got!r}: " + text[-3000:]
     finally:
         machine.proc.kill()
         machine.proc.wait(30)
+        server.terminate()
+        server.wait(10)

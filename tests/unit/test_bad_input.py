@@ -57,6 +57,8 @@ CASES = [
     (["stop", *GCE, "--name", "Bad_Name"], "--name: expected 1-63 of a-z 0-9 -"),
     (["destroy", *GCE, "--name", "-x", "--yes"], "--name: expected 1-63 of a-z 0-9 -"),
     (["image", "list", "--gce", "--project", "Demo Proj"], "--project: expected a GCP project id"),
+    (["launch", *GCE, "--runtime", "vm"], "--runtime: local instances only"),
+    (["launch", *GCE, "--data-disk", "10"], "--data-disk: local instances only"),
 ]
 
 
@@ -71,6 +73,17 @@ def test_the_same_values_launch_a_local_instance_nowhere(google, tmp_path):
     """Locally too: a bad --set is refused before the image is looked for or anything is made."""
     line = one_error(["launch", "--project", PROJECT, "--set", "airflow-schedulers=99", "--no-build"])
     assert "--set airflow-schedulers: expected an integer from 1 to 4" in line
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--runtime", "docker"], "--runtime: expected one of nspawn, vm, got 'docker'"),
+    (["--data-disk", "10"], "--data-disk: a data disk needs --runtime vm"),
+    (["--runtime", "vm", "--data-disk", "5000"], "--data-disk: expected 1-1024 (GiB), got 5000"),
+])
+def test_a_bad_runtime_is_refused_before_anything_is_made(google, tmp_path, args, expected):
+    line = one_error(["launch", "--project", PROJECT, "--no-build", *args])
+    assert expected in line, line
     assert not (tmp_path / "state").exists()
 
 

@@ -238,7 +238,7 @@ def _cleanup(instances, ops, s: GceSettings, name: str, report: Report) -> None:
 
 def describe(inst) -> dict:
     nic = inst.network_interfaces[0] if inst.network_interfaces else None
-    return {"name": inst.name, "provider": "gce", "project": inst.labels.get("playground-project", ""),
+    return {"name": inst.name, "provider": "gce", "runtime": "vm", "project": inst.labels.get("playground-project", ""),
             "profile": inst.labels.get("playground-profile", ""), "state": inst.status.lower()
             if isinstance(inst.status, str) else str(inst.status), "zone": inst.zone.rsplit("/", 1)[-1],
             "machine_type": inst.machine_type.rsplit("/", 1)[-1], "address": nic.network_i_p if nic else "",

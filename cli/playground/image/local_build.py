@@ -291,7 +291,9 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
                 leftover.unlink()
             size = dir_size(rootfs)
             report("writing the bootable disk (disk.raw) from the rootfs")
+            t_disk = time.monotonic()
             disk_info = disk.make_disk(rootfs, building / "disk.raw", size, log)
+            disk_info["seconds"] = round(time.monotonic() - t_disk, 1)
             report("writing the manifest (checksum of the image)")
             manifest = json.loads((rootfs / "etc/playground/image-manifest.json").read_text())
             manifest.update({

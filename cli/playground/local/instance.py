@@ -1,11 +1,19 @@
-"""Local instances: the golden image booted with systemd-nspawn on this machine.
+"""Local instances: the golden image booted on this machine, by one of two runtimes.
+
+- nspawn (the default): the image's rootfs in a systemd-nspawn container, on this machine's kernel;
+- vm: the image's disk.raw in a QEMU virtual machine (local/vm.py), as GCE boots it (UEFI, Secure Boot,
+  its own kernel, DHCP, a guest power-off that stops it), optionally with a data disk. Slow where only
+  software emulation is available, as here.
+Either way the instance has a network namespace of its own, where it reaches only its metadata server.
 
 Each instance lives in one folder, PLAYGROUND_HOME/instances/NAME/:
   instance.json   what it is (record below), kept across stop/start and CLI exits
   metadata.json   the document its metadata server serves (the GCE protocol)
-  upper/ work/    its copy-on-write layer over the pristine image
-  rootfs/         the overlay mount point while it runs
-  *.log           the container's console and the metadata server's log
+  upper/ work/    nspawn: its copy-on-write layer over the pristine image
+  rootfs/         nspawn: the overlay mount point while it runs
+  boot.qcow2      vm: its copy-on-write boot disk over the image's disk.raw; efivars.fd its UEFI NVRAM;
+                  data.qcow2 its data disk, if it has one; qmp.sock QEMU's control socket
+  *.log           the console and the metadata server's log
 The record is written before anything is created, so a CLI killed mid-launch
 leaves an instance that `list` shows and `destroy` removes.
 """
@@ -35,6 +43,11 @@ SSH_USER = "playground"
 METADATA_PORT = 80
 # What an instance may reach on this machine (netns.isolate): its own metadata server.
 HOST_PORTS = (METADATA_PORT,)
+RUNTIMES = ("nspawn", "vm")
+# A VM's size: GCE's smallest machine that runs the whole stack comfortably is e2-standard-2 (2 vCPUs, 8 GB);
+# here memory is what a 2-core machine spares beside its nspawn instances.
+VM_CPUS, VM_MEMORY_MIB = 2, 4096
+VM_SSH_LOOPBACK_PORT = 2222  # QEMU's forward to the guest's sshd, on the namespace's own loopback
 # Fault drills (tests/image/test_agent_boot.py, bench/faults.py): the metadata server of the next boot
 # answers HTTP 500 for this many seconds, as a failing metadata server would.
 METADATA_FAULT_ENV = "PLAYGROUND_LOCAL_METADATA_FAIL_S"
@@ -53,6 +66,9 @@ class Instance:
     attributes: dict = field(default_factory=dict)
     pids: dict = field(default_factory=dict)
     state: str = "creating"
+    runtime: str = "nspawn"  # records written before the vm runtime have none
+    accel: str = ""  # vm: kvm or tcg, chosen at launch
+    data_disk_gb: int = 0  # vm: the data disk's size, 0 for none
 
     @property
     def dir(self) -> Path:
@@ -120,10 +136,10 @@ def machine(inst: Instance):
     running = is_running(inst)
     started = None
     if running:
-        started = Path(f"/proc/{inst.pids['nspawn']}").stat().st_mtime
+        started = Path(f"/proc/{inst.pids[_main_pid_key(inst)]}").stat().st_mtime
     state = "running" if running else ("stopped" if inst.state != "creating" else "incomplete")
     return Machine(name=inst.name, provider="local", project=inst.project, zone=ZONE, state=state,
-                   machine_type=f"nspawn ({os.cpu_count()} CPUs shared)", image=Path(inst.image).name,
+                   machine_type=runtime_text(inst), image=Path(inst.image).name,
                    profile=inst.profile, address=inst.address, started_at=started,
                    target=target(inst) if running else None, start_command=f"playground start --name {inst.name}",
                    schedule={"next_stop": None, "next_start": None, "note": "no schedule for local instances"})
@@ -159,8 +175,24 @@ def _alive(pid: Optional[int], marker: str) -> bool:
         return False
 
 
+def _main_pid_key(inst: Instance) -> str:
+    return "vm" if inst.runtime == "vm" else "nspawn"
+
+
 def is_running(inst: Instance) -> bool:
-    return _alive(inst.pids.get("nspawn"), str(inst.dir))
+    """The container, or the VM (a guest power-off ends QEMU: the VM is stopped then, as on GCE)."""
+    return _alive(inst.pids.get(_main_pid_key(inst)), str(inst.dir))
+
+
+ACCEL_TEXT = {"kvm": "QEMU with KVM", "tcg": "QEMU software emulation (TCG; KVM does not boot guests here)"}
+
+
+def runtime_text(inst: Instance) -> str:
+    """What runs the instance, for list, status and launch."""
+    if inst.runtime != "vm":
+        return f"nspawn ({os.cpu_count()} CPUs shared)"
+    data = f", data disk {inst.data_disk_gb} GiB" if inst.data_disk_gb else ""
+    return f"vm: {ACCEL_TEXT.get(inst.accel, inst.accel)}, {VM_CPUS} vCPUs, {VM_MEMORY_MIB // 1024} GiB{data}"
 
 
 def _kill(pid: Optional[int], marker: str, sig: int = signal.SIGTERM, timeout: float = 10) -> bool:
@@ -239,22 +271,17 @@ def metadata_fault() -> list[str]:
 
 
 def _boot(inst: Instance) -> None:
-    """Network, metadata server, overlay, container: each only if not already there."""
+    """Network, metadata server, overlay, container or VM: each only if not already there."""
     fault = metadata_fault()
+    if inst.runtime == "vm":
+        return _boot_vm(inst, fault)
     _mount_overlay(inst)
     if not netns.exists(inst.slot):
         netns.create(inst.slot, HOST_PORTS)
     net = inst.net
     doc = inst.dir / "metadata.json"
     doc.write_text(json.dumps(metadata_document(inst), indent=2))
-    if not _alive(inst.pids.get("metadata"), str(doc)):
-        with open(inst.dir / "metadata.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "playground.local.metadata_server", "--doc", str(doc),
-                 "--bind", net["host_ip"], "--port", str(METADATA_PORT), *fault],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        inst.pids["metadata"] = proc.pid
-        inst.save()
+    _start_metadata(inst, doc, fault)
     if not is_running(inst):
         with open(inst.dir / "console.log", "ab") as log:
             proc = subprocess.Popen(
@@ -275,6 +302,62 @@ def _boot(inst: Instance) -> None:
         _wait_exec(proc, str(inst.dir))
 
 
+def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
+    """The instance's metadata server on this machine's end of its veth, unless it runs already."""
+    if not _alive(inst.pids.get("metadata"), str(doc)):
+        with open(inst.dir / "metadata.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "playground.local.metadata_server", "--doc", str(doc),
+                 "--bind", inst.net["host_ip"], "--port", str(METADATA_PORT), *fault],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        inst.pids["metadata"] = proc.pid
+        inst.save()
+
+
+def _boot_vm(inst: Instance, fault: list[str]) -> None:
+    """QEMU in the instance's namespace: sshd forwarded from the namespace's address (where `ssh`, `tunnel`
+    and `status` reach any instance; socat to QEMU's loopback forward), 169.254.169.254 forwarded to the
+    metadata server on this machine's end of the veth, and nothing else (restricted user-mode network; the
+    namespace's filter besides)."""
+    from . import vm
+
+    if not netns.exists(inst.slot):
+        netns.create(inst.slot, HOST_PORTS)
+    net = inst.net
+    doc = inst.dir / "metadata.json"
+    doc.write_text(json.dumps(metadata_document(inst), indent=2))
+    _start_metadata(inst, doc, fault)
+    if is_running(inst):
+        return
+    boot_disk, efi_vars = vm.prepare(Path(inst.image) / "disk.raw", inst.dir, "uefi")
+    data = inst.dir / "data.qcow2" if inst.data_disk_gb else None
+    if data is not None and not data.exists():
+        vm.blank_disk(data, inst.data_disk_gb)
+    qmp = inst.dir / "qmp.sock"
+    qmp.unlink(missing_ok=True)
+    # A guest reboot reboots, as on GCE; a power-off ends QEMU.
+    cmd = vm.command(boot_disk, inst.dir / "console.log", inst.accel, ("127.0.0.1", VM_SSH_LOOPBACK_PORT),
+                     (net["host_ip"], METADATA_PORT), memory_mib=VM_MEMORY_MIB, cpus=VM_CPUS, data_disk=data,
+                     efi_vars=efi_vars, qmp=qmp, reboot=True)
+    with open(inst.dir / "qemu.log", "ab") as log:
+        proc = subprocess.Popen(["ip", "netns", "exec", net["netns"], *cmd], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        if not _alive(inst.pids.get("ssh-forward"), _ssh_forward_marker(inst)):
+            # Measured: QEMU's restricted network forwards a connection to the guest's sshd when it comes
+            # from a loopback address, but one from this machine's end of the veth gets no answer; so the
+            # namespace's address is bridged to a forward on the namespace's loopback.
+            fwd = subprocess.Popen(["ip", "netns", "exec", net["netns"], "socat",
+                                    f"TCP-LISTEN:22,{_ssh_forward_marker(inst)},fork,reuseaddr",
+                                    f"TCP:127.0.0.1:{VM_SSH_LOOPBACK_PORT}"],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+            inst.pids["ssh-forward"] = fwd.pid
+    inst.pids["vm"] = proc.pid
+    inst.state = "running"
+    inst.save()
+    _wait_exec(proc, str(inst.dir))
+
+
 def _wait_exec(proc: subprocess.Popen, marker: str, timeout: float = 10) -> None:
     """Until the child has exec'd nspawn: before that its command line is still ours, and
     is_running() would call a booting instance stopped."""
@@ -288,6 +371,10 @@ def _halt(inst: Instance, timeout: float = 90) -> list[str]:
     done = []
     if _kill(inst.pids.get("nspawn"), str(inst.dir), signal.SIGTERM, timeout):
         done.append(f"container (pid {inst.pids['nspawn']})")
+    if _power_off_vm(inst, timeout):
+        done.append(f"VM (pid {inst.pids['vm']})")
+    if _kill(inst.pids.get("ssh-forward"), _ssh_forward_marker(inst), signal.SIGTERM, 5):
+        done.append(f"SSH forward (pid {inst.pids['ssh-forward']})")
     if _kill(inst.pids.get("metadata"), str(inst.dir), signal.SIGTERM, 5):
         done.append(f"metadata server (pid {inst.pids['metadata']})")
     done += netns.remove(inst.slot)
@@ -295,6 +382,25 @@ def _halt(inst: Instance, timeout: float = 90) -> list[str]:
         done.append("overlay mount " + str(inst.dir / "rootfs"))
     inst.pids = {}
     return done
+
+
+def _ssh_forward_marker(inst: Instance) -> str:
+    return f"bind={inst.net['inst_ip']}"
+
+
+def _power_off_vm(inst: Instance, timeout: float) -> bool:
+    """ACPI power button, as GCE's stop presses it; QEMU killed only if the guest has not powered off by then."""
+    from . import vm
+
+    pid = inst.pids.get("vm")
+    if not _alive(pid, str(inst.dir)):
+        return False
+    if vm.powerdown(inst.dir / "qmp.sock"):
+        deadline = time.monotonic() + timeout
+        while _alive(pid, str(inst.dir)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    _kill(pid, str(inst.dir), signal.SIGTERM, 10)
+    return True
 
 
 def remote(inst: Instance, command: str, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -337,12 +443,26 @@ def validate_name(name: str, project: str) -> None:
         raise PlaygroundError(f"--name: expected 1-31 of a-z 0-9 -, starting with a letter, got {name!r}")
 
 
+def check_runtime(runtime: str, data_disk_gb: int) -> None:
+    if runtime not in RUNTIMES:
+        raise PlaygroundError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if data_disk_gb and runtime != "vm":
+        raise PlaygroundError("--data-disk: a data disk needs --runtime vm (a container has no disks)")
+    if not 0 <= data_disk_gb <= 1024:
+        raise PlaygroundError(f"--data-disk: expected 1-1024 (GiB), got {data_disk_gb}")
+
+
 def launch(name: str, project: str, attributes: dict[str, str], image: Path, profile: str,
-           report: Report, timeout: float = 300, wait: bool = True) -> tuple[Instance, Optional[dict]]:
+           report: Report, timeout: float = 300, wait: bool = True, runtime: str = "nspawn",
+           data_disk_gb: int = 0) -> tuple[Instance, Optional[dict]]:
     """Boot a new instance and (unless wait is False) wait until it is healthy; on failure remove it."""
     validate_name(name, project)
+    check_runtime(runtime, data_disk_gb)
     require_root("a local instance")
-    require_tools("systemd-nspawn", "ip", "nft", "ssh", "ssh-keygen")
+    require_tools("systemd-nspawn" if runtime == "nspawn" else "qemu-system-x86_64", "ip", "nft", "ssh", "ssh-keygen")
+    if runtime == "vm" and not (image / "disk.raw").is_file():
+        raise PlaygroundError(f"the image {image.name} has no bootable disk (built before disk.raw was part of the "
+                              "image): `playground image build`, or --runtime nspawn")
     existing = paths.instances_dir() / name / "instance.json"
     if existing.exists():
         inst = load(name)
@@ -353,10 +473,18 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
     attrs = {"gcp-project": project, **attributes,
              "ssh-keys": f"{SSH_USER}:{(key.with_suffix('.pub')).read_text().strip()}"}
     inst = Instance(name=name, project=project, profile=profile, image=str(image), slot=_free_slot(),
-                    instance_id=str(random.randrange(10**18, 10**19)), created_at=time.time(), attributes=attrs)
+                    instance_id=str(random.randrange(10**18, 10**19)), created_at=time.time(), attributes=attrs,
+                    runtime=runtime, data_disk_gb=data_disk_gb)
     inst.save()
     try:
-        report(f"booting {name} at {inst.address}")
+        if runtime == "vm":
+            from . import vm
+
+            report("vm: can KVM boot a guest here?")
+            inst.accel = vm.choose_accel(image / "rootfs" / "vmlinuz", inst.dir)
+            inst.save()
+            report(f"vm: {ACCEL_TEXT[inst.accel]}")
+        report(f"booting {name} at {inst.address} ({runtime_text(inst)})")
         _boot(inst)
         rep = wait_healthy(inst, timeout, report) if wait else None
     except BaseException as exc:
@@ -383,8 +511,8 @@ def _keep_logs(inst: Instance) -> Optional[Path]:
 
 def start(name: str, report: Report, timeout: float = 300, wait: bool = True) -> tuple[Instance, Optional[dict]]:
     require_root("a local instance")
-    require_tools("systemd-nspawn", "ip", "nft")
     inst = load(name)
+    require_tools("systemd-nspawn" if inst.runtime == "nspawn" else "qemu-system-x86_64", "ip", "nft")
     if is_running(inst):
         raise PlaygroundError(f"instance {name!r} is already running")
     try:

@@ -45,6 +45,8 @@ class LaunchRequest:
     wait: bool = True
     timeout: float = 300
     build: bool = True  # local: build the image when there is none
+    runtime: str = "nspawn"  # local: nspawn or vm
+    data_disk_gb: int = 0  # local vm: a data disk of this size
 
 
 class Provider(ABC):

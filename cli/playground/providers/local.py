@@ -42,8 +42,11 @@ class LocalProvider(Provider):
         return local_build.local_images(profile), ["name", "airflow", "mlflow", "size"]
 
     def _launched(self, inst, rep: Optional[dict]) -> Launched:
+        from ..local import instance
+
         return Launched(
-            name=inst.name, address=inst.address, detail=f"image {Path(inst.image).name}",
+            name=inst.name, address=inst.address,
+            detail=f"image {Path(inst.image).name}, {instance.runtime_text(inst)}",
             healthy=None if rep is None else bool(rep.get("healthy")),
             next_steps=[("ssh", f"playground ssh --name {inst.name}"),
                         ("web UIs", f"playground tunnel --name {inst.name}  (Airflow, MLflow on 127.0.0.1)"),
@@ -55,6 +58,7 @@ class LocalProvider(Provider):
         from ..local import instance
 
         instance.validate_name(req.name, req.project)
+        instance.check_runtime(req.runtime, req.data_disk_gb)
         image = local_build.newest_image(req.profile)
         if image is None:
             if not req.build:
@@ -63,7 +67,7 @@ class LocalProvider(Provider):
             report(f"no {req.profile} image yet: building it")
             image = local_build.build_local(req.profile, report=report)
         inst, rep = instance.launch(req.name, req.project, req.attributes, image, req.profile, report, req.timeout,
-                                    wait=req.wait)
+                                    wait=req.wait, runtime=req.runtime, data_disk_gb=req.data_disk_gb)
         return self._launched(inst, rep)
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
@@ -98,7 +102,8 @@ class LocalProvider(Provider):
 
         state = "running" if instance.is_running(inst) else ("stopped" if inst.state != "creating" else "incomplete")
         return {"name": inst.name, "provider": "local", "project": inst.project, "profile": inst.profile,
-                "state": state, "address": inst.address, "zone": instance.ZONE,
+                "state": state, "address": inst.address, "zone": instance.ZONE, "runtime": inst.runtime,
+                "accel": inst.accel or None, "data_disk_gb": inst.data_disk_gb,
                 "age_s": round(time.time() - inst.created_at)}
 
     def machines(self, name: Optional[str], project: Optional[str]) -> list:
