@@ -92,7 +92,7 @@ grep -q "metadata.google.internal" /etc/hosts || echo "169.254.169.254 metadata.
 # read (/sys/class/dmi/id/product_name begins "Google"; google.auth.compute_engine._metadata
 # .detect_gce_residency_linux). Elsewhere (nspawn, QEMU here) the playground agent installs ssh-keys as
 # before: the same check is in its bootstrap.ensure_ssh_keys.
-# Debian 11 (seed-local) packages the guest agent but not OS Login's modules: each is installed where packaged.
+# Debian 11's archive (seed-local) has neither package here: each is installed where packaged.
 guest=()
 for package in google-guest-agent google-compute-engine-oslogin; do
   if apt-cache show "$package" >/dev/null 2>&1; then

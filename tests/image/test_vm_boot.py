@@ -82,7 +82,7 @@ def test_launch_names_the_acceleration_and_list_shows_the_vm_runtime(booted):
 def test_the_disk_boots_with_secure_boot_and_the_agent_applies_metadata(booted):
     inst = booted["inst"]
     assert ssh_up(inst), "no SSH with the ssh-keys key within the boot timeout: " + console(inst)
-    assert "Linux version" in console(inst), "the kernel's serial console"
+    assert "Linux version" in (inst.dir / "console.log").read_text(errors="replace"), "the kernel's serial console"
     out = run(inst, "cat /proc/cmdline; systemd-detect-virt; mokutil --sb-state; "
                     "test -d /sys/firmware/efi && echo uefi").stdout
     assert "root=LABEL=playground-root" in out and ("qemu" in out or "kvm" in out), out

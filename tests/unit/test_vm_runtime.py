@@ -76,3 +76,15 @@ def test_acceleration_is_the_environments_else_kvm_only_where_a_kvm_guest_boots(
         vm.choose_accel(tmp_path / "vmlinuz", tmp_path)
     monkeypatch.delenv(vm.ACCEL_ENV)
     assert vm.choose_accel(tmp_path / "no-kernel", tmp_path) == "tcg", "nothing to probe with: emulation"
+
+
+def test_the_probes_answer_is_kept_for_this_boot_of_the_machine(tmp_path, monkeypatch):
+    monkeypatch.delenv(vm.ACCEL_ENV, raising=False)
+    probes = []
+    monkeypatch.setattr(vm, "kvm_boots", lambda kernel, workdir: probes.append(kernel) or True)
+    cache = tmp_path / "state" / "vm-accel"
+    assert vm.choose_accel(tmp_path / "vmlinuz", tmp_path, cache) == "kvm"
+    assert vm.choose_accel(tmp_path / "vmlinuz", tmp_path, cache) == "kvm"
+    assert len(probes) == 1, "probed once"
+    cache.write_text("another-boot-id tcg\n")
+    assert vm.choose_accel(tmp_path / "vmlinuz", tmp_path, cache) == "kvm" and len(probes) == 2

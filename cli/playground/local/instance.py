@@ -481,7 +481,7 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
             from . import vm
 
             report("vm: can KVM boot a guest here?")
-            inst.accel = vm.choose_accel(image / "rootfs" / "vmlinuz", inst.dir)
+            inst.accel = vm.choose_accel(image / "rootfs" / "vmlinuz", inst.dir, paths.state_dir() / "vm-accel")
             inst.save()
             report(f"vm: {ACCEL_TEXT[inst.accel]}")
         report(f"booting {name} at {inst.address} ({runtime_text(inst)})")

@@ -80,9 +80,22 @@ def kvm_boots(kernel: Path, workdir: Path) -> bool:
         out.unlink(missing_ok=True)
 
 
-def choose_accel(kernel: Path, workdir: Path) -> str:
-    """PLAYGROUND_VM_ACCEL, else KVM if a KVM guest boots here, else TCG."""
-    return accel_from_env() or ("kvm" if kvm_boots(kernel, workdir) else "tcg")
+def choose_accel(kernel: Path, workdir: Path, cache: Optional[Path] = None) -> str:
+    """PLAYGROUND_VM_ACCEL, else KVM if a KVM guest boots here, else TCG. The probe's answer is kept in cache
+    for this boot of this machine (its boot id): a later launch does not wait for it again."""
+    given = accel_from_env()
+    if given:
+        return given
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    if cache is not None and cache.is_file():
+        kept = cache.read_text().split()
+        if len(kept) == 2 and kept[0] == boot_id and kept[1] in ACCELS:
+            return kept[1]
+    chosen = "kvm" if kvm_boots(kernel, workdir) else "tcg"
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(f"{boot_id} {chosen}\n")
+    return chosen
 
 
 def free_port() -> int:
