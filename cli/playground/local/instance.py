@@ -44,8 +44,8 @@ METADATA_PORT = 80
 # What an instance may reach on this machine (netns.isolate): its own metadata server.
 HOST_PORTS = (METADATA_PORT,)
 RUNTIMES = ("nspawn", "vm")
-# A VM's size: GCE's smallest machine that runs the whole stack comfortably is e2-standard-2 (2 vCPUs, 8 GB);
-# here memory is what a 2-core machine spares beside its nspawn instances.
+# A VM's size here: what a 2-core test machine spares beside its nspawn instances (a playground on GCE is an
+# e2-standard-4 unless --machine-type says otherwise).
 VM_CPUS, VM_MEMORY_MIB = 2, 4096
 VM_SSH_LOOPBACK_PORT = 2222  # QEMU's forward to the guest's sshd, on the namespace's own loopback
 # Fault drills (tests/image/test_agent_boot.py, bench/faults.py): the metadata server of the next boot
