@@ -185,3 +185,11 @@ def test_push_refuses_bad_input_before_any_request(fake_google, local_image):
         res = run(*args)
         assert res.exit_code != 0 and message in " ".join(res.output.split()), (args, res.output)
     assert not fake_google.requests
+
+
+def test_google_out_of_reach_is_one_line(local_image, monkeypatch):
+    for var in ("PLAYGROUND_GOOGLE_ENDPOINT", "PLAYGROUND_STORAGE_ENDPOINT"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
+    res = run("image", "push", "--gce", "--project", PROJECT)
+    assert res.exit_code == 1 and "cannot reach the compute API at http://127.0.0.1:9" in " ".join(res.output.split())

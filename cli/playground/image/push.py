@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 from .. import paths
 from ..errors import PlaygroundError
+from ..gce.google import reachable
 
 Report = Callable[[str], None]
 GCS_URL = "https://storage.googleapis.com"
@@ -167,6 +168,7 @@ def image_resource(name: str, family: str, source_url: str, manifest: dict):
         guest_os_features=[compute_v1.GuestOsFeature(type_=f) for f in GUEST_OS_FEATURES])
 
 
+@reachable("compute")  # Google not reachable at all: one line, not a traceback
 def push(gce, profile: str, image_dir: Path, bucket: str, report: Report, keep_archive: bool = False) -> dict:
     """Push the local image in image_dir to the GCE family playground-PROFILE; returns what was made."""
     from google.api_core import exceptions as gex
