@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from playground.image import disk
+from playground.local import vm
 from playground.main import app
 from test_image_disk import tiny_rootfs
 from typer.testing import CliRunner
@@ -26,15 +26,9 @@ BUCKET = f"{PROJECT}-playground-images"
 EMULATOR = [sys.executable, str(Path(__file__).parents[1] / "image" / "standin_storage_emulator.py")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def storage(tmp_path, monkeypatch):
-    port = free_port()
+    port = vm.free_port()
     with open(tmp_path / "emulator.log", "wb") as log:
         proc = subprocess.Popen([*EMULATOR, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)

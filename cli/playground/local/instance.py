@@ -271,35 +271,42 @@ def metadata_fault() -> list[str]:
 
 
 def _boot(inst: Instance) -> None:
-    """Network, metadata server, overlay, container or VM: each only if not already there."""
+    """Overlay (nspawn), network, metadata server, container or VM: each only if not already there."""
     fault = metadata_fault()
-    if inst.runtime == "vm":
-        return _boot_vm(inst, fault)
-    _mount_overlay(inst)
+    if inst.runtime != "vm":
+        _mount_overlay(inst)
     if not netns.exists(inst.slot):
         netns.create(inst.slot, HOST_PORTS)
-    net = inst.net
     doc = inst.dir / "metadata.json"
     doc.write_text(json.dumps(metadata_document(inst), indent=2))
     _start_metadata(inst, doc, fault)
-    if not is_running(inst):
-        with open(inst.dir / "console.log", "ab") as log:
-            proc = subprocess.Popen(
-                ["systemd-nspawn", "-D", str(inst.dir / "rootfs"), "--boot", "--register=no", "--keep-unit",
-                 "--machine", f"playground-{inst.name}", "--hostname", inst.name,
-                 f"--network-namespace-path={netns.NETNS_DIR / net['netns']}", "--console=read-only",
-                 "--resolv-conf=off",
-                 # systemd in a container reads its arguments like a kernel command line:
-                 # this points every unit at the local metadata server without changing the image.
-                 # google-auth reads both: HOST for its requests, IP for the ping that tells it it is
-                 # on GCE (169.254.169.254 there), so Google's libraries find their credentials as on GCE.
-                 "--", f"systemd.setenv=GCE_METADATA_HOST={net['host_ip']}:{METADATA_PORT}",
-                 f"systemd.setenv=GCE_METADATA_IP={net['host_ip']}:{METADATA_PORT}"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        inst.pids["nspawn"] = proc.pid
-        inst.state = "running"
-        inst.save()
-        _wait_exec(proc, str(inst.dir))
+    if is_running(inst):
+        return
+    if inst.runtime == "vm":
+        _start_vm(inst)
+    else:
+        _start_container(inst)
+
+
+def _start_container(inst: Instance) -> None:
+    net = inst.net
+    with open(inst.dir / "console.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["systemd-nspawn", "-D", str(inst.dir / "rootfs"), "--boot", "--register=no", "--keep-unit",
+             "--machine", f"playground-{inst.name}", "--hostname", inst.name,
+             f"--network-namespace-path={netns.NETNS_DIR / net['netns']}", "--console=read-only",
+             "--resolv-conf=off",
+             # systemd in a container reads its arguments like a kernel command line:
+             # this points every unit at the local metadata server without changing the image.
+             # google-auth reads both: HOST for its requests, IP for the ping that tells it it is
+             # on GCE (169.254.169.254 there), so Google's libraries find their credentials as on GCE.
+             "--", f"systemd.setenv=GCE_METADATA_HOST={net['host_ip']}:{METADATA_PORT}",
+             f"systemd.setenv=GCE_METADATA_IP={net['host_ip']}:{METADATA_PORT}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    inst.pids["nspawn"] = proc.pid
+    inst.state = "running"
+    inst.save()
+    _wait_exec(proc, str(inst.dir))
 
 
 def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
@@ -314,21 +321,14 @@ def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
         inst.save()
 
 
-def _boot_vm(inst: Instance, fault: list[str]) -> None:
+def _start_vm(inst: Instance) -> None:
     """QEMU in the instance's namespace: sshd forwarded from the namespace's address (where `ssh`, `tunnel`
     and `status` reach any instance; socat to QEMU's loopback forward), 169.254.169.254 forwarded to the
     metadata server on this machine's end of the veth, and nothing else (restricted user-mode network; the
     namespace's filter besides)."""
     from . import vm
 
-    if not netns.exists(inst.slot):
-        netns.create(inst.slot, HOST_PORTS)
     net = inst.net
-    doc = inst.dir / "metadata.json"
-    doc.write_text(json.dumps(metadata_document(inst), indent=2))
-    _start_metadata(inst, doc, fault)
-    if is_running(inst):
-        return
     boot_disk, efi_vars = vm.prepare(Path(inst.image) / "disk.raw", inst.dir, "uefi")
     data = inst.dir / "data.qcow2" if inst.data_disk_gb else None
     if data is not None and not data.exists():
