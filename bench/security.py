@@ -15,8 +15,9 @@ from pathlib import Path
 from common import Row
 
 UNITS = Path(__file__).resolve().parents[1] / "units"
-SANDBOXED = ("airflow-webserver.service", "airflow-scheduler@.service", "mlflow-server.service",
-             "playground-lineage.service", "playground-bucket-sync.service", "cloud-sql-proxy.service")
+SANDBOXED = ("airflow-webserver.service", "airflow-scheduler@.service", "airflow-triggerer.service",
+             "mlflow-server.service", "playground-lineage.service", "playground-bucket-sync.service",
+             "cloud-sql-proxy.service")
 AS_ROOT = ("playground-agent.service", "playground-agent-watch.service", "playground-health.service",
            "playground-bucket-mount.service", "playground-ssh-hostkeys.service")
 AIM = 5.01  # "5.0 or less"; a row meets its aim when under it

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from . import paths
 from .render import write_atomic
+from .versions import installed
 
 BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service",
               "playground-lineage.service"]
@@ -101,24 +102,31 @@ def http_json(url: str, timeout: float = 3.0) -> Optional[Any]:
         return None
 
 
+def _age(beat: Optional[str]) -> Optional[float]:
+    """Seconds since an ISO heartbeat time of /health (None when there is none)."""
+    if not beat:
+        return None
+    try:
+        from datetime import datetime
+        return round(time.time() - datetime.fromisoformat(beat).timestamp(), 1)
+    except ValueError:
+        return None
+
+
 def airflow_health(port: int) -> Dict[str, Any]:
     doc = http_json("http://127.0.0.1:%d/health" % port)
     if not isinstance(doc, dict):
         return {"ok": False, "reason": "webserver /health not answering on 127.0.0.1:%d" % port}
     meta = (doc.get("metadatabase") or {}).get("status")
     sched = doc.get("scheduler") or {}
-    age = None
-    beat = sched.get("latest_scheduler_heartbeat")
-    if beat:
-        try:
-            from datetime import datetime
-            age = round(time.time() - datetime.fromisoformat(beat).timestamp(), 1)
-        except ValueError:
-            age = None
+    age = _age(sched.get("latest_scheduler_heartbeat"))
     ok = meta == "healthy" and sched.get("status") == "healthy"
     reason = "" if ok else "metadatabase %s, scheduler %s" % (meta, sched.get("status"))
+    # The triggerer's part of /health (2.6+; before, the unit's state is all there is).
+    trig = doc.get("triggerer") or {}
     return {"ok": ok, "metadatabase": meta, "scheduler": sched.get("status"),
-            "heartbeat_age_s": age, "reason": reason}
+            "heartbeat_age_s": age, "reason": reason, "triggerer": trig.get("status"),
+            "triggerer_heartbeat_age_s": _age(trig.get("latest_triggerer_heartbeat"))}
 
 
 def mlflow_health(port: int) -> Dict[str, Any]:
@@ -211,6 +219,8 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
     units: List[str] = list(BASE_UNITS) + clusters
     if cfg:
         units += ["airflow-scheduler@%d.service" % i for i in range(1, int(cfg.get("airflow_schedulers", 1)) + 1)]
+        if installed().has_triggerer:
+            units.append("airflow-triggerer.service")
     if cfg and cfg.get("cloudsql_instance"):
         units.append("cloud-sql-proxy.service")
     states = unit_states(units)

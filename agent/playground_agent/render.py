@@ -151,6 +151,8 @@ def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None,
         }), 0o640, "airflow"),
     }
     wants = ["airflow-scheduler@%d.service" % i for i in range(1, cfg.airflow_schedulers + 1)]
+    if airflow.has_triggerer:
+        wants.append("airflow-triggerer.service")  # deferrable tasks: without it they stay deferred
     if cfg.dags_bucket:
         # One of the two runs: the mount where the image has gcsfuse, the sync where it has not.
         wants += ["playground-bucket-mount.service", "playground-bucket-sync.service"]

@@ -90,6 +90,13 @@ def services_from_report(rep: dict) -> list[dict]:
         reason = f"heartbeat {age:.0f} s ago" if age is not None else "no heartbeat yet"
         number = unit.split("@")[1].removesuffix(".service")
         rows.append(unit_row(f"airflow scheduler {number}", unit, fresh, reason))
+    if "airflow-triggerer.service" in units:
+        # /health has the triggerer's heartbeat from Airflow 2.6; before, the unit's state is all there is.
+        beat = af.get("triggerer_heartbeat_age_s")
+        fresh = af.get("triggerer") in (None, "healthy")
+        reason = f"heartbeat {beat:.0f} s ago" if beat is not None else "runs deferred tasks' triggers"
+        rows.append(unit_row("airflow triggerer", "airflow-triggerer.service", fresh,
+                             reason if fresh else f"/health triggerer {af.get('triggerer')}"))
     ml = rep.get("mlflow", {})
     rows.append(unit_row("mlflow", "mlflow-server.service", ml.get("ok", False),
                          ml.get("reason") or "/health OK"))

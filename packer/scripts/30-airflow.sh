@@ -32,6 +32,13 @@ if [[ "$(printf '%s\n' 2.1.0 "$AIRFLOW_VERSION" | sort -V | head -1)" == 2.1.0 ]
 else
   echo 'AIRFLOW_SCHEDULER_FLAGS=' > /etc/default/airflow-scheduler
 fi
+# The triggerer (2.2+) gained the same log server in 2.6 (triggerer_log_server_port, 8794): skip it too,
+# the webserver reads trigger logs from the same disk.
+if [[ "$(printf '%s\n' 2.6.0 "$AIRFLOW_VERSION" | sort -V | head -1)" == 2.6.0 ]]; then
+  echo 'AIRFLOW_TRIGGERER_FLAGS=--skip-serve-logs' > /etc/default/airflow-triggerer
+else
+  echo 'AIRFLOW_TRIGGERER_FLAGS=' > /etc/default/airflow-triggerer
+fi
 
 # `airflow` for people on the machine: runs as the airflow user with the
 # instance's config and secrets, the way the services see them.

@@ -69,3 +69,14 @@ def test_software_emulation_gives_the_webserver_minutes_to_start(monkeypatch):
     assert r.emulated() is True
     monkeypatch.setattr(r.subprocess, "run", lambda *a, **k: type("P", (), {"stdout": "google\n"})())
     assert r.emulated() is False
+
+
+def test_the_triggerer_is_wanted_from_airflow_2_2_on():
+    """Deferrable tasks need a triggerer (Airflow 2.2+); 2.0 and 2.1 have no `airflow triggerer` to run."""
+    from playground_agent.versions import Airflow
+
+    cfg = parse(metadata_doc())
+    for version, wanted in (("2.0.2", False), ("2.1.4", False), ("2.2.0", True), ("2.11.2", True)):
+        files = render.render(cfg, cpus=2, airflow=Airflow(version), slow=False)
+        dropin = next(spec for path, spec in files.items() if path.endswith("playground.target.d/10-agent.conf"))
+        assert ("Wants=airflow-triggerer.service\n" in dropin.content) is wanted, version

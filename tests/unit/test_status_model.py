@@ -167,3 +167,18 @@ def test_postgresql_is_the_cluster_and_its_postmaster():
     assert "not accepting" in row["reason"]
     rep["units"]["postgresql@15-main.service"]["active"] = "failed"  # the wrapper still says active
     assert by_name(status.services_from_report(rep))["postgresql"]["level"] == "red"
+
+
+def test_triggerer_row_follows_its_unit_and_its_heartbeat():
+    rep = json.loads(json.dumps(HEALTHY_REPORT))
+    assert "airflow triggerer" not in by_name(status.services_from_report(rep))  # an image without one
+    rep["units"]["airflow-triggerer.service"] = {"active": "active", "sub": "running", "result": "success",
+                                                  "restarts": "0"}
+    rep["airflow"].update(triggerer="healthy", triggerer_heartbeat_age_s=4.0)
+    row = by_name(status.services_from_report(rep))["airflow triggerer"]
+    assert (row["level"], row["reason"]) == ("green", "heartbeat 4 s ago")
+    rep["airflow"].update(triggerer="unhealthy", triggerer_heartbeat_age_s=300.0)
+    row = by_name(status.services_from_report(rep))["airflow triggerer"]
+    assert row["level"] == "amber" and "unhealthy" in row["reason"]
+    rep["units"]["airflow-triggerer.service"]["active"] = "failed"
+    assert by_name(status.services_from_report(rep))["airflow triggerer"]["level"] == "red"
