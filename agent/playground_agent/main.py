@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, bucket_sync, health, paths, render, schema, secret_manager
+from . import bootstrap, bucket_sync, health, paths, project, render, schema, secret_manager
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
@@ -136,6 +136,7 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
         bootstrap.bootstrap(cfg, log)
     except (bootstrap.BootstrapError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
         return fail("bootstrap: %s" % exc, EXIT_TEMPFAIL)
+    project.apply_saved(log)  # the team's connections, variables and pools, when they changed
     previous = _load_json(CONFIG_STATE) or {}
     good = cfg.to_dict()
     generation = int(previous.get("generation", 0))
@@ -214,6 +215,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_status.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("admin-password", help="print the Airflow admin password (root only)")
     sub.add_parser("watch", help="long-poll metadata and re-apply on change")
+    p_project = sub.add_parser("project", help="the team's project, for `playground deploy` (root; JSON out)")
+    p_project.add_argument("action", choices=["manifest", "receive"],
+                           help="manifest: the DAG folder and its files' hashes; receive: apply the JSON on stdin")
     p_sync = sub.add_parser("bucket-sync", help="mirror gs://$BUCKET/dags/ into $MOUNT_POINT/dags (where gcsfuse "
                             "is absent)")
     p_sync.add_argument("--once", action="store_true", help="one round, then exit (1 if it failed)")
@@ -236,6 +240,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         print(bootstrap.admin_password())
         return 0
+    if args.command == "project":
+        if os.geteuid() != 0:
+            print("playground-agent: project: run as root", file=sys.stderr)
+            return 1
+        return project.main(args.action)
     if args.command == "watch":
         return watch(MetadataClient())
     if args.command == "bucket-sync":

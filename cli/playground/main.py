@@ -488,6 +488,71 @@ def lineage(
         Console().print(lineage_mod.render_model(found) if wanted else lineage_mod.render_pipeline(found))
 
 
+def _print_deployed(done, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps(done.as_json(), indent=2, sort_keys=True))
+        return
+    console.print(f"[green]{done.name}[/green]: {len(done.added)} added, {len(done.changed)} changed, "
+                  f"{len(done.removed)} removed, {done.unchanged} unchanged in {done.where}", highlight=False)
+    for what, names in (("added", done.added), ("changed", done.changed), ("removed", done.removed)):
+        if names and len(names) <= 10:
+            console.print(f"  {what}: {', '.join(names)}", highlight=False, soft_wrap=True)
+    if done.settings:
+        applied, removed = done.settings.get("applied", {}), done.settings.get("removed", {})
+        parts = [f"{len(applied.get(k, []))} {k}" for k in ("connections", "variables", "pools")]
+        gone = sum(len(v) for v in removed.values())
+        console.print(f"  settings: {', '.join(parts)} applied" + (f", {gone} removed (gone from the file)"
+                                                                   if gone else ""), highlight=False)
+    if done.missing:
+        console.print(f"[yellow]not on the machine yet[/yellow] (the bucket's sync is behind): "
+                      f"{', '.join(done.missing)}", highlight=False, soft_wrap=True)
+    console.print(f"  DAGs: {len(done.dags)} parsed" + (f" ({', '.join(done.dags)})" if 0 < len(done.dags) <= 8
+                                                        else ""), highlight=False, soft_wrap=True)
+    for path, error in sorted(done.import_errors.items()):
+        console.print(f"[red]import error[/red] {escape(path)}: {escape(error)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def deploy(
+    folder: Path = typer.Argument(Path("."), help="The project folder: DAG files (in dags/ if there is one), "
+                                  "and an optional airflow_settings.yaml (astro's layout)."),
+    name: Optional[str] = typer.Option(None, help="Instance name (default: the one for --project, or the only one)."),
+    project: Optional[str] = typer.Option(None, help="Pick the instance of this project."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was deployed as JSON for scripts."),
+    provider: Optional[str] = typer.Option(None, help="local or gce (gce: SSH through IAP, needs gcloud)."),
+    zone: Optional[str] = ZONE,
+) -> None:
+    """Make the playground's DAG folder equal the project's DAGs; apply its settings.
+
+    The DAGs go to gs://DAGS-BUCKET/dags/ where the machine has a dags-bucket,
+    else over SSH into its DAG folder: new and changed files written, files
+    gone from the folder removed (as `gsutil rsync -d`). The connections,
+    variables and pools of airflow_settings.yaml are applied (no value is
+    printed). Then the machine parses the folder with Airflow itself, and
+    each import error is one line.
+
+    Exit code: 0 deployed and every file imports, 3 deployed with import
+    errors, 1 failed (one line says why).
+    """
+    from . import deploy as deploy_mod
+    from . import project as project_mod
+    from .gce.google import storage_client
+
+    try:
+        proj = project_mod.load(folder)
+        target = _provider(provider, project, zone).reach(name, project).target
+        with progress() as bar:
+            task = bar.add_task("deploying", total=None)
+            done = deploy_mod.deploy(target, proj, lambda m: bar.update(task, description=m), storage_client)
+            bar.update(task, description=f"deployed to {done.name}")
+    except PlaygroundError as exc:
+        fail(exc)
+    _print_deployed(done, as_json)
+    raise typer.Exit(3 if done.import_errors else 0)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def ssh(
     ctx: typer.Context,

@@ -48,6 +48,14 @@ def client_kwargs(api: str) -> dict:
     return {"credentials": credentials(), "client_options": options, "transport": "rest"}
 
 
+def storage_client(project: str):
+    """google-cloud-storage's client (its own JSON transport; PLAYGROUND_STORAGE_ENDPOINT points it elsewhere)."""
+    from google.cloud import storage
+
+    options = {"api_endpoint": endpoint("storage")} if endpoint("storage") else {}
+    return storage.Client(project=project, credentials=credentials(), client_options=options)
+
+
 def session():
     """An authorized requests session for the few REST calls without a client library here
     (permission and API checks)."""

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 from .. import paths
 from ..errors import PlaygroundError
-from ..gce.google import reachable
+from ..gce.google import reachable, storage_client
 
 Report = Callable[[str], None]
 GCS_URL = "https://storage.googleapis.com"
@@ -87,15 +87,6 @@ class _Reading:
         return getattr(self.fh, name)
 
 
-def _storage(project: str):
-    from google.cloud import storage
-
-    from ..gce.google import credentials, endpoint
-
-    options = {"api_endpoint": endpoint("storage")} if endpoint("storage") else {}
-    return storage.Client(project=project, credentials=credentials(), client_options=options)
-
-
 def _storage_error(exc: Exception, project: str, bucket: str) -> PlaygroundError:
     from google.api_core import exceptions as gex
 
@@ -116,7 +107,7 @@ def upload(project: str, bucket: str, location: str, name: str, path: Path, repo
     from ..gce.google import network_errors, unreachable
 
     try:
-        client = _storage(project)
+        client = storage_client(project)
         made = False
         try:
             target = client.get_bucket(bucket)
@@ -148,7 +139,7 @@ def remove_object(project: str, bucket: str, name: str) -> None:
     from google.api_core import exceptions as gex
 
     try:
-        _storage(project).bucket(bucket).blob(name).delete()
+        storage_client(project).bucket(bucket).blob(name).delete()
     except gex.NotFound:
         pass
 

@@ -1,0 +1,300 @@
+"""A team's own project on the machine: its DAG files, and its connections, variables and pools.
+
+`playground deploy` (the CLI) talks to this over SSH, as root, with JSON:
+  manifest  -> the DAG folder Airflow reads, whether a bucket feeds it, and its files' sha256
+  receive   <- files to put and remove (only where no bucket feeds the folder), the settings (or none), and
+               the hashes the folder must hold (a bucket's sync or gcsfuse brings them: waited for)
+            -> what changed, the settings applied (names only), and Airflow's own import errors (a DagBag
+               of the folder, what the scheduler records), so a deploy says at once what is broken.
+The settings (airflow_settings.yaml, checked and turned to JSON by the CLI) are kept root-only at
+SETTINGS and applied again at boot when they changed since the last apply (a fresh instance's database).
+Secret values go through stdin only, never argv or a log line.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from . import paths
+from .bootstrap import BootstrapError, _run, read_env
+from .render import write_atomic
+
+PROJECT_DIR = paths.p("/var/lib/playground/project")
+SETTINGS = PROJECT_DIR + "/settings.json"
+APPLIED = PROJECT_DIR + "/applied.json"  # the settings' hash and names last applied (no values)
+SKIP_DIRS = ("__pycache__",)  # Airflow's own, never the project's
+IGNORE_FILE = ".airflowignore"  # the one hidden file that belongs to the DAGs (Airflow reads it)
+WAIT_FOR_BUCKET_S = 120.0
+
+
+class ProjectError(Exception):
+    pass
+
+
+def _config() -> Dict[str, Any]:
+    try:
+        with open(paths.GOOD_CONFIG, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        raise ProjectError("this machine has no applied config yet (is playground-agent apply done?)") from None
+
+
+def dags_folder(cfg: Dict[str, Any]) -> str:
+    return paths.BUCKET_MOUNT + "/dags" if cfg.get("dags_bucket") else paths.LOCAL_DAGS
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def files(folder: str) -> Dict[str, str]:
+    """relative path -> sha256 of every regular file under folder (hidden files and __pycache__ left out)."""
+    found: Dict[str, str] = {}
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        for name in names:
+            path = os.path.join(root, name)
+            if (name.startswith(".") and name != IGNORE_FILE) or not os.path.isfile(path) or os.path.islink(path):
+                continue
+            found[os.path.relpath(path, folder)] = sha256(path)
+    return found
+
+
+def safe_rel(rel: str) -> str:
+    """A path the CLI sent, kept inside the DAG folder (no absolute path, no .., no hidden part)."""
+    parts = rel.split("/")
+    hidden = [p for p in parts if p.startswith(".") and p != IGNORE_FILE]
+    if not rel or rel.startswith("/") or hidden or any(p in ("", ".", "..") for p in parts):
+        raise ProjectError("refused file name %r: expected a relative path inside the DAG folder" % rel)
+    return rel
+
+
+def manifest() -> Dict[str, Any]:
+    cfg = _config()
+    folder = dags_folder(cfg)
+    return {"dags_folder": folder.replace(paths.ROOT, "", 1), "dags_bucket": cfg.get("dags_bucket") or "",
+            "project": cfg.get("project_id") or "",
+            "files": files(folder) if os.path.isdir(folder) else {}}
+
+
+def _airflow_env() -> Dict[str, str]:
+    env = {"PATH": paths.AIRFLOW_VENV + "/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+           "HOME": "/var/lib/airflow"}
+    env.update(read_env(paths.ETC + "/airflow.env"))
+    env.update(read_env(paths.SECRETS_DIR + "/airflow.env"))
+    return env
+
+
+MARK = "PLAYGROUND-RESULT "
+
+
+def _airflow_python(script: str, args: List[str], stdin: str, what: str, timeout: int = 300) -> Any:
+    """Run script in Airflow's venv as the airflow user; its answer is the line printed after MARK (Airflow's
+    own logging writes to stdout too)."""
+    out = _run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/python", "-c", script] + args,
+               env=_airflow_env(), what=what, timeout=timeout, secret_input=stdin)
+    for line in reversed(out.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise ProjectError("%s gave no answer: %s" % (what, out.strip()[-300:]))
+
+
+# Airflow's own parse of the folder (what the scheduler's DAG processor does): the DAG ids and the import
+# errors, each reduced to its last line (the exception), keyed by the file's path in the folder.
+CHECK = r"""
+import json, os, sys
+from airflow.models.dagbag import DagBag
+folder = sys.argv[1]
+bag = DagBag(dag_folder=folder, include_examples=False)
+errors = {}
+for path, trace in bag.import_errors.items():
+    lines = [l.strip() for l in trace.strip().splitlines() if l.strip()]
+    errors[os.path.relpath(path, folder)] = lines[-1] if lines else "import error"
+print("PLAYGROUND-RESULT " + json.dumps({"dags": sorted(bag.dag_ids), "import_errors": errors}))
+"""
+
+
+def check(folder: str) -> Dict[str, Any]:
+    return _airflow_python(CHECK, [folder], "", "the DAG folder's parse")
+
+
+# Connections, variables and pools through Airflow's models (every 2.x has them; the ORM encrypts passwords
+# and extras with the instance's Fernet key). The ones an earlier apply made and the file no longer has are
+# removed; anything made in the UI is left alone.
+APPLY = r"""
+import json, sys
+from airflow.models import Connection, Pool, Variable
+from airflow.utils.session import create_session
+doc = json.load(sys.stdin)
+settings, before = doc["settings"], doc["before"]
+names = {"connections": [], "variables": [], "pools": []}
+with create_session() as s:
+    for c in settings.get("connections", []):
+        conn = s.query(Connection).filter(Connection.conn_id == c["conn_id"]).one_or_none()
+        if conn is None:
+            conn = Connection(conn_id=c["conn_id"])
+            s.add(conn)
+        conn.conn_type = c.get("conn_type")
+        conn.host, conn.schema, conn.login = c.get("host"), c.get("schema"), c.get("login")
+        conn.port = c.get("port")
+        conn.password = c.get("password")
+        conn.extra = json.dumps(c["extra"]) if c.get("extra") else None
+        names["connections"].append(c["conn_id"])
+    for v in settings.get("variables", []):
+        value = v["value"]
+        Variable.set(v["key"], value, serialize_json=not isinstance(value, str), session=s)
+        names["variables"].append(v["key"])
+    for p in settings.get("pools", []):
+        pool = s.query(Pool).filter(Pool.pool == p["name"]).one_or_none()
+        if pool is None:
+            pool = Pool(pool=p["name"])
+            s.add(pool)
+        pool.slots, pool.description = p["slots"], p.get("description", "")
+        names["pools"].append(p["name"])
+    gone = {k: sorted(set(before.get(k, [])) - set(names[k])) for k in names}
+    for conn_id in gone["connections"]:
+        s.query(Connection).filter(Connection.conn_id == conn_id).delete()
+    for key in gone["variables"]:
+        s.query(Variable).filter(Variable.key == key).delete()
+    for name in gone["pools"]:
+        if name != Pool.DEFAULT_POOL_NAME:
+            s.query(Pool).filter(Pool.pool == name).delete()
+print("PLAYGROUND-RESULT " + json.dumps({"applied": names, "removed": gone}))
+"""
+
+
+def _load(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def apply_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """Apply the settings and remember their hash and names (never their values)."""
+    before = (_load(APPLIED) or {}).get("names", {})
+    result = _airflow_python(APPLY, [], json.dumps({"settings": settings, "before": before}),
+                             "applying connections, variables and pools")
+    write_atomic(APPLIED, json.dumps({"sha256": _digest(settings), "names": result["applied"]}, indent=2,
+                                     sort_keys=True) + "\n", 0o600, 0)
+    return result
+
+
+def _digest(settings: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def apply_saved(log) -> None:
+    """At boot: the kept settings, when they differ from what was last applied (a new database, a restore)."""
+    settings = _load(SETTINGS)
+    if settings is None or (_load(APPLIED) or {}).get("sha256") == _digest(settings):
+        return
+    try:
+        result = apply_settings(settings)
+    except (BootstrapError, ProjectError, OSError, subprocess.TimeoutExpired) as exc:
+        log("project settings not applied: %s" % exc)
+        return
+    log("project settings applied: %s" % ", ".join("%d %s" % (len(v), k) for k, v in result["applied"].items()))
+
+
+def _wait_for(folder: str, expect: Dict[str, str], timeout: float) -> Dict[str, str]:
+    """The folder's files once they match expect (a bucket's sync or mount catching up), or at timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = files(folder) if os.path.isdir(folder) else {}
+        if all(held.get(rel) == digest for rel, digest in expect.items()) or time.monotonic() > deadline:
+            return held
+        time.sleep(1)
+
+
+def receive(doc: Dict[str, Any]) -> Dict[str, Any]:
+    cfg = _config()
+    folder = dags_folder(cfg)
+    put = {safe_rel(rel): base64.b64decode(data) for rel, data in (doc.get("put") or {}).items()}
+    delete = [safe_rel(rel) for rel in doc.get("delete") or []]
+    if (put or delete) and cfg.get("dags_bucket"):
+        raise ProjectError("this machine reads its DAGs from gs://%s/dags: deploy writes them there, not here"
+                           % cfg["dags_bucket"])
+    gid = _airflow_gid()
+    for rel, data in sorted(put.items()):
+        _write_bytes(os.path.join(folder, rel), data, gid)
+    for rel in delete:
+        path = os.path.join(folder, rel)
+        if os.path.isfile(path):
+            os.unlink(path)
+            _prune_empty(os.path.dirname(path), folder)
+    result: Dict[str, Any] = {"written": sorted(put), "removed": sorted(delete), "settings": None}
+    if doc.get("settings") is not None:
+        settings = doc["settings"]
+        write_atomic(SETTINGS, json.dumps(settings, sort_keys=True) + "\n", 0o600, 0)
+        result["settings"] = apply_settings(settings)
+    expect = doc.get("expect") or {}
+    held = _wait_for(folder, expect, WAIT_FOR_BUCKET_S if cfg.get("dags_bucket") else 0)
+    result["missing"] = sorted(rel for rel, digest in expect.items() if held.get(rel) != digest)
+    result.update(check(folder))
+    return result
+
+
+def _airflow_gid() -> int:
+    import grp
+
+    try:
+        return grp.getgrnam("airflow").gr_gid
+    except KeyError:
+        return 0
+
+
+def _write_bytes(path: str, data: bytes, gid: int) -> None:
+    """Atomically, root-owned, group airflow, 0644 (the scheduler reads it; nobody but root changes it)."""
+    import tempfile
+
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)
+            if os.geteuid() == 0:
+                os.fchown(fh.fileno(), 0, gid)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _prune_empty(directory: str, top: str) -> None:
+    while os.path.abspath(directory) != os.path.abspath(top):
+        try:
+            os.rmdir(directory)  # only when empty
+        except OSError:
+            return
+        directory = os.path.dirname(directory)
+
+
+def main(command: str) -> int:
+    """playground-agent project manifest|receive: one JSON document out (receive reads one in)."""
+    try:
+        if command == "manifest":
+            out = manifest()
+        else:
+            out = receive(json.load(sys.stdin))
+    except (ProjectError, BootstrapError, ValueError, KeyError, OSError, subprocess.TimeoutExpired) as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 1
+    print(json.dumps(out, sort_keys=True))
+    return 0
