@@ -194,6 +194,35 @@ def lineage_state(cfg: Optional[Dict[str, Any]], st: Dict[str, str], now: Option
     return {"ok": ok, "state": state, "waiting": len(waiting), "oldest_s": oldest, "set_aside": len(set_aside)}
 
 
+# What the scheduler found in the DAG folder, from Airflow's own tables (every 2.x has dag.is_active and
+# import_error): one JSON line from psql, as airflow over the socket (peer authentication).
+DAGS_SQL = ("SELECT json_build_object('dags', (SELECT count(*) FROM dag WHERE is_active), 'errors', "
+            "coalesce((SELECT json_agg(json_build_object('file', filename, 'error', stacktrace) ORDER BY filename) "
+            "FROM import_error), '[]'::json))")
+
+
+def dags_state() -> Dict[str, Any]:
+    """Active DAGs and import errors; ok is False (amber in status: the rest still runs) when a file fails."""
+    try:
+        proc = subprocess.run(["runuser", "-u", "airflow", "--", "psql", "-qtAX", "-d", "airflow", "-c", DAGS_SQL],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=10)
+        doc = json.loads(proc.stdout.strip()) if proc.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        doc = None
+    if not isinstance(doc, dict):
+        return {"ok": True, "state": "not known (Airflow's database did not answer)", "dags": None, "errors": []}
+    folder_of = os.path.commonpath([e["file"] for e in doc["errors"]]) if len(doc["errors"]) > 1 else ""
+    errors = []
+    for entry in doc["errors"]:
+        lines = [line.strip() for line in (entry.get("error") or "").strip().splitlines() if line.strip()]
+        name = os.path.basename(entry["file"]) if not folder_of else os.path.relpath(entry["file"], folder_of)
+        errors.append({"file": name, "path": entry["file"], "error": lines[-1] if lines else "import error"})
+    state = "%d active DAG(s)" % doc["dags"]
+    if errors:
+        state = "%d import error(s): %s" % (len(errors), "; ".join("%s: %s" % (e["file"], e["error"]) for e in errors))
+    return {"ok": not errors, "state": state, "dags": doc["dags"], "errors": errors}
+
+
 def disk() -> Dict[str, Any]:
     usage = shutil.disk_usage(paths.p("/") or "/")
     return {"total_gb": round(usage.total / 2**30, 1), "used_pct": round(100 * usage.used / usage.total, 1)}
@@ -244,6 +273,7 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         report["mount"] = mount_state(cfg)
         report["proxy"] = proxy_state(cfg, states.get("cloud-sql-proxy.service"))
         report["lineage"] = lineage_state(cfg, states["playground-lineage.service"])
+        report["dags"] = dags_state()  # amber in status, not a problem: the other DAGs run
     problems = [u + " is " + st["active"] for u, st in report["units"].items() if st["active"] != "active"]
     for part in ("postgresql", "airflow", "mlflow", "mount", "proxy"):
         if part in report and not report[part]["ok"]:

@@ -92,7 +92,8 @@ def read_settings(path: Path) -> dict:
     for section, fields, id_field in (("connections", CONNECTION_FIELDS, "conn_id"),
                                       ("variables", VARIABLE_FIELDS, "variable_name"),
                                       ("pools", POOL_FIELDS, "pool_name")):
-        entries = body.get(section) or []
+        entries = body.get(section)
+        entries = [] if entries is None else entries
         if not isinstance(entries, list):
             raise PlaygroundError(f"{path.name}: airflow.{section}: expected a list")
         seen = set()
