@@ -160,6 +160,8 @@ with create_session() as s:
             pool = Pool(pool=p["name"])
             s.add(pool)
         pool.slots, pool.description = p["slots"], p.get("description", "")
+        if getattr(pool, "include_deferred", False) is None:  # 2.7+: a column without a default
+            pool.include_deferred = False
         names["pools"].append(p["name"])
     gone = {k: sorted(set(before.get(k, [])) - set(names[k])) for k in names}
     for conn_id in gone["connections"]:
@@ -182,8 +184,12 @@ def _load(path: str) -> Optional[Dict[str, Any]]:
 
 
 def apply_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """Apply the settings and remember their hash and names (never their values)."""
-    before = (_load(APPLIED) or {}).get("names", {})
+    """Apply the settings and remember their hash and names (never their values). The same settings as the
+    last apply: nothing to do (a deploy that changed only DAGs starts no Airflow process for them)."""
+    applied = _load(APPLIED) or {}
+    if applied.get("sha256") == _digest(settings) and os.path.isfile(SETTINGS):
+        return {"applied": applied.get("names", {}), "removed": {}, "unchanged": True}
+    before = applied.get("names", {})
     result = _airflow_python(APPLY, [], json.dumps({"settings": settings, "before": before}),
                              "applying connections, variables and pools")
     write_atomic(APPLIED, json.dumps({"sha256": _digest(settings), "names": result["applied"]}, indent=2,
@@ -226,6 +232,12 @@ def receive(doc: Dict[str, Any]) -> Dict[str, Any]:
     if (put or delete) and cfg.get("dags_bucket"):
         raise ProjectError("this machine reads its DAGs from gs://%s/dags: deploy writes them there, not here"
                            % cfg["dags_bucket"])
+    result: Dict[str, Any] = {"written": sorted(put), "removed": sorted(delete), "settings": None}
+    if doc.get("settings") is not None:
+        # First: settings that Airflow refuses leave the DAG folder as it was.
+        settings = doc["settings"]
+        result["settings"] = apply_settings(settings)
+        write_atomic(SETTINGS, json.dumps(settings, sort_keys=True) + "\n", 0o600, 0)
     gid = _airflow_gid()
     for rel, data in sorted(put.items()):
         _write_bytes(os.path.join(folder, rel), data, gid)
@@ -234,15 +246,11 @@ def receive(doc: Dict[str, Any]) -> Dict[str, Any]:
         if os.path.isfile(path):
             os.unlink(path)
             _prune_empty(os.path.dirname(path), folder)
-    result: Dict[str, Any] = {"written": sorted(put), "removed": sorted(delete), "settings": None}
-    if doc.get("settings") is not None:
-        settings = doc["settings"]
-        write_atomic(SETTINGS, json.dumps(settings, sort_keys=True) + "\n", 0o600, 0)
-        result["settings"] = apply_settings(settings)
     expect = doc.get("expect") or {}
     held = _wait_for(folder, expect, WAIT_FOR_BUCKET_S if cfg.get("dags_bucket") else 0)
     result["missing"] = sorted(rel for rel, digest in expect.items() if held.get(rel) != digest)
-    result.update(check(folder))
+    if doc.get("check", True):
+        result.update(check(folder))
     return result
 
 

@@ -40,19 +40,19 @@ class Deployed:
 
 
 def _agent(conn, action: str, doc: Optional[dict] = None, timeout: float = 600) -> dict:
-    import io
+    from .remote import run_input
 
-    res = conn.run(f"sudo -n playground-agent project {action}", hide=True, warn=True, timeout=timeout,
-                   in_stream=io.StringIO(json.dumps(doc)) if doc is not None else False)
+    code, stdout, stderr = run_input(conn, f"sudo -n playground-agent project {action}",
+                                     json.dumps(doc) if doc is not None else "", timeout)
     try:
-        out = json.loads(res.stdout.strip().splitlines()[-1])
+        out = json.loads(stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        tail = (res.stderr or res.stdout).strip()[-300:]
-        if "invalid choice" in tail or "project" in tail and res.return_code == 2:
+        tail = (stderr or stdout).strip()[-300:]
+        if "invalid choice" in tail:
             raise PlaygroundError("this machine's agent has no `project` command: its image predates deploy "
                                   "(`playground image build`, then a new instance)") from None
         raise PlaygroundError(f"the machine's agent gave no answer to `project {action}`: {tail}") from None
-    if res.return_code != 0 or "error" in out:
+    if code != 0 or "error" in out:
         raise PlaygroundError(f"deploy: {out.get('error') or 'the agent failed'}")
     return out
 
@@ -97,8 +97,14 @@ def deploy(target, project: Project, report: Report, storage: Callable[[str], ob
         digests = project.digests()
         doc: dict = {"settings": project.settings, "expect": digests}
         bucket = manifest.get("dags_bucket") or ""
+        settings = None
         if bucket:
             where = f"gs://{bucket}/{PREFIX}"
+            if project.settings is not None:
+                # Before the bucket changes: settings that Airflow refuses leave everything as it was.
+                report(f"{target.name}: applying the settings")
+                settings = _agent(conn, "receive", {"settings": project.settings, "check": False}).get("settings")
+                doc["settings"] = None
             added, changed, removed, unchanged = _bucket(lambda: storage(manifest.get("project") or ""), bucket,
                                                          project, report)
         else:
@@ -110,9 +116,11 @@ def deploy(target, project: Project, report: Report, storage: Callable[[str], ob
         report(f"{target.name}: {sending}; Airflow parses the folder" + (", once the bucket's copy arrives"
                                                                           if bucket else ""))
         answer = _agent(conn, "receive", doc)
+        if not bucket:
+            settings = answer.get("settings")
     conn.close()
     return Deployed(name=target.name, where=where, added=added, changed=changed, removed=removed,
-                    unchanged=unchanged, settings=answer.get("settings"), dags=answer.get("dags") or [],
+                    unchanged=unchanged, settings=settings, dags=answer.get("dags") or [],
                     import_errors=answer.get("import_errors") or {}, missing=answer.get("missing") or [])
 
 

@@ -503,8 +503,11 @@ def _print_deployed(done, as_json: bool) -> None:
         applied, removed = done.settings.get("applied", {}), done.settings.get("removed", {})
         parts = [f"{len(applied.get(k, []))} {k}" for k in ("connections", "variables", "pools")]
         gone = sum(len(v) for v in removed.values())
-        console.print(f"  settings: {', '.join(parts)} applied" + (f", {gone} removed (gone from the file)"
-                                                                   if gone else ""), highlight=False)
+        if done.settings.get("unchanged"):
+            console.print(f"  settings: unchanged ({', '.join(parts)})", highlight=False)
+        else:
+            console.print(f"  settings: {', '.join(parts)} applied" + (f", {gone} removed (gone from the file)"
+                                                                       if gone else ""), highlight=False)
     if done.missing:
         console.print(f"[yellow]not on the machine yet[/yellow] (the bucket's sync is behind): "
                       f"{', '.join(done.missing)}", highlight=False, soft_wrap=True)

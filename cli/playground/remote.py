@@ -110,6 +110,17 @@ def agent_status(conn, timeout: float = 10.0) -> dict:
                               f"{(res.stderr or res.stdout).strip()[:200]}") from exc
 
 
+def run_input(conn, command: str, data: str, timeout: float = 600) -> tuple[int, str, str]:
+    """command with data on its stdin, then EOF: (exit code, stdout, stderr). Through paramiko's channel:
+    invoke's in_stream sends stdin a byte every 10 ms (a 400-byte document took 4 s)."""
+    conn.open()
+    stdin, stdout, stderr = conn.client.exec_command(command, timeout=timeout)
+    stdin.write(data.encode())
+    stdin.channel.shutdown_write()
+    out, err = stdout.read().decode("utf-8", "replace"), stderr.read().decode("utf-8", "replace")
+    return stdout.channel.recv_exit_status(), out, err
+
+
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         try:

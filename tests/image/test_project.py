@@ -1,0 +1,154 @@
+"""A team's own project on a real local instance, through `playground deploy` (the README's walk-through):
+examples/project's DAG, its helper package, its connection, variable and pool from airflow_settings.yaml,
+and a deferrable sensor that the triggerer ends; then a broken DAG file reported in one line, the rest still
+running; then the folder put right again. An instance of its own: deploy replaces the DAG folder, and the
+shared instance's checks need the image's example DAGs."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from playground.local import instance
+from playground.main import app
+from support import eventually, instance_ssh, remove_instance
+from test_lineage import curl
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.image
+NAME = "pgtest-project"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "project"
+API = "http://127.0.0.1:8080/api/v1"
+
+
+def deploy(folder: Path):
+    res = CliRunner().invoke(app, ["deploy", str(folder), "--name", NAME, "--json"], catch_exceptions=False)
+    out = res.stdout
+    return res.exit_code, (json.loads(out[out.index("{"):]) if "{" in out else {}), res.output
+
+
+@pytest.fixture(scope="module")
+def project_instance(image, image_profile, manifest):
+    from playground_agent.versions import Airflow
+
+    if not Airflow(manifest["components"]["airflow"]).has_triggerer:
+        pytest.skip(f"Airflow {manifest['components']['airflow']} has no triggerer (2.2+): the example's "
+                    "deferrable sensor cannot run on it")
+    remove_instance(NAME)
+    inst, _ = instance.launch(NAME, "playground-test", {}, image, image_profile, report=lambda s: None,
+                              timeout=300)
+    yield inst
+    instance.destroy(NAME)
+
+
+@pytest.fixture(scope="module")
+def host(project_instance):
+    import testinfra
+
+    cfg = project_instance.dir / "ssh_config"
+    cfg.write_text(f"Host *\n  IdentityFile {instance.ssh_key()}\n  StrictHostKeyChecking no\n"
+                   f"  UserKnownHostsFile {project_instance.dir / 'known_hosts'}\n  LogLevel ERROR\n  BatchMode yes\n")
+    return testinfra.get_host(f"ssh://{instance.SSH_USER}@{project_instance.address}", ssh_config=str(cfg),
+                              sudo=True)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    copy = tmp_path_factory.mktemp("project") / "project"
+    shutil.copytree(EXAMPLE, copy)
+    return copy
+
+
+def trigger(host, auth: str, dag: str, run_id: str) -> dict:
+    assert eventually(lambda: curl(host, "GET", f"{API}/dags/{dag}", auth=auth).get("dag_id"), 120), \
+        f"{dag} was never parsed by the scheduler"
+    curl(host, "PATCH", f"{API}/dags/{dag}?update_mask=is_paused", {"is_paused": False}, auth)
+    curl(host, "POST", f"{API}/dags/{dag}/dagRuns", {"dag_run_id": run_id}, auth)
+    states: list[str] = []
+
+    def finished():
+        got = curl(host, "GET", f"{API}/dags/{dag}/dagRuns/{run_id}/taskInstances", auth=auth)
+        now = {t["task_id"]: t["state"] for t in got.get("task_instances", [])}
+        states.extend(s for s in now.values() if s and s not in states)
+        run = curl(host, "GET", f"{API}/dags/{dag}/dagRuns/{run_id}", auth=auth).get("state")
+        return now if run in ("success", "failed") else None
+
+    tis = eventually(finished, 240, every=2)
+    assert tis, f"{dag} run {run_id} did not finish (states seen: {states})"
+    return {"tasks": tis, "seen": states}
+
+
+def test_deploy_applies_the_project_and_its_deferrable_dag_succeeds(host, project_instance, folder):
+    code, done, output = deploy(folder)
+    assert code == 0, output
+    assert done["added"] == [".airflowignore", "orders/__init__.py", "orders/summary.py", "orders_pipeline.py"]
+    assert "mlflow_connection_test.py" in done["removed"]  # the image's examples: the folder is the project's
+    assert done["dags"] == ["orders_pipeline"] and done["import_errors"] == {}
+    assert done["settings"]["applied"] == {"connections": ["shop_api"], "variables": ["region"],
+                                           "pools": ["shop_api"]}
+    assert "change-me" not in output
+
+    auth = "admin:" + instance_ssh(project_instance, ["sudo", "playground-agent", "admin-password"]).strip()
+    ran = trigger(host, auth, "orders_pipeline", "deploy-1")
+    assert ran["tasks"] == {"wait_for_orders": "success", "read_settings": "success"}
+    assert "deferred" in ran["seen"], f"the sensor never deferred: {ran['seen']}"
+    xcom = curl(host, "GET", f"{API}/dags/orders_pipeline/dagRuns/deploy-1/taskInstances/read_settings/"
+                             "xcomEntries/return_value", auth=auth)
+    got = json.loads(xcom["value"].replace("'", '"').replace("True", "true"))
+    assert got == {"host": "shop.example.internal", "port": 8443, "has_password": True, "region": "europe-west2"}
+    pool = curl(host, "GET", f"{API}/pools/shop_api", auth=auth)
+    assert pool["slots"] == 2
+
+    # Each task is in MLflow, once.
+    exp = curl(host, "GET", "http://127.0.0.1:5000/api/2.0/mlflow/experiments/get-by-name?"
+                            "experiment_name=airflow/orders_pipeline")["experiment"]
+
+    def recorded():
+        found = curl(host, "POST", "http://127.0.0.1:5000/api/2.0/mlflow/runs/search", {
+            "experiment_ids": [exp["experiment_id"]], "filter": "tags.`airflow.run_id` = 'deploy-1'"})
+        tasks = sorted(t["value"] for r in found.get("runs", []) for t in r["data"]["tags"]
+                       if t["key"] == "airflow.task_id")
+        return tasks if len(tasks) >= 2 else None
+    assert eventually(recorded, 120) == ["read_settings", "wait_for_orders"]
+
+
+def test_the_settings_are_root_only_and_the_password_is_encrypted(host):
+    kept = host.file("/var/lib/playground/project/settings.json")
+    assert (kept.user, kept.mode) == ("root", 0o600)
+    row = host.run("sudo -u airflow psql -d airflow -qtAX -c \"SELECT is_encrypted, password LIKE '%change-me%' "
+                   "FROM connection WHERE conn_id = 'shop_api'\"").stdout.strip()
+    assert row == "t|f"
+    assert "change-me" not in host.run("sudo journalctl --no-pager -o cat").stdout
+
+
+def test_deploy_with_nothing_changed_changes_nothing(folder):
+    code, done, output = deploy(folder)
+    assert code == 0, output
+    assert (done["added"], done["changed"], done["removed"], done["unchanged"]) == ([], [], [], 4)
+
+
+def test_a_broken_dag_file_is_one_line_and_the_rest_keeps_running(host, project_instance, folder):
+    (folder / "dags" / "broken.py").write_text("from airflow import DAG\nimport not_a_module_anywhere\n")
+    code, done, output = deploy(folder)
+    assert code == 3, output
+    assert done["import_errors"] == {"broken.py": "ModuleNotFoundError: No module named 'not_a_module_anywhere'"}
+    assert done["dags"] == ["orders_pipeline"]
+
+    def amber():
+        rep = json.loads(instance_ssh(project_instance, ["sudo", "playground-agent", "status", "--json"]))
+        return rep["dags"] if not rep["dags"]["ok"] else None
+    dags = eventually(amber, 120)
+    assert dags and [e["file"] for e in dags["errors"]] == ["broken.py"], dags
+    from playground import status
+
+    rows = {r["name"]: r for r in status.services_from_report(
+        json.loads(instance_ssh(project_instance, ["sudo", "playground-agent", "status", "--json"])))}
+    assert rows["dags"]["level"] == "amber" and "not_a_module_anywhere" in rows["dags"]["reason"]
+
+    auth = "admin:" + instance_ssh(project_instance, ["sudo", "playground-agent", "admin-password"]).strip()
+    assert trigger(host, auth, "orders_pipeline", "deploy-2")["tasks"]["read_settings"] == "success"
+
+    (folder / "dags" / "broken.py").unlink()
+    code, done, output = deploy(folder)
+    assert code == 0 and done["removed"] == ["broken.py"] and done["import_errors"] == {}, output
