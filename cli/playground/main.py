@@ -208,6 +208,8 @@ def launch(
                                           "vm (the image's disk in QEMU, as GCE boots it: KVM where it boots "
                                           "guests, else software emulation, slow)."),
     data_disk: int = typer.Option(0, "--data-disk", help="local --runtime vm: a blank data disk of this many GiB."),
+    dags: Optional[Path] = typer.Option(None, "--dags", help="A project folder to deploy once the machine is "
+                                        "healthy (as `playground deploy DIR`)."),
 ) -> None:
     """Create a playground instance from the newest image and wait until it is healthy.
 
@@ -216,9 +218,17 @@ def launch(
     IP, Shielded VM, the settings as metadata; the image family playground-PROFILE.
     Every flag and --set value is checked before any request or boot.
     """
+    from . import project as project_mod
     from .providers import LaunchRequest
 
     try:
+        try:  # a bad folder fails before anything is made
+            proj = project_mod.load(dags) if dags is not None else None
+        except PlaygroundError as exc:
+            raise PlaygroundError(f"--dags: {exc}") from exc
+        if proj is not None and not wait:
+            raise PlaygroundError("--dags: deploys once the machine is healthy, so it needs --wait "
+                                  "(or launch --no-wait, then `playground deploy`)")
         chosen = _provider(provider, project, zone, say=True, machine_type=machine_type, disk_size_gb=disk_size)
         if chosen.name != "local" and (runtime is not None or data_disk):
             raise PlaygroundError(f"--{'runtime' if runtime is not None else 'data-disk'}: local instances only "
@@ -236,6 +246,8 @@ def launch(
     except PlaygroundError as exc:
         fail(exc)
     _how_to_reach(launched)
+    if proj is not None:
+        _deploy(chosen, launched.name, None, proj, as_json=False)
 
 
 @app.command()
@@ -539,13 +551,23 @@ def deploy(
     Exit code: 0 deployed and every file imports, 3 deployed with import
     errors, 1 failed (one line says why).
     """
-    from . import deploy as deploy_mod
     from . import project as project_mod
-    from .gce.google import storage_client
 
     try:
         proj = project_mod.load(folder)
-        target = _provider(provider, project, zone).reach(name, project).target
+        chosen = _provider(provider, project, zone)
+    except PlaygroundError as exc:
+        fail(exc)
+    _deploy(chosen, name, project, proj, as_json)
+
+
+def _deploy(chosen, name: Optional[str], project: Optional[str], proj, as_json: bool) -> None:
+    """Deploy proj onto the machine chosen.reach(name, project) means; exits 3 on import errors."""
+    from . import deploy as deploy_mod
+    from .gce.google import storage_client
+
+    try:
+        target = chosen.reach(name, project).target
         with progress() as bar:
             task = bar.add_task("deploying", total=None)
             done = deploy_mod.deploy(target, proj, lambda m: bar.update(task, description=m), storage_client)
@@ -553,7 +575,8 @@ def deploy(
     except PlaygroundError as exc:
         fail(exc)
     _print_deployed(done, as_json)
-    raise typer.Exit(3 if done.import_errors else 0)
+    if done.import_errors:
+        raise typer.Exit(3)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -16,6 +16,9 @@ def google(fake_google, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("PLAYGROUND_HOME", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad-settings").mkdir()
+    (tmp_path / "bad-settings" / "airflow_settings.yaml").write_text(
+        "airflow:\n  connections:\n    - {conn_id: a, conn_type: http, conn_port: x, conn_password: s3cret}\n")
     for var in ("PLAYGROUND_PROVIDER", "PLAYGROUND_PROJECT", "PLAYGROUND_ZONE"):
         monkeypatch.delenv(var, raising=False)
     return fake_google
@@ -59,6 +62,11 @@ CASES = [
     (["image", "list", "--gce", "--project", "Demo Proj"], "--project: expected a GCP project id"),
     (["launch", *GCE, "--runtime", "vm"], "--runtime: local instances only"),
     (["launch", *GCE, "--data-disk", "10"], "--data-disk: local instances only"),
+    (["launch", *GCE, "--dags", "no-such-folder"], "--dags: project folder no-such-folder: expected a folder"),
+    (["launch", *GCE, "--dags", ".", "--no-wait"], "--dags: deploys once the machine is healthy, so it needs --wait"),
+    (["deploy", "no-such-folder", *GCE], "project folder no-such-folder: expected a folder holding DAGs"),
+    (["deploy", "bad-settings", *GCE],
+     "airflow_settings.yaml: airflow.connections[0].conn_port: expected a port number 1-65535 (got 'x')"),
 ]
 
 
