@@ -66,6 +66,18 @@ class Mlflow:
         except LookupError:
             return None
 
+    def experiments(self, name_like: str) -> list[dict]:
+        found, token = [], None
+        while True:
+            body: dict[str, Any] = {"max_results": PAGE, "filter": f"name LIKE '{_quote(name_like)}'"}
+            if token:
+                body["page_token"] = token
+            got = self.call("POST", "experiments/search", body)
+            found += got.get("experiments", [])
+            token = got.get("next_page_token")
+            if not token:
+                return found
+
     def model_versions(self, filter_: str = "") -> list[dict]:
         versions, token = [], None
         while True:
@@ -124,6 +136,78 @@ def pipeline_run(dag_id: str, run_id: str, runs: list[dict]) -> dict:
             "failed": sorted(t["task_id"] for t in tasks if t["status"] == "FAILED")}
 
 
+def _writers(tasks: list[dict], dag_id: str, run_id: str) -> dict[str, list[dict]]:
+    """table -> the task records that wrote it, each with where it ran."""
+    found: dict[str, list[dict]] = {}
+    for rec in tasks:
+        for table in rec["destinations"]:
+            found.setdefault(table["name"], []).append(dict(rec, dag_id=dag_id, run_id=run_id))
+    return found
+
+
+def _last_writer(candidates: list[dict], before_ms: Optional[int]) -> Optional[dict]:
+    """Of the tasks that wrote a table, the one that last finished before the reader started."""
+    done = [c for c in candidates if before_ms is None or (c["end_ms"] or c["start_ms"] or 0) <= before_ms]
+    return max(done, key=lambda c: (c["end_ms"] or 0, c["start_ms"] or 0)) if done else None
+
+
+def upstream(start: dict, run: dict, elsewhere=None) -> dict:
+    """The upstream closure of one task through the table graph: a task that read table T depends on the task
+    that last wrote T before it started, in its own DAG run, else (elsewhere(table, before_ms), another
+    pipeline's run) wherever T was last written. A sibling branch's tables are not behind it.
+    -> tasks (dag_id, run_id, task_id, in order found), tables read along the way, and tables whose writer
+    was never recorded."""
+    in_run = _writers(run["tasks"], run["dag_id"], run["run_id"])
+    first = dict(start, dag_id=run["dag_id"], run_id=run["run_id"])
+    todo, seen, tables, unknown, tasks = [first], set(), set(), set(), []
+    while todo:
+        rec = todo.pop(0)
+        key = (rec["dag_id"], rec["run_id"], rec["task_id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        tasks.append({"dag_id": rec["dag_id"], "run_id": rec["run_id"], "task_id": rec["task_id"]})
+        for table in rec["sources"]:
+            name = table["name"]
+            tables.add(name)
+            writer = None
+            if rec["dag_id"] == run["dag_id"] and rec["run_id"] == run["run_id"]:
+                writer = _last_writer([w for w in in_run.get(name, []) if w["task_id"] != rec["task_id"]],
+                                      rec["start_ms"])
+            if writer is None and elsewhere is not None:
+                writer = elsewhere(name, rec["start_ms"], key)
+            if writer is None:
+                unknown.add(name)
+            else:
+                todo.append(writer)
+    return {"tasks": tasks, "tables": sorted(tables), "unrecorded_writers": sorted(unknown)}
+
+
+def other_pipelines(api: Mlflow, experiment: str = EXPERIMENT):
+    """elsewhere() for upstream(): every recorded pipeline's writers, read once, when first asked."""
+    index: dict[str, list[dict]] = {}
+    loaded = []
+
+    def load() -> None:
+        for exp in api.experiments(experiment.format(dag_id="%")):
+            by_run: dict[tuple, list[dict]] = {}
+            for r in api.search_runs(exp["experiment_id"]):
+                tags = _tags(r.get("data", {}).get("tags", []))
+                if tags.get("airflow.dag_id") and tags.get("airflow.run_id"):
+                    by_run.setdefault((tags["airflow.dag_id"], tags["airflow.run_id"]), []).append(r)
+            for (dag_id, run_id), runs in by_run.items():
+                for name, writers in _writers(pipeline_run(dag_id, run_id, runs)["tasks"], dag_id, run_id).items():
+                    index.setdefault(name, []).extend(writers)
+        loaded.append(True)
+
+    def elsewhere(table: str, before_ms: Optional[int], reader: tuple) -> Optional[dict]:
+        if not loaded:
+            load()
+        return _last_writer([w for w in index.get(table, []) if (w["dag_id"], w["run_id"]) != reader[:2]],
+                            before_ms)
+    return elsewhere
+
+
 def _version_record(v: dict) -> dict:
     return {"name": v["name"], "version": str(v["version"]), "run_id": v.get("run_id", ""),
             "source": v.get("source", ""), "created_ms": v.get("creation_timestamp"),
@@ -160,6 +244,9 @@ def model_lineage(api: Mlflow, name: str, version: Optional[str] = None) -> dict
         return out
     runs = api.search_runs(run["info"]["experiment_id"], f"tags.`airflow.run_id` = '{_quote(dag_run)}'")
     out["pipeline_run"] = pipeline_run(dag_id, dag_run, runs)
+    builder = next((t for t in out["pipeline_run"]["tasks"] if t["task_id"] == tags.get("airflow.task_id")), None)
+    if builder is not None:
+        out["upstream"] = upstream(builder, out["pipeline_run"], other_pipelines(api))
     return out
 
 
@@ -225,9 +312,16 @@ def render_model(tree_model: dict):
     if tree_model.get("pipeline_run"):
         p = tree_model["pipeline_run"]
         _add_run(root, p)
-        tables = root.add("[bold]tables behind it[/bold]")
-        for name in sorted(set(p["tables"]["sources"]) | set(p["tables"]["destinations"])):
-            tables.add(escape(name))
+        up = tree_model.get("upstream")
+        if up is not None:
+            others = sorted({(t["dag_id"], t["run_id"]) for t in up["tasks"]} - {(p["dag_id"], p["run_id"])})
+            tables = root.add("[bold]tables behind it[/bold]  [dim]upstream of "
+                              f"{escape(m['built_by']['task_id'] or '-')}"
+                              + (", through " + escape(", ".join(f"{d} / {r}" for d, r in others)) if others else "")
+                              + "[/dim]")
+            for name in up["tables"]:
+                note = "  [dim](its writer was not recorded)[/dim]" if name in up["unrecorded_writers"] else ""
+                tables.add(escape(name) + note)
     if tree_model.get("note"):
         root.add(f"[yellow]{tree_model['note']}[/yellow]")
     return root

@@ -178,6 +178,9 @@ def test_the_example_pipeline_registers_a_model_that_lineage_walks_back_to_its_t
     train = next(t for t in run["tasks"] if t["task_id"] == "train_severity_model")
     assert [s["name"] for s in train["sources"]] == ["public.claims_enriched"]
     assert train["sources"][0]["rowCount"] == 1200, "table metadata from the PostgreSQL collector"
+    # Behind the model: what train read, and upstream of it; not summarise_regions' sibling table.
+    assert found["upstream"]["tables"] == ["public.claims", "public.claims_enriched", "public.policies"]
+    assert {t["task_id"] for t in found["upstream"]["tasks"]} == ETL_TASKS - {"summarise_regions"}
 
     # ... and from the pipeline forward to the model, drawn as a tree.
     proc = playground("lineage", "--name", name, "--pipeline", "insurance_etl")
