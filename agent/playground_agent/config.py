@@ -40,6 +40,7 @@ class Config:
     airflow_parallelism: int = default("airflow-parallelism")
     timezone: str = default("timezone")
     lineage: str = default("lineage")
+    airflow_secrets: str = default("airflow-secrets")
     telemetry: str = default("telemetry")
     airflow_port: int = default("airflow-port")
     mlflow_port: int = default("mlflow-port")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import grp
+import json
 import os
 import subprocess
 import tempfile
@@ -103,6 +104,17 @@ def airflow_env(cfg: Config, cpus: int, airflow: Airflow, slow: bool = False) ->
         # (measured: the webserver gave up and restarted in a loop), so both waits are minutes there.
         env["AIRFLOW__WEBSERVER__WEB_SERVER_MASTER_TIMEOUT"] = "900"
         env["AIRFLOW__WEBSERVER__WEB_SERVER_WORKER_TIMEOUT"] = "600"
+    if cfg.airflow_secrets == "secret-manager":
+        # The Google provider's backend: connection ID -> secret airflow-connections-ID (a URI or, provider
+        # 10+, JSON), variable KEY -> airflow-variables-KEY, in the instance's project, with the VM's
+        # credentials; a miss falls through to the environment and the metastore (airflow_settings.yaml).
+        # https://airflow.apache.org/docs/apache-airflow-providers-google/stable/secrets-backends/google-cloud-secret-manager-backend.html
+        # The VM needs the cloud-platform scope, which launch gives it (Secret Manager accepts no other).
+        env["AIRFLOW__SECRETS__BACKEND"] = ("airflow.providers.google.cloud.secrets.secret_manager."
+                                            "CloudSecretManagerBackend")
+        env["AIRFLOW__SECRETS__BACKEND_KWARGS"] = json.dumps({
+            "connections_prefix": "airflow-connections", "variables_prefix": "airflow-variables",
+            "project_id": cfg.project_id}, sort_keys=True)
     if cfg.logs_bucket:
         env["AIRFLOW__LOGGING__REMOTE_LOGGING"] = "True"
         env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] = "gs://%s/logs" % cfg.logs_bucket

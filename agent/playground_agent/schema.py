@@ -198,6 +198,10 @@ ATTRIBUTES: Tuple[Attribute, ...] = (
     Attribute("timezone", "timezone", "UTC", "IANA zone", "Airflow's default time zone", _timezone),
     Attribute("lineage", "lineage", "on", "`on`, `off`", "every task recorded in MLflow (see Lineage)",
               _one_of("on", "off")),
+    Attribute("airflow-secrets", "airflow_secrets", "metastore", "`metastore`, `secret-manager`",
+              "where Airflow looks up connections and variables first: `secret-manager` reads the project's "
+              "Secret Manager (`airflow-connections-ID`, `airflow-variables-KEY`), then Airflow's database",
+              _one_of("metastore", "secret-manager")),
     Attribute("telemetry", "telemetry", "off", "`on`, `off`",
               "usage data MLflow (server, UI, clients) and other tools send to their makers (see Telemetry)",
               _one_of("on", "off")),

@@ -80,3 +80,17 @@ def test_the_triggerer_is_wanted_from_airflow_2_2_on():
         files = render.render(cfg, cpus=2, airflow=Airflow(version), slow=False)
         dropin = next(spec for path, spec in files.items() if path.endswith("playground.target.d/10-agent.conf"))
         assert ("Wants=airflow-triggerer.service\n" in dropin.content) is wanted, version
+
+
+def test_secret_manager_is_airflow_s_secrets_backend_only_when_asked():
+    from playground_agent.versions import Airflow
+
+    plain = render.airflow_env(parse(metadata_doc()), 2, Airflow())
+    assert not any(k.startswith("AIRFLOW__SECRETS__") for k in plain)
+    env = render.airflow_env(parse(metadata_doc(**{"airflow-secrets": "secret-manager"})), 2, Airflow())
+    assert env["AIRFLOW__SECRETS__BACKEND"].endswith(".secret_manager.CloudSecretManagerBackend")
+    import json
+
+    assert json.loads(env["AIRFLOW__SECRETS__BACKEND_KWARGS"]) == {
+        "connections_prefix": "airflow-connections", "variables_prefix": "airflow-variables",
+        "project_id": parse(metadata_doc()).project_id}

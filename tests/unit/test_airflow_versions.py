@@ -24,16 +24,17 @@ def locked_airflow(profile: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def wheel(version: str) -> Path:
-    """The apache-airflow wheel of that version, downloaded once into the build cache."""
+def wheel(version: str, dist: str = "apache-airflow") -> Path:
+    """The wheel of that distribution and version, downloaded once into the build cache."""
     where = paths.cache_dir() / "airflow-wheels"
-    found = sorted(where.glob(f"apache_airflow-{version}-*.whl"))
+    pattern = f"{dist.replace('-', '_')}-{version}-*.whl"
+    found = sorted(where.glob(pattern))
     if not found:
         where.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
-                        "--only-binary=:all:", "-d", str(where), f"apache-airflow=={version}"],
+                        "--only-binary=:all:", "-d", str(where), f"{dist}=={version}"],
                        check=True, timeout=600)
-        found = sorted(where.glob(f"apache_airflow-{version}-*.whl"))
+        found = sorted(where.glob(pattern))
     return found[0]
 
 
@@ -63,7 +64,8 @@ PROFILES = profiles.known()
 def test_every_rendered_setting_is_an_option_of_that_airflow(profile):
     version = locked_airflow(profile)
     known = options(version)
-    cfg = parse(metadata_doc(**{"logs-bucket": "team-logs", "dags-bucket": "team-dags"}))
+    cfg = parse(metadata_doc(**{"logs-bucket": "team-logs", "dags-bucket": "team-dags",
+                                "airflow-secrets": "secret-manager"}))
     env = render.airflow_env(cfg, 2, versions.Airflow(version))
     rendered = [k for k in env if k.startswith("AIRFLOW__")]
     assert len(rendered) > 15
@@ -88,3 +90,22 @@ def test_the_table_tells_the_seed_from_the_newest():
     assert versions.Airflow("2.2.5").idle_sleep_key == "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"
     with pytest.raises(ValueError):
         versions.Airflow("latest")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_secret_manager_backend_is_in_that_profile_s_google_provider(profile):
+    """airflow-secrets=secret-manager names a class and arguments: the locked provider must have both."""
+    import ast
+    import json
+
+    lock = (paths.PACKER_DIR / "locks" / profile / "airflow.txt").read_text()
+    version = re.search(r"^apache-airflow-providers-google==(\S+)$", lock, re.M).group(1)
+    env = render.airflow_env(parse(metadata_doc(**{"airflow-secrets": "secret-manager"})), 2,
+                             versions.Airflow(locked_airflow(profile)))
+    module, _, cls = env["AIRFLOW__SECRETS__BACKEND"].rpartition(".")
+    with zipfile.ZipFile(wheel(version, "apache-airflow-providers-google")) as whl:
+        tree = ast.parse(whl.read(module.replace(".", "/") + ".py").decode())
+    init = next(f for c in tree.body if isinstance(c, ast.ClassDef) and c.name == cls for f in c.body
+                if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    accepted = {a.arg for a in init.args.args + init.args.kwonlyargs}
+    assert set(json.loads(env["AIRFLOW__SECRETS__BACKEND_KWARGS"])) <= accepted, (profile, version, accepted)
