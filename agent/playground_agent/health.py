@@ -223,6 +223,19 @@ def dags_state() -> Dict[str, Any]:
     return {"ok": not errors, "state": state, "dags": doc["dags"], "errors": errors}
 
 
+def packages_state() -> Dict[str, Any]:
+    """The project's packages (packages.py): how many requirements are installed, or why the last set failed
+    (amber: Airflow runs with the set it had)."""
+    from . import packages
+
+    st = packages.state()
+    if st.get("error"):
+        return {"ok": False, "state": st["error"], "requirements": st.get("requirements") or []}
+    names = st.get("requirements") or []
+    return {"ok": True, "state": "%d requirement(s) installed" % len(names) if names else "none (the image's)",
+            "requirements": names}
+
+
 def disk() -> Dict[str, Any]:
     usage = shutil.disk_usage(paths.p("/") or "/")
     return {"total_gb": round(usage.total / 2**30, 1), "used_pct": round(100 * usage.used / usage.total, 1)}
@@ -274,6 +287,7 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         report["proxy"] = proxy_state(cfg, states.get("cloud-sql-proxy.service"))
         report["lineage"] = lineage_state(cfg, states["playground-lineage.service"])
         report["dags"] = dags_state()  # amber in status, not a problem: the other DAGs run
+        report["packages"] = packages_state()
     problems = [u + " is " + st["active"] for u, st in report["units"].items() if st["active"] != "active"]
     for part in ("postgresql", "airflow", "mlflow", "mount", "proxy"):
         if part in report and not report[part]["ok"]:

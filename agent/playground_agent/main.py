@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, bucket_sync, health, paths, project, render, schema, secret_manager
+from . import bootstrap, bucket_sync, health, packages, paths, project, render, schema, secret_manager
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
@@ -137,6 +137,10 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
     except (bootstrap.BootstrapError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
         return fail("bootstrap: %s" % exc, EXIT_TEMPFAIL)
     project.apply_saved(log)  # the team's connections, variables and pools, when they changed
+    try:
+        packages.ensure_path()  # the project's package layer on Airflow's sys.path (an empty one at first)
+    except (OSError, packages.PackagesError) as exc:
+        log("project packages not on Airflow's path: %s" % exc)
     previous = _load_json(CONFIG_STATE) or {}
     good = cfg.to_dict()
     generation = int(previous.get("generation", 0))

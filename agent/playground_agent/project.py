@@ -16,12 +16,14 @@ import base64
 import hashlib
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import paths
+from . import packages, paths
 from .bootstrap import BootstrapError, _run, read_env
 from .render import write_atomic
 
@@ -84,6 +86,9 @@ def manifest() -> Dict[str, Any]:
     folder = dags_folder(cfg)
     return {"dags_folder": folder.replace(paths.ROOT, "", 1), "dags_bucket": cfg.get("dags_bucket") or "",
             "project": cfg.get("project_id") or "",
+            # What deploy resolves a requirements.txt for: this Python, this C library, this venv's versions.
+            "python": platform.python_version(), "glibc": platform.libc_ver()[1], "machine": platform.machine(),
+            "venv": packages.installed(), "packages": dict(packages.state(), active_sha256=packages.active() or ""),
             "files": files(folder) if os.path.isdir(folder) else {}}
 
 
@@ -232,7 +237,8 @@ def receive(doc: Dict[str, Any]) -> Dict[str, Any]:
     if (put or delete) and cfg.get("dags_bucket"):
         raise ProjectError("this machine reads its DAGs from gs://%s/dags: deploy writes them there, not here"
                            % cfg["dags_bucket"])
-    result: Dict[str, Any] = {"written": sorted(put), "removed": sorted(delete), "settings": None}
+    result: Dict[str, Any] = {"written": sorted(put), "removed": sorted(delete), "settings": None,
+                              "packages": _packages(doc.get("packages"))}
     if doc.get("settings") is not None:
         # First: settings that Airflow refuses leave the DAG folder as it was.
         settings = doc["settings"]
@@ -252,6 +258,31 @@ def receive(doc: Dict[str, Any]) -> Dict[str, Any]:
     if doc.get("check", True):
         result.update(check(folder))
     return result
+
+
+WHEELS_GLOB = "/tmp/playground-wheels-"  # where deploy uploads wheels (mktemp -d as the SSH user)
+
+
+def _packages(doc: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """First of all (the DAGs may import them): the project's packages, or the error deploy met resolving
+    them (kept for status), or back to none."""
+    if not doc:
+        return None
+    if doc.get("error"):
+        packages.record_error(str(doc.get("sha256", "")), str(doc["error"]))
+        return {"error": doc["error"]}
+    if doc.get("clear"):
+        packages.clear()
+        return {"cleared": True}
+    wheels = str(doc.get("wheels") or "")
+    if not wheels.startswith(WHEELS_GLOB) or "/" in wheels[len(WHEELS_GLOB):]:
+        raise ProjectError("refused wheel folder %r: expected %sXXXX" % (wheels, WHEELS_GLOB))
+    try:
+        return packages.install(str(doc["requirements"]), wheels, [str(n) for n in doc.get("names") or []])
+    except packages.PackagesError as exc:
+        raise ProjectError("requirements.txt: %s (Airflow keeps the packages it had)" % exc) from exc
+    finally:
+        shutil.rmtree(wheels, ignore_errors=True)
 
 
 def _airflow_gid() -> int:
@@ -301,7 +332,8 @@ def main(command: str) -> int:
             out = manifest()
         else:
             out = receive(json.load(sys.stdin))
-    except (ProjectError, BootstrapError, ValueError, KeyError, OSError, subprocess.TimeoutExpired) as exc:
+    except (ProjectError, BootstrapError, packages.PackagesError, ValueError, KeyError, OSError,
+            subprocess.TimeoutExpired) as exc:
         print(json.dumps({"error": str(exc)}))
         return 1
     print(json.dumps(out, sort_keys=True))

@@ -34,6 +34,7 @@ class Deployed:
     dags: list[str] = field(default_factory=list)
     import_errors: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # in the bucket but not (yet) on the machine
+    packages: Optional[dict] = None  # what receive said of requirements.txt (None: unchanged or none)
 
     def as_json(self) -> dict:
         return dict(self.__dict__)
@@ -85,6 +86,84 @@ def sync_bucket(client, bucket: str, project: Project, report: Report) -> tuple[
     return added, changed, removed, unchanged
 
 
+def platform_tags(glibc: str, machine: str) -> list[str]:
+    """The manylinux tags a machine with this C library takes, newest first (pip takes --platform literally)."""
+    major, minor = (int(x) for x in (glibc or "2.17").split(".")[:2])
+    tags = [f"manylinux_{major}_{m}_{machine}" for m in range(minor, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    return tags + [f"{name}_{machine}" for m, name in legacy.items() if m <= minor]
+
+
+def wheel_key(filename: str) -> str:
+    """name==version of a wheel file (names normalized as PyPA does)."""
+    import re
+
+    name, version = filename.split("-")[:2]
+    return re.sub(r"[-_.]+", "-", name).lower() + "==" + version
+
+
+def resolve(requirements: str, manifest: dict, folder, report: Report) -> list:
+    """The wheels the machine's venv lacks for requirements, downloaded into folder on this machine (with its
+    own pip configuration), the venv's versions as constraints: a requirement that needs another version of
+    one of Airflow's packages fails here, in pip's own words."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = Path(folder)
+    (folder / "requirements.txt").write_text(requirements)
+    (folder / "constraints.txt").write_text("\n".join(manifest["venv"]) + "\n")
+    python = manifest["python"]
+    abi = "cp" + "".join(python.split(".")[:2])
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input", "-q",
+           "--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", abi,
+           "--abi", "abi3", "--abi", "none", "-r", str(folder / "requirements.txt"),
+           "-c", str(folder / "constraints.txt"), "-d", str(folder / "wheels")]
+    for tag in platform_tags(manifest.get("glibc", ""), manifest.get("machine", "x86_64")):
+        cmd += ["--platform", tag]
+    report(f"resolving requirements.txt for Python {python} against the machine's {len(manifest['venv'])} "
+           "installed packages")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except FileNotFoundError as exc:
+        raise PlaygroundError(f"requirements.txt: cannot run pip ({exc})") from exc
+    if proc.returncode != 0:
+        lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR:")]
+        if "No module named pip" in proc.stderr:
+            raise PlaygroundError(f"requirements.txt: {sys.executable} has no pip to resolve it with")
+        first = errors[0].removeprefix("ERROR:").strip() if errors else (lines[-1] if lines else "pip failed")
+        raise PlaygroundError("requirements.txt: " + first)
+    have = set(manifest["venv"])
+    return sorted(w for w in (folder / "wheels").glob("*.whl") if wheel_key(w.name) not in have)
+
+
+def _packages(conn, target, project: Project, manifest: dict, report: Report) -> Optional[dict]:
+    """The receive document's packages part: wheels uploaded, or why they could not be, or none any more."""
+    import tempfile
+
+    from .project import requirement_names
+
+    state = manifest.get("packages") or {}
+    if project.requirements is None:
+        return {"clear": True} if state.get("active_sha256") else None
+    sha = hashlib.sha256(project.requirements.encode()).hexdigest()
+    if state.get("active_sha256") == sha and not state.get("error"):
+        return None  # installed already: nothing to send
+    with tempfile.TemporaryDirectory(prefix="playground-deploy-") as tmp:
+        try:
+            wheels = resolve(project.requirements, manifest, tmp, report)
+        except PlaygroundError as exc:
+            _agent(conn, "receive", {"packages": {"error": str(exc), "sha256": sha}, "check": False})
+            raise
+        remote_dir = conn.run("mktemp -d /tmp/playground-wheels-XXXXXXXX", hide=True, in_stream=False).stdout.strip()
+        for i, wheel in enumerate(wheels, 1):
+            report(f"{target.name}: sending {wheel.name} ({i}/{len(wheels)})")
+            conn.put(str(wheel), f"{remote_dir}/{wheel.name}")
+    return {"requirements": project.requirements, "names": requirement_names(project.requirements),
+            "wheels": remote_dir}
+
+
 def deploy(target, project: Project, report: Report, storage: Callable[[str], object]) -> Deployed:
     """project onto the machine at target (remote.Target); storage(gcp_project) makes a google-cloud-storage
     client."""
@@ -97,14 +176,18 @@ def deploy(target, project: Project, report: Report, storage: Callable[[str], ob
         digests = project.digests()
         doc: dict = {"settings": project.settings, "expect": digests}
         bucket = manifest.get("dags_bucket") or ""
-        settings = None
+        pkgs = _packages(conn, target, project, manifest, report)
+        if pkgs and "wheels" in pkgs:
+            report(f"{target.name}: installing the project's packages beside Airflow's")
+        settings = packages = None
         if bucket:
             where = f"gs://{bucket}/{PREFIX}"
-            if project.settings is not None:
-                # Before the bucket changes: settings that Airflow refuses leave everything as it was.
-                report(f"{target.name}: applying the settings")
-                settings = _agent(conn, "receive", {"settings": project.settings, "check": False}).get("settings")
-                doc["settings"] = None
+            if project.settings is not None or pkgs:
+                # Before the bucket changes: packages or settings that the machine refuses change nothing.
+                report(f"{target.name}: applying the packages and settings")
+                first = _agent(conn, "receive", {"settings": project.settings, "packages": pkgs, "check": False})
+                settings, packages = first.get("settings"), first.get("packages")
+                doc["settings"], pkgs = None, None
             added, changed, removed, unchanged = _bucket(lambda: storage(manifest.get("project") or ""), bucket,
                                                          project, report)
         else:
@@ -115,13 +198,16 @@ def deploy(target, project: Project, report: Report, storage: Callable[[str], ob
         sending = f"{len(added) + len(changed)} file(s) to write, {len(removed)} to remove"
         report(f"{target.name}: {sending}; Airflow parses the folder" + (", once the bucket's copy arrives"
                                                                           if bucket else ""))
+        if pkgs:
+            doc["packages"] = pkgs
         answer = _agent(conn, "receive", doc)
         if not bucket:
-            settings = answer.get("settings")
+            settings, packages = answer.get("settings"), answer.get("packages")
     conn.close()
     return Deployed(name=target.name, where=where, added=added, changed=changed, removed=removed,
                     unchanged=unchanged, settings=settings, dags=answer.get("dags") or [],
-                    import_errors=answer.get("import_errors") or {}, missing=answer.get("missing") or [])
+                    import_errors=answer.get("import_errors") or {}, missing=answer.get("missing") or [],
+                    packages=packages)
 
 
 def _bucket(storage, bucket: str, project: Project, report: Report):

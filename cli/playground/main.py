@@ -520,6 +520,14 @@ def _print_deployed(done, as_json: bool) -> None:
         else:
             console.print(f"  settings: {', '.join(parts)} applied" + (f", {gone} removed (gone from the file)"
                                                                        if gone else ""), highlight=False)
+    if done.packages:
+        pk = done.packages
+        if pk.get("cleared"):
+            console.print("  packages: none any more (requirements.txt is gone)", highlight=False)
+        elif "sha256" in pk:
+            how = "installed" if pk.get("installed") else "switched back to (kept from before)"
+            console.print(f"  packages: {how}: {', '.join(pk.get('requirements') or []) or '(none listed)'}",
+                          highlight=False, soft_wrap=True)
     if done.missing:
         console.print(f"[yellow]not on the machine yet[/yellow] (the bucket's sync is behind): "
                       f"{', '.join(done.missing)}", highlight=False, soft_wrap=True)

@@ -28,6 +28,7 @@ class Project:
     dags: Path
     files: dict[str, Path] = field(default_factory=dict)  # path in the DAG folder -> file here
     settings: Optional[dict] = None  # checked, in the shape the agent applies; None: no settings file
+    requirements: Optional[str] = None  # requirements.txt's text; None: no such file
 
     def digests(self) -> dict[str, str]:
         return {rel: sha256(path) for rel, path in self.files.items()}
@@ -58,10 +59,40 @@ def load(folder: Path) -> Project:
             raise PlaygroundError(f"{path}: {path.stat().st_size / 2**20:.0f} MiB; expected DAG files of at "
                                   f"most {MAX_FILE_BYTES >> 20} MiB (data belongs in a bucket or the warehouse)")
         project.files[rel.as_posix()] = path
+    req_path = root / REQUIREMENTS_FILE
+    if req_path.is_file():
+        project.requirements = read_requirements(req_path)
     settings_path = root / SETTINGS_FILE
     if settings_path.is_file():
         project.settings = read_settings(settings_path)
     return project
+
+
+# What a requirements line may hold here: a name with extras and a version specifier, or a comment. Options
+# (-r, -e, --index-url ...), URLs and paths are refused: the machine installs only the wheels deploy resolved.
+REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?\s*"
+                            r"((===?|~=|!=|<=?|>=?)\s*[A-Za-z0-9.*+!_-]+\s*(,\s*(===?|~=|!=|<=?|>=?)\s*"
+                            r"[A-Za-z0-9.*+!_-]+\s*)*)?(;.*)?$")
+
+
+def read_requirements(path: Path) -> str:
+    """requirements.txt checked line by line; its text as given."""
+    text = path.read_text()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if line and not line.startswith("#") and not REQUIREMENT_RE.match(line):
+            raise PlaygroundError(f"{path.name} line {number}: expected NAME[extras][specifier] such as "
+                                  f"pandas>=2.1 (got {line[:80]!r}); options, URLs and paths are not supported")
+    return text
+
+
+def requirement_names(text: str) -> list[str]:
+    names = []
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if line and not line.startswith("#"):
+            names.append(re.split(r"[\[\s;=<>!~]", line, maxsplit=1)[0])
+    return names
 
 
 # astro's airflow_settings.yaml: its field names, and the agent's.

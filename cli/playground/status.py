@@ -104,10 +104,11 @@ def services_from_report(rep: dict) -> list[dict]:
     if lineage is not None:  # agents before the lineage row report none
         rows.append(unit_row("lineage delivery", "playground-lineage.service", lineage.get("ok", False),
                              lineage.get("state", "")))
-    dags = rep.get("dags")
-    if dags is not None:  # agents before deploy report none
-        rows.append({"name": "dags", "unit": None, "level": "green" if dags.get("ok", True) else "amber",
-                     "reason": dags.get("state", "")})
+    for part in ("dags", "packages"):  # agents before deploy report neither
+        info = rep.get(part)
+        if info is not None:
+            rows.append({"name": part, "unit": None, "level": "green" if info.get("ok", True) else "amber",
+                         "reason": info.get("state", "")})
     for part, label, unit in (("mount", "bucket mount", "playground-bucket-mount.service"),
                               ("proxy", "cloud sql proxy", "cloud-sql-proxy.service")):
         info = rep.get(part)

@@ -88,6 +88,7 @@ def test_deploy_applies_the_project_and_its_deferrable_dag_succeeds(host, projec
     assert done["settings"]["applied"] == {"connections": ["shop_api"], "variables": ["region"],
                                            "pools": ["shop_api"]}
     assert "change-me" not in output
+    assert done["packages"]["requirements"] == ["humanize"] and done["packages"]["installed"]
 
     auth = "admin:" + instance_ssh(project_instance, ["sudo", "playground-agent", "admin-password"]).strip()
     ran = trigger(host, auth, "orders_pipeline", "deploy-1")
@@ -96,7 +97,8 @@ def test_deploy_applies_the_project_and_its_deferrable_dag_succeeds(host, projec
     xcom = curl(host, "GET", f"{API}/dags/orders_pipeline/dagRuns/deploy-1/taskInstances/read_settings/"
                              "xcomEntries/return_value", auth=auth)
     got = json.loads(xcom["value"].replace("'", '"').replace("True", "true"))
-    assert got == {"host": "shop.example.internal", "port": 8443, "has_password": True, "region": "europe-west2"}
+    assert got == {"host": "shop.example.internal", "port": 8443, "has_password": True, "region": "europe-west2",
+                   "orders": "1,234,567"}, "humanize (requirements.txt) imported by the task"
     pool = curl(host, "GET", f"{API}/pools/shop_api", auth=auth)
     assert pool["slots"] == 2
 
@@ -127,6 +129,30 @@ def test_deploy_with_nothing_changed_changes_nothing(folder):
     code, done, output = deploy(folder)
     assert code == 0, output
     assert (done["added"], done["changed"], done["removed"], done["unchanged"]) == ([], [], [], 4)
+    assert done["packages"] is None, "the same requirements.txt sends nothing"
+
+
+def test_a_requirement_that_cannot_be_installed_is_one_line_and_changes_nothing(host, project_instance, folder):
+    good = (folder / "requirements.txt").read_text()
+    (folder / "requirements.txt").write_text(good + "no-such-package-for-playground-tests\n")
+    (folder / "dags" / "new_dag.py").write_text("from airflow import DAG\n")
+    res = CliRunner().invoke(app, ["deploy", str(folder), "--name", NAME], catch_exceptions=False)
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 1 and len(errors) == 1, res.output
+    assert "requirements.txt: Could not find a version that satisfies the requirement " \
+           "no-such-package-for-playground-tests" in errors[0]
+    assert not host.file("/var/lib/airflow/dags/new_dag.py").exists, "a refused deploy wrote a DAG file"
+    rep = json.loads(instance_ssh(project_instance, ["sudo", "playground-agent", "status", "--json"]))
+    assert not rep["packages"]["ok"] and "no-such-package-for-playground-tests" in rep["packages"]["state"]
+    assert rep["packages"]["requirements"] == ["humanize"], "the last good set is still the one in use"
+    assert host.run("sudo -u airflow /opt/airflow/bin/python -c 'import humanize'").rc == 0
+
+    (folder / "requirements.txt").write_text(good)
+    (folder / "dags" / "new_dag.py").unlink()
+    code, done, output = deploy(folder)
+    assert code == 0 and done["packages"]["installed"] is False, output  # the kept layer, not a new install
+    rep = json.loads(instance_ssh(project_instance, ["sudo", "playground-agent", "status", "--json"]))
+    assert rep["packages"]["ok"], rep["packages"]
 
 
 def test_a_broken_dag_file_is_one_line_and_the_rest_keeps_running(host, project_instance, folder):

@@ -165,3 +165,27 @@ def test_the_dags_bucket_is_synced_like_gsutil_rsync_d(tmp_path, storage, monkey
     (root / "dags" / "d4.py").unlink()
     assert deploy.sync_bucket(client, "team-dags", project.load(root), said.append) == ([], ["d1.py"], ["d4.py"], 3)
     assert sorted(bucket_objects(storage, "team-dags")) == [f"dags/d{i}.py" for i in range(4)] + ["logs/keep.log"]
+
+
+def test_requirements_are_names_and_specifiers_only(tmp_path):
+    (tmp_path / "requirements.txt").write_text("# a comment\nhumanize>=4  # why\ntoolz\nrequests[socks]==2.32.3\n"
+                                               "emoji ~= 2.0, != 2.1; python_version >= '3.9'\n")
+    proj = project.load(tmp_path)
+    assert project.requirement_names(proj.requirements) == ["humanize", "toolz", "requests", "emoji"]
+    for line in ("-r other.txt", "--index-url http://x", "git+https://example/x.git", "./wheels/x.whl", "a b"):
+        (tmp_path / "requirements.txt").write_text("toolz\n" + line + "\n")
+        with pytest.raises(PlaygroundError, match=r"requirements.txt line 2: expected NAME\[extras\]\[specifier\]"):
+            project.load(tmp_path)
+
+
+def test_platform_tags_are_every_manylinux_the_machine_s_glibc_takes():
+    tags = deploy.platform_tags("2.36", "x86_64")
+    assert tags[0] == "manylinux_2_36_x86_64" and "manylinux_2_17_x86_64" in tags and tags[-1] == "manylinux1_x86_64"
+    assert "manylinux2014_x86_64" in tags and "manylinux_2_37_x86_64" not in tags
+    assert "manylinux2014_x86_64" not in deploy.platform_tags("2.12", "x86_64")
+
+
+def test_a_wheel_already_in_the_venv_is_not_sent():
+    assert deploy.wheel_key("charset_normalizer-3.5.2-cp311-cp311-manylinux2014_x86_64.whl") == \
+        "charset-normalizer==3.5.2"
+    assert deploy.wheel_key("Humanize-4.17.0-py3-none-any.whl") == "humanize==4.17.0"
