@@ -6,7 +6,8 @@ The first deploy (50 files written, the image's example DAGs removed), then a de
 and one with one file changed, each --repeat times. Every deploy ends with the machine's own Airflow parse of
 the whole folder (DagBag: the DAG ids and import errors it answers), which is most of the time; the files
 themselves are a few KiB. Settings are in the folder too (one connection, one variable): unchanged, they
-start no Airflow process.
+start no Airflow process. Then a 5-package requirements.txt: resolved here, the wheels sent and installed
+into a new layer, against the same file again (its layer kept: nothing resolved, sent or installed).
 """
 from __future__ import annotations
 
@@ -42,8 +43,14 @@ def folder(root: Path) -> Path:
     return root
 
 
+# Five packages the image's venv does not have (pure Python wheels: the figure is the transfer and install).
+PACKAGES = "toolz\nhumanize\nemoji\npyfiglet\nschedule\n"
+
+
 def measure(repeat: int = 3) -> list[Row]:
     rows = {k: Row(f"deploy {FILES} files: {k} (s)", []) for k in ("first", "nothing changed", "one file changed")}
+    rows["packages"] = Row("deploy with a 5-package requirements.txt, new (s)", [])
+    rows["cached"] = Row("deploy with the same requirements.txt (s)", [])
     with tempfile.TemporaryDirectory() as tmp, bench_instance("pgbench-deploy") as (inst, _):
         root = folder(Path(tmp) / "project")
         target = instance.target(inst)
@@ -62,6 +69,19 @@ def measure(repeat: int = 3) -> list[Row]:
             once("nothing changed", 0)
             (root / "dags" / "bench_dag_07.py").write_text(DAG.format(i=7, rev=rev))
             once("one file changed", 1)
+        for rev in range(repeat):
+            # A new file each round (a comment changes its hash): resolved, sent and installed afresh.
+            (root / "requirements.txt").write_text(PACKAGES + f"# round {rev}\n")
+            t0 = time.monotonic()
+            done = deploy.deploy(target, project.load(root), lambda s: None, lambda p: None)
+            rows["packages"].values.append(time.monotonic() - t0)
+            if not (done.packages or {}).get("installed"):
+                raise RuntimeError(f"requirements.txt round {rev}: not installed ({done.packages})")
+            t0 = time.monotonic()
+            done = deploy.deploy(target, project.load(root), lambda s: None, lambda p: None)
+            rows["cached"].values.append(time.monotonic() - t0)
+            if done.packages is not None:
+                raise RuntimeError(f"the same requirements.txt was sent again: {done.packages}")
     return list(rows.values())
 
 
