@@ -246,9 +246,9 @@ def receive(doc: Dict[str, Any]) -> Dict[str, Any]:
         write_atomic(SETTINGS, json.dumps(settings, sort_keys=True) + "\n", 0o600, 0)
     gid = _airflow_gid()
     for rel, data in sorted(put.items()):
-        _write_bytes(os.path.join(folder, rel), data, gid)
+        _write_bytes(_inside(folder, rel), data, gid)
     for rel in delete:
-        path = os.path.join(folder, rel)
+        path = _inside(folder, rel)
         if os.path.isfile(path):
             os.unlink(path)
             _prune_empty(os.path.dirname(path), folder)
@@ -283,6 +283,16 @@ def _packages(doc: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
         raise ProjectError("requirements.txt: %s (Airflow keeps the packages it had)" % exc) from exc
     finally:
         shutil.rmtree(wheels, ignore_errors=True)
+
+
+def _inside(folder: str, rel: str) -> str:
+    """folder/rel, refused when a link on the way leads elsewhere: the DAG folder is the airflow user's
+    (tasks run as it), and root must not be steered into writing through a link it planted."""
+    path = os.path.join(folder, rel)
+    top = os.path.realpath(folder)
+    if not os.path.realpath(path).startswith(top + os.sep):
+        raise ProjectError("refused %s: a link in the DAG folder leads outside it" % rel)
+    return path
 
 
 def _airflow_gid() -> int:

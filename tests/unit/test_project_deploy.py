@@ -189,3 +189,21 @@ def test_a_wheel_already_in_the_venv_is_not_sent():
     assert deploy.wheel_key("charset_normalizer-3.5.2-cp311-cp311-manylinux2014_x86_64.whl") == \
         "charset-normalizer==3.5.2"
     assert deploy.wheel_key("Humanize-4.17.0-py3-none-any.whl") == "humanize==4.17.0"
+
+
+def test_the_agent_writes_only_inside_the_dag_folder(tmp_path):
+    """The DAG folder belongs to the airflow user (tasks run as it): a path or a link it planted must not
+    steer root's writes elsewhere."""
+    from playground_agent import project as agent_project
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "planted").symlink_to(tmp_path / "etc", target_is_directory=True)
+    (tmp_path / "etc").mkdir()
+    for rel in ("../x.py", "/etc/x.py", "a/../../x.py", ".git/config", "a//b.py", ""):
+        with pytest.raises(agent_project.ProjectError, match="expected a relative path inside the DAG folder"):
+            agent_project.safe_rel(rel)
+    assert agent_project.safe_rel(".airflowignore") == ".airflowignore"
+    with pytest.raises(agent_project.ProjectError, match="a link in the DAG folder leads outside it"):
+        agent_project._inside(str(dags), "planted/passwd")
+    assert agent_project._inside(str(dags), "sub/a.py") == str(dags / "sub" / "a.py")
