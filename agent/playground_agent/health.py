@@ -9,7 +9,7 @@ import time
 import urllib.request
 from typing import Any, Dict, List, Optional
 
-from . import paths
+from . import packages, paths
 from .render import write_atomic
 from .versions import installed
 
@@ -226,8 +226,6 @@ def dags_state() -> Dict[str, Any]:
 def packages_state() -> Dict[str, Any]:
     """The project's packages (packages.py): how many requirements are installed, or why the last set failed
     (amber: Airflow runs with the set it had)."""
-    from . import packages
-
     st = packages.state()
     if st.get("error"):
         return {"ok": False, "state": st["error"], "requirements": st.get("requirements") or []}

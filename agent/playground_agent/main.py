@@ -220,8 +220,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub.add_parser("admin-password", help="print the Airflow admin password (root only)")
     sub.add_parser("watch", help="long-poll metadata and re-apply on change")
     p_project = sub.add_parser("project", help="the team's project, for `playground deploy` (root; JSON out)")
-    p_project.add_argument("action", choices=["manifest", "receive"],
-                           help="manifest: the DAG folder and its files' hashes; receive: apply the JSON on stdin")
+    p_project.add_argument("action", choices=["manifest", "venv", "receive"],
+                           help="manifest: the DAG folder and its files' hashes; venv: the Python and packages a "
+                           "requirements.txt is resolved for; receive: apply the JSON on stdin")
     p_sync = sub.add_parser("bucket-sync", help="mirror gs://$BUCKET/dags/ into $MOUNT_POINT/dags (where gcsfuse "
                             "is absent)")
     p_sync.add_argument("--once", action="store_true", help="one round, then exit (1 if it failed)")

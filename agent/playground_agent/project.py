@@ -86,9 +86,7 @@ def manifest() -> Dict[str, Any]:
     folder = dags_folder(cfg)
     return {"dags_folder": folder.replace(paths.ROOT, "", 1), "dags_bucket": cfg.get("dags_bucket") or "",
             "project": cfg.get("project_id") or "",
-            # What deploy resolves a requirements.txt for: this Python, this C library, this venv's versions.
-            "python": platform.python_version(), "glibc": platform.libc_ver()[1], "machine": platform.machine(),
-            "venv": packages.installed(), "packages": dict(packages.state(), active_sha256=packages.active() or ""),
+            "packages": dict(packages.state(), active_sha256=packages.active() or ""),
             "files": files(folder) if os.path.isdir(folder) else {}}
 
 
@@ -101,6 +99,13 @@ def _airflow_env() -> Dict[str, str]:
 
 
 MARK = "PLAYGROUND-RESULT "
+
+
+def venv() -> Dict[str, Any]:
+    """What deploy resolves a requirements.txt for: this Python, this C library, this venv's versions. Asked
+    only when there is something to resolve (listing the venv starts a Python)."""
+    return {"python": platform.python_version(), "glibc": platform.libc_ver()[1], "machine": platform.machine(),
+            "venv": packages.installed()}
 
 
 def _airflow_python(script: str, args: List[str], stdin: str, what: str, timeout: int = 300) -> Any:
@@ -246,7 +251,7 @@ def receive(doc: Dict[str, Any]) -> Dict[str, Any]:
         write_atomic(SETTINGS, json.dumps(settings, sort_keys=True) + "\n", 0o600, 0)
     gid = _airflow_gid()
     for rel, data in sorted(put.items()):
-        _write_bytes(_inside(folder, rel), data, gid)
+        write_atomic(_inside(folder, rel), data, 0o644, gid)  # the scheduler reads it; only root changes it
     for rel in delete:
         path = _inside(folder, rel)
         if os.path.isfile(path):
@@ -304,28 +309,6 @@ def _airflow_gid() -> int:
         return 0
 
 
-def _write_bytes(path: str, data: bytes, gid: int) -> None:
-    """Atomically, root-owned, group airflow, 0644 (the scheduler reads it; nobody but root changes it)."""
-    import tempfile
-
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)
-            if os.geteuid() == 0:
-                os.fchown(fh.fileno(), 0, gid)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _prune_empty(directory: str, top: str) -> None:
     while os.path.abspath(directory) != os.path.abspath(top):
         try:
@@ -336,10 +319,12 @@ def _prune_empty(directory: str, top: str) -> None:
 
 
 def main(command: str) -> int:
-    """playground-agent project manifest|receive: one JSON document out (receive reads one in)."""
+    """playground-agent project manifest|venv|receive: one JSON document out (receive reads one in)."""
     try:
         if command == "manifest":
             out = manifest()
+        elif command == "venv":
+            out = venv()
         else:
             out = receive(json.load(sys.stdin))
     except (ProjectError, BootstrapError, packages.PackagesError, ValueError, KeyError, OSError,

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import tempfile
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Union
 
 from . import paths
 from .config import Config
@@ -185,16 +185,18 @@ def _same(path: str, spec: FileSpec, gid: int) -> bool:
         return False
 
 
-def write_atomic(path: str, content: str, mode: int, gid: Optional[int] = None) -> None:
+def write_atomic(path: str, content: Union[str, bytes], mode: int, gid: Optional[int] = None) -> None:
+    """content (text as UTF-8, or bytes) at path, root-owned with group gid when root, or not at all."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
             if gid is not None and os.geteuid() == 0:
                 os.fchown(fh.fileno(), 0, gid)
-            fh.write(content)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

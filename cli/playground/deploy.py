@@ -102,7 +102,7 @@ def wheel_key(filename: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower() + "==" + version
 
 
-def resolve(requirements: str, manifest: dict, folder, report: Report) -> list:
+def resolve(requirements: str, machine: dict, folder, report: Report) -> list:
     """The wheels the machine's venv lacks for requirements, downloaded into folder on this machine (with its
     own pip configuration), the venv's versions as constraints: a requirement that needs another version of
     one of Airflow's packages fails here, in pip's own words."""
@@ -112,16 +112,16 @@ def resolve(requirements: str, manifest: dict, folder, report: Report) -> list:
 
     folder = Path(folder)
     (folder / "requirements.txt").write_text(requirements)
-    (folder / "constraints.txt").write_text("\n".join(manifest["venv"]) + "\n")
-    python = manifest["python"]
+    (folder / "constraints.txt").write_text("\n".join(machine["venv"]) + "\n")
+    python = machine["python"]
     abi = "cp" + "".join(python.split(".")[:2])
     cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input", "-q",
            "--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", abi,
            "--abi", "abi3", "--abi", "none", "-r", str(folder / "requirements.txt"),
            "-c", str(folder / "constraints.txt"), "-d", str(folder / "wheels")]
-    for tag in platform_tags(manifest.get("glibc", ""), manifest.get("machine", "x86_64")):
+    for tag in platform_tags(machine.get("glibc", ""), machine.get("machine", "x86_64")):
         cmd += ["--platform", tag]
-    report(f"resolving requirements.txt for Python {python} against the machine's {len(manifest['venv'])} "
+    report(f"resolving requirements.txt for Python {python} against the machine's {len(machine['venv'])} "
            "installed packages")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -134,7 +134,7 @@ def resolve(requirements: str, manifest: dict, folder, report: Report) -> list:
             raise PlaygroundError(f"requirements.txt: {sys.executable} has no pip to resolve it with")
         first = errors[0].removeprefix("ERROR:").strip() if errors else (lines[-1] if lines else "pip failed")
         raise PlaygroundError("requirements.txt: " + first)
-    have = set(manifest["venv"])
+    have = set(machine["venv"])
     return sorted(w for w in (folder / "wheels").glob("*.whl") if wheel_key(w.name) not in have)
 
 
@@ -152,7 +152,7 @@ def _packages(conn, target, project: Project, manifest: dict, report: Report) ->
         return None  # installed already: nothing to send
     with tempfile.TemporaryDirectory(prefix="playground-deploy-") as tmp:
         try:
-            wheels = resolve(project.requirements, manifest, tmp, report)
+            wheels = resolve(project.requirements, _agent(conn, "venv", timeout=120), tmp, report)
         except PlaygroundError as exc:
             _agent(conn, "receive", {"packages": {"error": str(exc), "sha256": sha}, "check": False})
             raise
