@@ -48,17 +48,19 @@ class Mlflow:
         except (urllib.error.URLError, OSError) as exc:
             raise PlaygroundError(f"MLflow at {self.base} did not answer: {exc}") from exc
 
-    def search_runs(self, experiment_id: str, filter_: str = "") -> list[dict]:
-        runs, token = [], None
+    def _pages(self, fetch, key: str) -> list[dict]:
+        """Every item of a paged list: fetch(page_token or None) until MLflow gives no next_page_token."""
+        items, token = [], None
         while True:
-            body: dict[str, Any] = {"experiment_ids": [experiment_id], "max_results": PAGE, "filter": filter_}
-            if token:
-                body["page_token"] = token
-            got = self.call("POST", "runs/search", body)
-            runs += got.get("runs", [])
+            got = fetch(token)
+            items += got.get(key, [])
             token = got.get("next_page_token")
             if not token:
-                return runs
+                return items
+
+    def search_runs(self, experiment_id: str, filter_: str = "") -> list[dict]:
+        body = {"experiment_ids": [experiment_id], "max_results": PAGE, "filter": filter_}
+        return self._pages(lambda token: self.call("POST", "runs/search", dict(body, **_token(token))), "runs")
 
     def experiment_id(self, name: str) -> Optional[str]:
         try:
@@ -67,30 +69,18 @@ class Mlflow:
             return None
 
     def experiments(self, name_like: str) -> list[dict]:
-        found, token = [], None
-        while True:
-            body: dict[str, Any] = {"max_results": PAGE, "filter": f"name LIKE '{_quote(name_like)}'"}
-            if token:
-                body["page_token"] = token
-            got = self.call("POST", "experiments/search", body)
-            found += got.get("experiments", [])
-            token = got.get("next_page_token")
-            if not token:
-                return found
+        body = {"max_results": PAGE, "filter": f"name LIKE '{_quote(name_like)}'"}
+        return self._pages(lambda token: self.call("POST", "experiments/search", dict(body, **_token(token))),
+                           "experiments")
 
     def model_versions(self, filter_: str = "") -> list[dict]:
-        versions, token = [], None
-        while True:
-            query: dict[str, Any] = {"max_results": 200}
-            if filter_:
-                query["filter"] = filter_
-            if token:
-                query["page_token"] = token
-            got = self.call("GET", "model-versions/search", **query)
-            versions += got.get("model_versions", [])
-            token = got.get("next_page_token")
-            if not token:
-                return versions
+        query = {"max_results": 200, **({"filter": filter_} if filter_ else {})}
+        return self._pages(lambda token: self.call("GET", "model-versions/search", **query, **_token(token)),
+                           "model_versions")
+
+
+def _token(token: Optional[str]) -> dict:
+    return {"page_token": token} if token else {}
 
 
 def _tags(items: list[dict]) -> dict[str, str]:
