@@ -207,3 +207,11 @@ def test_the_agent_writes_only_inside_the_dag_folder(tmp_path):
     with pytest.raises(agent_project.ProjectError, match="a link in the DAG folder leads outside it"):
         agent_project._inside(str(dags), "planted/passwd")
     assert agent_project._inside(str(dags), "sub/a.py") == str(dags / "sub" / "a.py")
+
+
+def test_a_requirement_that_conflicts_with_airflow_s_pins_is_one_line_naming_it(tmp_path):
+    """Resolved with this machine's own pip and index (as deploy does), the machine's venv as constraints."""
+    machine = {"python": "3.11.2", "glibc": "2.36", "machine": "x86_64", "venv": ["requests==2.32.3"]}
+    with pytest.raises(PlaygroundError) as err:
+        deploy.resolve("requests==2.0.0\n", machine, tmp_path, lambda s: None)
+    assert str(err.value).startswith("requirements.txt: Cannot install requests==2.0.0") and "\n" not in str(err.value)
