@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 from . import paths, versions
 from .config import Config, SshKey
-from .render import airflow_env, write_atomic
+from .render import airflow_env, read_json, write_atomic
 
 PSQL = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qtAX"]
 
@@ -23,11 +23,7 @@ class BootstrapError(Exception):
 
 
 def load_state() -> Dict[str, object]:
-    try:
-        with open(paths.STATE_FILE, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
+    return read_json(paths.STATE_FILE) or {}
 
 
 def save_state(state: Dict[str, object]) -> None:

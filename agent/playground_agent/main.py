@@ -27,14 +27,6 @@ def log(msg: str) -> None:
     print("playground-agent: " + msg, file=sys.stderr, flush=True)
 
 
-def _load_json(path: str) -> Optional[Dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
 def _save_config_state(state: Dict[str, Any]) -> None:
     render.write_atomic(CONFIG_STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644, 0)
 
@@ -53,12 +45,12 @@ EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL
 def fail(error: str, code: int = EXIT_REFUSED) -> int:
     """Record a failed apply: the last good config stays, nothing is started."""
     log(error)
-    previous = _load_json(CONFIG_STATE) or {}
+    previous = render.read_json(CONFIG_STATE) or {}
     state = {"state": "error", "error": error, "generation": previous.get("generation", 0),
              "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
         _save_config_state(state)
-        health.write_report(health.collect(_load_json(paths.GOOD_CONFIG), state))
+        health.write_report(health.collect(render.read_json(paths.GOOD_CONFIG), state))
     except OSError as exc:
         log("could not write the health report: %s" % exc)
     return code
@@ -141,10 +133,10 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
         packages.ensure_path()  # the project's package layer on Airflow's sys.path (an empty one at first)
     except (OSError, packages.PackagesError) as exc:
         log("project packages not on Airflow's path: %s" % exc)
-    previous = _load_json(CONFIG_STATE) or {}
+    previous = render.read_json(CONFIG_STATE) or {}
     good = cfg.to_dict()
     generation = int(previous.get("generation", 0))
-    if _load_json(paths.GOOD_CONFIG) != good or changed:
+    if render.read_json(paths.GOOD_CONFIG) != good or changed:
         generation += 1
         render.write_atomic(paths.GOOD_CONFIG, json.dumps(good, indent=2, sort_keys=True) + "\n", 0o644, 0)
     _save_config_state({"state": "ok", "generation": generation, "error": "",
@@ -165,8 +157,8 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
 def report(wait: float = 0.0) -> Dict[str, Any]:
     deadline = time.monotonic() + wait
     while True:
-        cfg = _load_json(paths.GOOD_CONFIG)
-        state = _load_json(CONFIG_STATE) or {"state": "unknown", "error": "the agent has not run"}
+        cfg = render.read_json(paths.GOOD_CONFIG)
+        state = render.read_json(CONFIG_STATE) or {"state": "unknown", "error": "the agent has not run"}
         rep = health.collect(cfg, state)
         health.write_report(rep)  # every round, so a waiter sees progress
         if rep["healthy"] or time.monotonic() >= deadline or state.get("state") == "error":

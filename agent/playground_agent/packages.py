@@ -21,7 +21,7 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 from . import paths
-from .render import write_atomic
+from .render import read_json, write_atomic
 
 LAYERS = paths.p("/var/lib/playground/packages")
 CURRENT = LAYERS + "/current"
@@ -77,11 +77,7 @@ def ensure_path() -> None:
 
 
 def state() -> Dict[str, Any]:
-    try:
-        with open(STATE, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
+    return read_json(STATE) or {}
 
 
 def _save(doc: Dict[str, Any]) -> None:

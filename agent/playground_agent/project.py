@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 from . import packages, paths
 from .bootstrap import BootstrapError, _run, read_env
-from .render import write_atomic
+from .render import read_json, write_atomic
 
 PROJECT_DIR = paths.p("/var/lib/playground/project")
 SETTINGS = PROJECT_DIR + "/settings.json"
@@ -185,18 +185,10 @@ print("PLAYGROUND-RESULT " + json.dumps({"applied": names, "removed": gone}))
 """
 
 
-def _load(path: str) -> Optional[Dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
 def apply_settings(settings: Dict[str, Any]) -> Dict[str, Any]:
     """Apply the settings and remember their hash and names (never their values). The same settings as the
     last apply: nothing to do (a deploy that changed only DAGs starts no Airflow process for them)."""
-    applied = _load(APPLIED) or {}
+    applied = read_json(APPLIED) or {}
     if applied.get("sha256") == _digest(settings) and os.path.isfile(SETTINGS):
         return {"applied": applied.get("names", {}), "removed": {}, "unchanged": True}
     before = applied.get("names", {})
@@ -213,8 +205,8 @@ def _digest(settings: Dict[str, Any]) -> str:
 
 def apply_saved(log) -> None:
     """At boot: the kept settings, when they differ from what was last applied (a new database, a restore)."""
-    settings = _load(SETTINGS)
-    if settings is None or (_load(APPLIED) or {}).get("sha256") == _digest(settings):
+    settings = read_json(SETTINGS)
+    if settings is None or (read_json(APPLIED) or {}).get("sha256") == _digest(settings):
         return
     try:
         result = apply_settings(settings)

@@ -185,6 +185,15 @@ def _same(path: str, spec: FileSpec, gid: int) -> bool:
         return False
 
 
+def read_json(path: str) -> Optional[Dict]:
+    """A JSON file the agent wrote, or None when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 def write_atomic(path: str, content: Union[str, bytes], mode: int, gid: Optional[int] = None) -> None:
     """content (text as UTF-8, or bytes) at path, root-owned with group gid when root, or not at all."""
     directory = os.path.dirname(path)
