@@ -17,7 +17,18 @@ rm -f /root/.bash_history /home/*/.bash_history /root/.python_history
 rm -rf /var/lib/playground/secrets/* /var/lib/playground/state.json /var/lib/playground/config*.json
 rm -f /etc/playground/*.env
 rm -rf /tmp/playground-src
-find /opt/airflow /opt/mlflow -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true
+# Bytecode is compiled here, once, not left out: no service may write under /opt (root's, and
+# ProtectSystem), so without it every start of the webserver, a scheduler, MLflow or the agent compiled
+# each module it imports from source, and MLflow came back from a crash in 19 s instead of under 15.
+# checked-hash, not timestamps: the .pyc stays valid whatever the copies of the rootfs do to mtimes
+# (PEP 552); what pip compiled with timestamps is removed first. A file that is not Python for this
+# interpreter (templates, other versions' test data) is skipped, as pip skips it.
+find /opt/airflow /opt/mlflow /opt/playground -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true
+for venv in /opt/airflow /opt/mlflow; do
+  "$venv/bin/python" -m compileall -q -j 0 --invalidation-mode checked-hash "$venv" >/dev/null || true
+done
+"/usr/bin/$PYTHON" -m compileall -q --invalidation-mode checked-hash /opt/playground/agent >/dev/null
+/opt/airflow/bin/python -m compileall -q --invalidation-mode checked-hash /opt/playground/lineage >/dev/null
 # Host keys and machine-id are per instance (GCE's guest agent or our
 # playground-ssh-hostkeys.service make new ones at first boot).
 rm -f /etc/ssh/ssh_host_*
