@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any, Dict, List, Optional
 
 from . import packages, paths
-from .render import write_atomic
+from .render import read_json, write_atomic
 from .versions import installed
 
 BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service",
@@ -234,9 +234,60 @@ def packages_state() -> Dict[str, Any]:
             "requirements": names}
 
 
+# status shows the disk amber from 80% used and red from 95% (issue 16): at 95% a burst of task logs or a
+# database vacuum can fill it, and PostgreSQL stops accepting writes when it is full.
+DISK_AMBER_PCT = 80
+DISK_RED_PCT = 95
+# What fills a playground's disk, largest first in the report: (label, path).
+DISK_USERS = [("airflow task logs", "/var/lib/airflow/logs"), ("airflow service logs", "/var/log/airflow"),
+              ("postgresql", "/var/lib/postgresql"), ("mlflow artifacts", "/var/lib/playground/mlflow-artifacts"),
+              ("project packages", "/var/lib/playground/packages"), ("dags", "/var/lib/airflow/dags"),
+              ("journal", "/var/log/journal")]
+DISK_USES_FILE = "disk-uses.json"
+# `du` over the task logs costs a walk of every file: done at most this often, the answer cached in /run
+# (the health report itself is asked for every few seconds while a launch or a fault test waits).
+DISK_USES_TTL_S = 120
+
+
+def disk_level(used_pct: float) -> str:
+    return "red" if used_pct >= DISK_RED_PCT else "amber" if used_pct >= DISK_AMBER_PCT else "green"
+
+
+def disk_uses(now: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Bytes under each of DISK_USERS that exists, largest first (cached for DISK_USES_TTL_S)."""
+    now = now or time.time()
+    cache = os.path.join(paths.RUN_DIR, DISK_USES_FILE)
+    cached = read_json(cache)
+    if isinstance(cached, dict) and 0 <= now - cached.get("at", 0) < DISK_USES_TTL_S:
+        return cached.get("uses") or []
+    uses = []
+    for label, path in DISK_USERS:
+        path = paths.p(path)
+        if not os.path.isdir(path):
+            continue
+        try:  # -x: one filesystem, so a bucket mount below a folder is not counted
+            out = subprocess.run(["du", "-sxb", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 universal_newlines=True, timeout=20).stdout
+            size = int(out.split()[0])
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+            continue
+        uses.append({"label": label, "path": path, "bytes": size})
+    uses.sort(key=lambda u: -u["bytes"])
+    try:
+        os.makedirs(paths.RUN_DIR, exist_ok=True)
+        write_atomic(cache, json.dumps({"at": now, "uses": uses}), 0o644, 0)
+    except OSError:
+        pass  # not root (a unit test, a user's status): the answer is still given
+    return uses
+
+
 def disk() -> Dict[str, Any]:
-    usage = shutil.disk_usage(paths.p("/") or "/")
-    return {"total_gb": round(usage.total / 2**30, 1), "used_pct": round(100 * usage.used / usage.total, 1)}
+    """The filesystem that holds the data (/var/lib): size, share used, its level and what uses it."""
+    usage = shutil.disk_usage(paths.p("/var/lib") or "/")
+    # df's Use%: of what a service can fill (the blocks reserved for root are neither used nor free to it).
+    used_pct = round(100 * usage.used / (usage.used + usage.free), 1) if usage.used + usage.free else 0.0
+    return {"total_gb": round(usage.total / 2**30, 1), "free_gb": round(usage.free / 2**30, 2),
+            "used_pct": used_pct, "level": disk_level(used_pct), "uses": disk_uses()}
 
 
 def memory() -> Dict[str, Any]:

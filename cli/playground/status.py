@@ -20,6 +20,7 @@ from rich.text import Text
 SCHEMA = 1
 LEVELS = ("green", "amber", "red")
 HEARTBEAT_AMBER_S = 30  # Airflow's own scheduler_health_check_threshold
+DISK_AMBER_PCT, DISK_RED_PCT = 80, 95  # the agent's, health.py
 RESTART_AMBER_S = 600  # a restart within 10 minutes shows amber; after that the service is just running
 DOWN_STATES = ("stopped", "unreachable", "incomplete", "absent")
 
@@ -116,7 +117,31 @@ def services_from_report(rep: dict) -> list[dict]:
             continue
         rows.append({"name": label, "unit": unit, "level": "green" if info.get("ok") else "red",
                      "reason": info.get("state") or info.get("reason", "")})
+    if rep.get("disk"):
+        rows.append(disk_row(rep["disk"]))
     return rows
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def disk_row(disk: dict) -> dict:
+    """The data disk: amber from DISK_AMBER_PCT used, red from DISK_RED_PCT, with what uses the space (the
+    agent's own thresholds, health.py; an agent that reports no level gets them here)."""
+    pct = float(disk.get("used_pct") or 0)
+    level = disk.get("level") or ("red" if pct >= DISK_RED_PCT else "amber" if pct >= DISK_AMBER_PCT else "green")
+    reason = f"{pct:.0f}% of {disk.get('total_gb', '-')} GB used"
+    if disk.get("free_gb") is not None:
+        reason += f", {disk['free_gb']:.1f} GB free"
+    uses = [u for u in disk.get("uses") or [] if u.get("bytes")]
+    if uses:
+        reason += "; " + ", ".join(f"{u['label']} {_size(u['bytes'])}" for u in uses[:4])
+    return {"name": "disk", "unit": None, "level": level if level in LEVELS else "amber", "reason": reason}
 
 
 def check(machine: Machine, timeout: float = 8.0) -> dict:

@@ -77,3 +77,33 @@ def test_postgresql_is_ok_only_while_the_postmaster_accepts_on_its_socket(tmp_pa
         assert health.postgres_state({"active": "failed"})["state"] == "cluster unit failed"
     finally:
         listener.close()
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """A machine's folders under tmp_path (paths.p prefixes ROOT), the cache in its own /run."""
+    monkeypatch.setattr(paths, "ROOT", str(tmp_path))
+    monkeypatch.setattr(paths, "RUN_DIR", str(tmp_path / "run/playground"))
+    return tmp_path
+
+
+def test_disk_levels_follow_dfs_use_percent():
+    assert [health.disk_level(p) for p in (0, 79.9, 80, 94.9, 95, 100)] == \
+        ["green", "green", "amber", "amber", "red", "red"]
+
+
+def test_disk_reports_what_uses_the_space_largest_first_and_caches_it(root):
+    logs = root / "var/lib/airflow/logs/dag_id=x"
+    logs.mkdir(parents=True)
+    (logs / "attempt=1.log").write_bytes(b"x" * 300_000)
+    (root / "var/lib/postgresql").mkdir(parents=True)
+    (root / "var/lib/postgresql/base").write_bytes(b"y" * 100_000)
+    report = health.disk()
+    assert report["level"] == health.disk_level(report["used_pct"]) and report["free_gb"] >= 0
+    labels = [u["label"] for u in report["uses"]]
+    assert labels == ["airflow task logs", "postgresql"]  # folders that do not exist are not listed
+    assert report["uses"][0]["bytes"] >= 300_000 and report["uses"][1]["bytes"] >= 100_000
+    (logs / "attempt=2.log").write_bytes(b"x" * 1_000_000)
+    assert health.disk()["uses"] == report["uses"]  # cached: du walks the logs at most every DISK_USES_TTL_S
+    later = health.disk_uses(now=time.time() + health.DISK_USES_TTL_S + 1)
+    assert later[0]["bytes"] >= 1_300_000

@@ -182,3 +182,20 @@ def test_triggerer_row_follows_its_unit_and_its_heartbeat():
     assert row["level"] == "amber" and "unhealthy" in row["reason"]
     rep["units"]["airflow-triggerer.service"]["active"] = "failed"
     assert by_name(status.services_from_report(rep))["airflow triggerer"]["level"] == "red"
+
+
+def test_disk_row_is_amber_from_80_and_red_from_95_percent_naming_what_uses_it():
+    uses = [{"label": "airflow task logs", "path": "/var/lib/airflow/logs", "bytes": 3 * 2**30},
+            {"label": "postgresql", "path": "/var/lib/postgresql", "bytes": 200 * 2**20}]
+    for pct, level in ((31.5, "green"), (80.0, "amber"), (96.2, "red")):
+        rep = json.loads(json.dumps(HEALTHY_REPORT))
+        rep["disk"] = {"total_gb": 20.0, "free_gb": 0.8, "used_pct": pct, "level": level, "uses": uses}
+        row = by_name(status.services_from_report(rep))["disk"]
+        assert row["level"] == level
+        assert row["reason"] == (f"{pct:.0f}% of 20.0 GB used, 0.8 GB free; "
+                                 "airflow task logs 3.0 GB, postgresql 200.0 MB")
+    rep = json.loads(json.dumps(HEALTHY_REPORT))
+    rep["disk"] = {"total_gb": 20.0, "used_pct": 97.0}  # an agent without levels: the same thresholds here
+    assert by_name(status.services_from_report(rep))["disk"]["level"] == "red"
+    model = {"instances": [row_from(rep)]}
+    assert status.exit_code(model) == 1
