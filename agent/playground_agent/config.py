@@ -41,6 +41,7 @@ class Config:
     timezone: str = default("timezone")
     lineage: str = default("lineage")
     airflow_secrets: str = default("airflow-secrets")
+    retention_days: int = default("retention-days")
     telemetry: str = default("telemetry")
     airflow_port: int = default("airflow-port")
     mlflow_port: int = default("mlflow-port")

@@ -239,7 +239,8 @@ def packages_state() -> Dict[str, Any]:
 DISK_AMBER_PCT = 80
 DISK_RED_PCT = 95
 # What fills a playground's disk, largest first in the report: (label, path).
-DISK_USERS = [("airflow task logs", "/var/lib/airflow/logs"), ("airflow service logs", "/var/log/airflow"),
+# Airflow's base_log_folder is /var/log/airflow (render.py): task logs and the DAG processor's.
+DISK_USERS = [("airflow logs", "/var/log/airflow"),
               ("postgresql", "/var/lib/postgresql"), ("mlflow artifacts", "/var/lib/playground/mlflow-artifacts"),
               ("project packages", "/var/lib/playground/packages"), ("dags", "/var/lib/airflow/dags"),
               ("journal", "/var/log/journal")]
@@ -286,8 +287,12 @@ def disk() -> Dict[str, Any]:
     usage = shutil.disk_usage(paths.p("/var/lib") or "/")
     # df's Use%: of what a service can fill (the blocks reserved for root are neither used nor free to it).
     used_pct = round(100 * usage.used / (usage.used + usage.free), 1) if usage.used + usage.free else 0.0
+    # The daily retention round's last answer (retention.py): a failing one is amber in status.
+    last = read_json(paths.p("/var/lib/playground/retention.json")) or {}
+    retention = {"days": last.get("days"), "at": last.get("at"), "error": last.get("error") or "",
+                 "deleted_files": (last.get("logs") or {}).get("files")} if last else None
     return {"total_gb": round(usage.total / 2**30, 1), "free_gb": round(usage.free / 2**30, 2),
-            "used_pct": used_pct, "level": disk_level(used_pct), "uses": disk_uses()}
+            "used_pct": used_pct, "level": disk_level(used_pct), "uses": disk_uses(), "retention": retention}
 
 
 def memory() -> Dict[str, Any]:

@@ -215,6 +215,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_project.add_argument("action", choices=["manifest", "venv", "receive"],
                            help="manifest: the DAG folder and its files' hashes; venv: the Python and packages a "
                            "requirements.txt is resolved for; receive: apply the JSON on stdin")
+    sub.add_parser("retention", help="delete task logs and Airflow's run history older than retention-days "
+                   "(root; playground-retention.timer runs it daily)")
     p_sync = sub.add_parser("bucket-sync", help="mirror gs://$BUCKET/dags/ into $MOUNT_POINT/dags (where gcsfuse "
                             "is absent)")
     p_sync.add_argument("--once", action="store_true", help="one round, then exit (1 if it failed)")
@@ -242,6 +244,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("playground-agent: project: run as root", file=sys.stderr)
             return 1
         return project.main(args.action)
+    if args.command == "retention":
+        if os.geteuid() != 0:
+            print("playground-agent: retention: run as root", file=sys.stderr)
+            return 1
+        from . import retention
+
+        return retention.main()
     if args.command == "watch":
         return watch(MetadataClient())
     if args.command == "bucket-sync":

@@ -90,7 +90,7 @@ def manifest() -> Dict[str, Any]:
             "files": files(folder) if os.path.isdir(folder) else {}}
 
 
-def _airflow_env() -> Dict[str, str]:
+def airflow_run_env() -> Dict[str, str]:
     env = {"PATH": paths.AIRFLOW_VENV + "/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
            "HOME": "/var/lib/airflow"}
     env.update(read_env(paths.ETC + "/airflow.env"))
@@ -112,7 +112,7 @@ def _airflow_python(script: str, args: List[str], stdin: str, what: str, timeout
     """Run script in Airflow's venv as the airflow user; its answer is the line printed after MARK (Airflow's
     own logging writes to stdout too)."""
     out = _run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/python", "-c", script] + args,
-               env=_airflow_env(), what=what, timeout=timeout, secret_input=stdin)
+               env=airflow_run_env(), what=what, timeout=timeout, secret_input=stdin)
     for line in reversed(out.splitlines()):
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])

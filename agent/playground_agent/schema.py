@@ -205,6 +205,11 @@ ATTRIBUTES: Tuple[Attribute, ...] = (
     Attribute("telemetry", "telemetry", "off", "`on`, `off`",
               "usage data MLflow (server, UI, clients) and other tools send to their makers (see Telemetry)",
               _one_of("on", "off")),
+    # Cloud Composer's database maintenance guide suggests starting with a 30-day retention
+    # (docs.cloud.google.com/composer/docs/composer-2/cleanup-airflow-database).
+    Attribute("retention-days", "retention_days", 30, "1-3650",
+              "task logs and Airflow's run history older than this are deleted daily (`airflow db clean`, 2.3+)",
+              _between(1, 3650)),
     Attribute("airflow-port", "airflow_port", 8080, "1024-65535, all ports different",
               "Airflow's web UI on 127.0.0.1", _port),
     Attribute("mlflow-port", "mlflow_port", 5000, "1024-65535, all ports different",

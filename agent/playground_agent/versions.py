@@ -43,6 +43,9 @@ CHANGES: Dict[str, Change] = {
     "lineage_hook": Change((2, 3, 0), "cluster-policy", "listener", "how lineage sees task instances"),
     # The triggerer (deferrable operators) exists from 2.2.
     "triggerer": Change((2, 2, 0), False, True, "airflow triggerer for deferrable tasks"),
+    # `airflow db clean` (purge old rows) came in 2.3; its --skip-archive (no _airflow_deleted__ copies) in 2.6.
+    "db_clean": Change((2, 3, 0), False, True, "retention of Airflow's run history"),
+    "db_clean_skip_archive": Change((2, 6, 0), False, True, "purged rows not kept in archive tables"),
 }
 
 
@@ -89,6 +92,14 @@ class Airflow:
     @property
     def has_triggerer(self) -> bool:
         return bool(self.get("triggerer"))
+
+    @property
+    def has_db_clean(self) -> bool:
+        return bool(self.get("db_clean"))
+
+    @property
+    def db_clean_skips_archive(self) -> bool:
+        return bool(self.get("db_clean_skip_archive"))
 
     @property
     def lineage_hook(self) -> str:

@@ -141,7 +141,12 @@ def disk_row(disk: dict) -> dict:
     uses = [u for u in disk.get("uses") or [] if u.get("bytes")]
     if uses:
         reason += "; " + ", ".join(f"{u['label']} {_size(u['bytes'])}" for u in uses[:4])
-    return {"name": "disk", "unit": None, "level": level if level in LEVELS else "amber", "reason": reason}
+    level = level if level in LEVELS else "amber"
+    failed = (disk.get("retention") or {}).get("error")
+    if failed:  # old logs and rows stay until it works again
+        reason += f"; retention failing: {failed}"
+        level = worst([level, "amber"])
+    return {"name": "disk", "unit": None, "level": level, "reason": reason}
 
 
 def check(machine: Machine, timeout: float = 8.0) -> dict:
@@ -251,11 +256,9 @@ def render(model: dict):
                 for line in s.get("journal") or []:
                     svc.add_row("", "", Text("│ " + line, style="dim"))
             parts.append(svc)
-        if r.get("disk") or r.get("memory"):
-            parts.append(Text(f"disk {r['disk'].get('used_pct') if r.get('disk') else '-'}% of "
-                              f"{r['disk'].get('total_gb') if r.get('disk') else '-'} GB used, memory "
-                              f"{(r.get('memory') or {}).get('used_pct', '-')}% of "
-                              f"{(r.get('memory') or {}).get('total_mb', '-')} MB used"))
+        if r.get("memory"):  # the disk has a row of its own, with a level
+            parts.append(Text(f"memory {r['memory'].get('used_pct', '-')}% of "
+                              f"{r['memory'].get('total_mb', '-')} MB used"))
         if r.get("error"):
             parts.append(Text(r["error"], style="red"))
         if r.get("next_step"):

@@ -31,6 +31,15 @@ install -d -o airflow -g airflow -m 0755 /var/lib/airflow /var/lib/airflow/dags 
 install -d -o mlflow -g mlflow -m 0755 /var/lib/playground/mlflow-artifacts
 install -d -o airflow -g airflow -m 0755 /mnt/playground-bucket
 
+# The journal is capped (issue 16): journald's own default is 10% of the filesystem up to 4 GiB
+# (journald.conf(5), SystemMaxUse=), 2 GiB of a 20 GB boot disk; 500 MB holds weeks of the services' lines.
+install -d -m 0755 /etc/systemd/journald.conf.d
+cat > /etc/systemd/journald.conf.d/playground.conf <<'CONF'
+[Journal]
+SystemMaxUse=500M
+RuntimeMaxUse=100M
+CONF
+
 # Nothing phones home (README, Telemetry). Ubuntu's images on GCE fetch "news" for the login banner and
 # for apt from motd.ubuntu.com, sending the release, the CPU and the uptime in the request
 # (/etc/default/motd-news documents ENABLED=0; `pro config set apt_news=false` is the Pro client's own

@@ -93,7 +93,7 @@ def test_disk_levels_follow_dfs_use_percent():
 
 
 def test_disk_reports_what_uses_the_space_largest_first_and_caches_it(root):
-    logs = root / "var/lib/airflow/logs/dag_id=x"
+    logs = root / "var/log/airflow/dag_id=x"
     logs.mkdir(parents=True)
     (logs / "attempt=1.log").write_bytes(b"x" * 300_000)
     (root / "var/lib/postgresql").mkdir(parents=True)
@@ -101,7 +101,7 @@ def test_disk_reports_what_uses_the_space_largest_first_and_caches_it(root):
     report = health.disk()
     assert report["level"] == health.disk_level(report["used_pct"]) and report["free_gb"] >= 0
     labels = [u["label"] for u in report["uses"]]
-    assert labels == ["airflow task logs", "postgresql"]  # folders that do not exist are not listed
+    assert labels == ["airflow logs", "postgresql"]  # folders that do not exist are not listed
     assert report["uses"][0]["bytes"] >= 300_000 and report["uses"][1]["bytes"] >= 100_000
     (logs / "attempt=2.log").write_bytes(b"x" * 1_000_000)
     assert health.disk()["uses"] == report["uses"]  # cached: du walks the logs at most every DISK_USES_TTL_S

@@ -138,7 +138,7 @@ def test_render_shows_levels_reasons_and_journal():
     assert any("●" in line and "postgresql" in line and "active" in line for line in text.splitlines())
     assert "1h2m" in text and "21:00 Europe/London" in text
     assert "instance is stopped" in text and "next: playground start --name other" in text
-    assert "disk 31.5% of 20.0 GB used" in text
+    assert "32% of 20.0 GB used" in text and "memory 22.0% of 7900 MB used" in text
 
 
 def test_a_restart_is_amber_for_ten_minutes_then_green_again():
@@ -185,7 +185,7 @@ def test_triggerer_row_follows_its_unit_and_its_heartbeat():
 
 
 def test_disk_row_is_amber_from_80_and_red_from_95_percent_naming_what_uses_it():
-    uses = [{"label": "airflow task logs", "path": "/var/lib/airflow/logs", "bytes": 3 * 2**30},
+    uses = [{"label": "airflow logs", "path": "/var/log/airflow", "bytes": 3 * 2**30},
             {"label": "postgresql", "path": "/var/lib/postgresql", "bytes": 200 * 2**20}]
     for pct, level in ((31.5, "green"), (80.0, "amber"), (96.2, "red")):
         rep = json.loads(json.dumps(HEALTHY_REPORT))
@@ -193,7 +193,7 @@ def test_disk_row_is_amber_from_80_and_red_from_95_percent_naming_what_uses_it()
         row = by_name(status.services_from_report(rep))["disk"]
         assert row["level"] == level
         assert row["reason"] == (f"{pct:.0f}% of 20.0 GB used, 0.8 GB free; "
-                                 "airflow task logs 3.0 GB, postgresql 200.0 MB")
+                                 "airflow logs 3.0 GB, postgresql 200.0 MB")
     rep = json.loads(json.dumps(HEALTHY_REPORT))
     rep["disk"] = {"total_gb": 20.0, "used_pct": 97.0}  # an agent without levels: the same thresholds here
     assert by_name(status.services_from_report(rep))["disk"]["level"] == "red"
