@@ -11,7 +11,9 @@ if [[ "${1:-}" == "test" ]]; then
   # chromium: the browser of tests/image/test_browser.py; QEMU and socat: the VM that boots the image's
   # disk in tests/image/test_vm_boot.py (socat carries each of its metadata connections), OVMF its UEFI
   # firmware with Secure Boot (Microsoft's keys enrolled, as on GCE).
-  DEBS+=(shellcheck mariadb-server chromium qemu-system-x86 qemu-utils socat ovmf)
+  # fdisk (sfdisk) and e2fsprogs: tests/unit/test_image_disk.py reads the made disk's partition table back
+  # and checks its root filesystem.
+  DEBS+=(shellcheck mariadb-server chromium qemu-system-x86 qemu-utils socat ovmf fdisk e2fsprogs)
 fi
 missing=()
 for deb in "${DEBS[@]}"; do

@@ -38,7 +38,8 @@ def tiny_rootfs(tmp_path):
 def need_tools():
     for tool in ("mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk"):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (scripts/install.sh installs e2fsprogs, dosfstools, mtools)")
+            pytest.skip(f"{tool} is not installed "
+                        "(`scripts/install.sh test` installs e2fsprogs, dosfstools, mtools, fdisk)")
 
 
 def test_the_disk_is_a_gpt_with_bios_boot_efi_and_ext4_root_partitions(tmp_path, need_tools):
