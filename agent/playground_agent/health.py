@@ -288,7 +288,7 @@ def disk() -> Dict[str, Any]:
     # df's Use%: of what a service can fill (the blocks reserved for root are neither used nor free to it).
     used_pct = round(100 * usage.used / (usage.used + usage.free), 1) if usage.used + usage.free else 0.0
     # The daily retention round's last answer (retention.py): a failing one is amber in status.
-    last = read_json(paths.p("/var/lib/playground/retention.json")) or {}
+    last = read_json(paths.RETENTION_STATE) or {}
     retention = {"days": last.get("days"), "at": last.get("at"), "error": last.get("error") or "",
                  "deleted_files": (last.get("logs") or {}).get("files")} if last else None
     return {"total_gb": round(usage.total / 2**30, 1), "free_gb": round(usage.free / 2**30, 2),

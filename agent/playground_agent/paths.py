@@ -17,6 +17,7 @@ STATE_FILE = p("/var/lib/playground/state.json")
 GOOD_CONFIG = p("/var/lib/playground/config.json")
 RUN_DIR = p("/run/playground")
 STATUS_FILE = p("/run/playground/status.json")
+RETENTION_STATE = p("/var/lib/playground/retention.json")  # retention.py's last round
 SYSTEMD_DIR = p("/etc/systemd/system")
 AIRFLOW_HOME = p("/var/lib/airflow")
 LOCAL_DAGS = p("/var/lib/airflow/dags")

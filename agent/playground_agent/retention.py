@@ -18,7 +18,7 @@ from .bootstrap import BootstrapError, _run
 from .project import airflow_run_env
 from .render import read_json, write_atomic
 
-STATE_FILE = paths.p("/var/lib/playground/retention.json")
+STATE_FILE = paths.RETENTION_STATE
 LOG_FOLDER = paths.p("/var/log/airflow")  # Airflow's base_log_folder (render.py)
 DAY_S = 86400
 
@@ -63,10 +63,10 @@ def run(days: int, now: Optional[float] = None, airflow: Optional[versions.Airfl
     now = now or time.time()
     cut = now - days * DAY_S
     result: Dict[str, Any] = {"at": now, "days": days, "logs": prune_logs(LOG_FOLDER, cut), "db": "", "error": ""}
-    args = db_clean_args(airflow or versions.installed(), cut)
+    airflow = airflow or versions.installed()
+    args = db_clean_args(airflow, cut)
     if args is None:
-        result["db"] = "not available (Airflow %s has no db clean; it came in 2.3)" % (airflow or
-                                                                                     versions.installed()).version
+        result["db"] = "not available (Airflow %s has no db clean; it came in 2.3)" % airflow.version
     else:
         try:
             runner(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args,

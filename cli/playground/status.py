@@ -123,9 +123,10 @@ def services_from_report(rep: dict) -> list[dict]:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+    """Bytes as the disk row says them: whole B and KB, MB and GB to one decimal."""
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit != "MB" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
 
