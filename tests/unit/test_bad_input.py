@@ -37,6 +37,8 @@ CASES = [
     (["launch", *GCE, "--set", "airflow-shedulers=2"], "did you mean 'airflow-schedulers'?"),
     (["launch", *GCE, "--set", "airflow-schedulers=99"],
      "--set airflow-schedulers: expected an integer from 1 to 4 (got '99')"),
+    (["launch", *GCE, "--set", "retention-days=0"],
+     "--set retention-days: expected an integer from 1 to 3650 (got '0')"),
     (["launch", *GCE, "--set", "timezone=Mars/Olympus_Mons"], "--set timezone: expected an IANA time zone"),
     (["launch", *GCE, "--set", "mlflow-port=8080"],
      "--set mlflow-port: expected web, MLflow, proxy (and 5432) ports all different"),
