@@ -289,8 +289,23 @@ class FakeCompute:
                     sa["email"] = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
             for i, nic in enumerate(inst.get("networkInterfaces", [])):
                 nic["networkIP"] = f"10.154.0.{10 + len(self.instances) + i}"
+            inst["metadata"] = dict(inst.get("metadata") or {}, kind="compute#metadata")
+            inst["metadata"]["fingerprint"] = _fingerprint(inst["metadata"].get("items", []))
             self.instances[(p["project"], p["zone"], name)] = inst
             return 200, self._op(p, "insert", link(name), then=lambda: inst.update(status="RUNNING"))
+        if mid == "instances.setMetadata":
+            inst = self.instances.get(key)
+            if inst is None:
+                return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/zones/"
+                                         f"{p['zone']}/instances/{p['instance']}' was not found", "notFound")
+            # Metadata.fingerprint (compute v1): "You must always provide an up-to-date fingerprint hash in
+            # order to update or change metadata, otherwise the request will fail with error 412 conditionNotMet."
+            if body.get("fingerprint") != inst["metadata"]["fingerprint"]:
+                return 412, google_error(412, "FAILED_PRECONDITION", "Supplied fingerprint does not match current "
+                                         "metadata fingerprint.", "conditionNotMet")
+            items = body.get("items", [])
+            new = {"kind": "compute#metadata", "items": items, "fingerprint": _fingerprint(items)}
+            return 200, self._op(p, "setMetadata", link(p["instance"]), then=lambda: inst.update(metadata=new))
         if mid.startswith("resourcePolicies."):
             return self._policies(mid, p, body)
         if mid in ("instances.addResourcePolicies", "instances.removeResourcePolicies"):
@@ -467,6 +482,13 @@ class FakeCompute:
 
 
 PROJECT_NUMBER = "123456789012"
+
+
+def _fingerprint(items: list) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(json.dumps(items, sort_keys=True).encode()).digest()[:8]).decode()
 
 
 def _policy_link(ref: str) -> str:

@@ -42,6 +42,7 @@ class Config:
     lineage: str = default("lineage")
     airflow_secrets: str = default("airflow-secrets")
     retention_days: int = default("retention-days")
+    autostop_minutes: int = default("autostop")
     telemetry: str = default("telemetry")
     airflow_port: int = default("airflow-port")
     mlflow_port: int = default("mlflow-port")

@@ -14,7 +14,7 @@ from .render import read_json, write_atomic
 from .versions import installed
 
 BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service",
-              "playground-lineage.service"]
+              "playground-lineage.service", "playground-autostop.service"]
 # Lineage is delivered once a burst of tasks is quiet, at most 60 s late: an event older than this
 # waits on something (MLflow down, the delivery service stopped).
 LINEAGE_LATE_S = 120
@@ -342,6 +342,9 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         report["lineage"] = lineage_state(cfg, states["playground-lineage.service"])
         report["dags"] = dags_state()  # amber in status, not a problem: the other DAGs run
         report["packages"] = packages_state()
+        from . import autostop
+
+        report["autostop"] = autostop.summary(read_json(autostop.STATE_FILE), int(cfg.get("autostop_minutes") or 0))
     problems = [u + " is " + st["active"] for u, st in report["units"].items() if st["active"] != "active"]
     for part in ("postgresql", "airflow", "mlflow", "mount", "proxy"):
         if part in report and not report[part]["ok"]:

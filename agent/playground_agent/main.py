@@ -217,6 +217,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                            "requirements.txt is resolved for; receive: apply the JSON on stdin")
     sub.add_parser("retention", help="delete task logs and Airflow's run history older than retention-days "
                    "(root; playground-retention.timer runs it daily)")
+    sub.add_parser("autostop", help="power the machine off after `autostop` idle minutes (root; "
+                   "playground-autostop.service runs it)")
     p_sync = sub.add_parser("bucket-sync", help="mirror gs://$BUCKET/dags/ into $MOUNT_POINT/dags (where gcsfuse "
                             "is absent)")
     p_sync.add_argument("--once", action="store_true", help="one round, then exit (1 if it failed)")
@@ -251,6 +253,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         from . import retention
 
         return retention.main()
+    if args.command == "autostop":
+        if os.geteuid() != 0:
+            print("playground-agent: autostop: run as root", file=sys.stderr)
+            return 1
+        from . import autostop
+
+        return autostop.main()
     if args.command == "watch":
         return watch(MetadataClient())
     if args.command == "bucket-sync":

@@ -47,6 +47,7 @@ SSH_KEY_RE = re.compile(r"^(ssh-(?:ed25519|rsa)|ecdsa-sha2-nistp(?:256|384|521))
 EXECUTORS = ("LocalExecutor", "SequentialExecutor")
 BACKENDS = ("local", "cloudsql")
 POSTGRES_PORT = 5432
+AUTOSTOP_MAX_MIN = 1440  # a day: longer than that, the nightly stop comes first
 
 # Keys Google's own guest environment and tools put in instance metadata: not ours, not an error.
 GOOGLE_KEYS = ("ssh-keys", "sshKeys", "block-project-ssh-keys", "enable-oslogin", "enable-oslogin-2fa",
@@ -92,6 +93,15 @@ def _one_of(*choices: str) -> Callable[[str, str, "Context"], str]:
 
 def _between(lo: int, hi: int) -> Callable[[str, str, "Context"], int]:
     return lambda attr, value, ctx: int_between(attr, value, lo, hi)
+
+
+def _autostop(attr: str, value: str, ctx: "Context") -> int:
+    """Minutes idle before the machine powers itself off; 0 is off."""
+    if value in ("off", "0"):
+        return 0
+    if not re.match(r"^[0-9]{1,5}$", value) or not 1 <= int(value) <= AUTOSTOP_MAX_MIN:
+        raise ConfigError(attr, "off or minutes from 1 to %d" % AUTOSTOP_MAX_MIN, value)
+    return int(value)
 
 
 def _matching(regex: "re.Pattern[str]", expected: str) -> Callable[[str, str, "Context"], str]:
@@ -210,6 +220,10 @@ ATTRIBUTES: Tuple[Attribute, ...] = (
     Attribute("retention-days", "retention_days", 30, "1-3650",
               "task logs and Airflow's run history older than this are deleted daily (`airflow db clean`, 2.3+)",
               _between(1, 3650)),
+    # SkyPilot's autostop: stop after this many idle minutes (docs.skypilot.co, "Autostop").
+    Attribute("autostop", "autostop_minutes", 0, "`off` or 1-1440 (minutes)",
+              "the machine powers itself off (a stopped VM on GCE) after this long with no task running or queued "
+              "and no SSH session or tunnel open (see Day two)", _autostop, shown="`off`"),
     Attribute("airflow-port", "airflow_port", 8080, "1024-65535, all ports different",
               "Airflow's web UI on 127.0.0.1", _port),
     Attribute("mlflow-port", "mlflow_port", 5000, "1024-65535, all ports different",

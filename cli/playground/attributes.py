@@ -46,6 +46,16 @@ def parse_sets(pairs: list[str], project: str) -> dict[str, str]:
     return attrs
 
 
+def autostop_value(text: str, flag: str = "--autostop") -> str:
+    """`off` or idle minutes, checked with the agent's schema; as the attribute `autostop` holds it."""
+    try:
+        minutes = schema.parse_value("autostop", text.strip(), CONTEXT)
+    except schema.ConfigError as exc:
+        raise PlaygroundError(f"{flag}: expected {exc.expected}"
+                              + (f" (got {exc.value[:60]!r})" if exc.value is not None else "")) from exc
+    return str(minutes) if minutes else "off"
+
+
 def web_ports(attributes: dict[str, str]) -> dict[str, int]:
     """The web UIs' ports on the machine's 127.0.0.1, as the agent will bind them."""
     return {"airflow": int(attributes.get("airflow-port") or schema.default("airflow-port")),

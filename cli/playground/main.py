@@ -210,6 +210,10 @@ def launch(
     data_disk: int = typer.Option(0, "--data-disk", help="local --runtime vm: a blank data disk of this many GiB."),
     dags: Optional[Path] = typer.Option(None, "--dags", help="A project folder to deploy once the machine is "
                                         "healthy (as `playground deploy DIR`)."),
+    autostop: Optional[str] = typer.Option(None, "--autostop", metavar="MINUTES|off",
+                                           help="Power the machine off after this many idle minutes (no task "
+                                           "running or queued, no SSH session or tunnel); the attribute autostop. "
+                                           "Change it later with `playground autostop`."),
 ) -> None:
     """Create a playground instance from the newest image and wait until it is healthy.
 
@@ -233,6 +237,10 @@ def launch(
         if chosen.name != "local" and (runtime is not None or data_disk):
             raise PlaygroundError(f"--{'runtime' if runtime is not None else 'data-disk'}: local instances only "
                                   "(a GCE instance is a VM already)")
+        if autostop is not None:
+            if any(pair.partition("=")[0] == "autostop" for pair in set_):
+                raise PlaygroundError("--autostop: given twice (also as --set autostop=...)")
+            set_ = [*set_, "autostop=" + attributes.autostop_value(autostop)]
         attrs = attributes.parse_sets(set_, project)
         req = LaunchRequest(name=name or project, project=project, attributes=attrs,
                             profile=chosen.profile(profile), wait=wait, timeout=timeout, build=build,
@@ -287,6 +295,33 @@ def stop(
     except PlaygroundError as exc:
         fail(exc)
     console.print(f"stopped {name}: " + (", ".join(done) or "it was not running"), highlight=False)
+
+
+@app.command("autostop")
+def autostop_(
+    minutes: str = typer.Argument(..., metavar="MINUTES|off", help="Idle minutes before the machine powers itself "
+                                  "off (1-1440), or off."),
+    name: str = typer.Option(..., help="Instance name."),
+    provider: Optional[str] = PROVIDER,
+    project: Optional[str] = GCE_PROJECT,
+    zone: Optional[str] = ZONE,
+) -> None:
+    """Set idle autostop on an instance, running or stopped: it powers itself off (a stopped VM on GCE, no
+    vCPU or memory billed) after MINUTES with no Airflow task running or queued and no SSH session or tunnel
+    open. A running machine takes the new setting within 10 s and starts its idle clock again; `status`
+    shows "autostop in N min" or what holds the machine up."""
+    try:
+        value = attributes.autostop_value(minutes, flag="MINUTES")
+        chosen = _provider(provider, project, zone)
+        row = chosen.describe(name)
+        with progress() as bar:
+            task = bar.add_task(f"autostop {value} on {name}", total=None)
+            chosen.set_attributes(name, {"autostop": value}, lambda m: bar.update(task, description=m))
+    except PlaygroundError as exc:
+        fail(exc)
+    when = "now" if row.get("state") == "running" else "at its next start"
+    what = "off" if value == "off" else f"after {value} idle minute(s)"
+    console.print(f"autostop on {name}: {what} (takes effect {when})", highlight=False)
 
 
 @app.command()

@@ -161,7 +161,7 @@ def check(machine: Machine, timeout: float = 8.0) -> dict:
         "uptime_s": round(time.time() - machine.started_at) if machine.started_at and machine.state == "running"
         else None,
         "schedule": machine.schedule or {"next_stop": None, "next_start": None},
-        "services": [], "disk": None, "memory": None, "error": None, "next_step": None,
+        "services": [], "disk": None, "memory": None, "autostop": None, "error": None, "next_step": None,
     }
     if machine.state != "running" or machine.target is None:
         row["level"] = "down"
@@ -174,6 +174,7 @@ def check(machine: Machine, timeout: float = 8.0) -> dict:
         row["services"] = services_from_report(rep)
         row["disk"] = rep.get("disk")
         row["memory"] = rep.get("memory")
+        row["autostop"] = rep.get("autostop")  # agents before autostop report none
         red = [s for s in row["services"] if s["level"] == "red" and s.get("unit")]
         if red:
             cmd = " ; ".join(f"echo '>>> {s['unit']}'; sudo -n journalctl -u {s['unit']} -n 5 --no-pager -o cat"
@@ -224,6 +225,24 @@ STYLE = {"green": "green", "amber": "yellow", "red": "red", "down": "red"}
 MARK = {"green": "●", "amber": "▲", "red": "✖", "down": "✖"}
 
 
+def autostop_text(autostop: Optional[dict]) -> str:
+    """The header's autostop cell: off, the minutes left, or what holds the machine up."""
+    if not autostop:
+        return "-"
+    state = autostop.get("state")
+    if state == "off":
+        return "off"
+    setting = f"after {autostop.get('minutes')} min idle"
+    if state == "idle" and autostop.get("stops_in_s") is not None:
+        left = -(-int(autostop["stops_in_s"]) // 60)  # whole minutes, rounded up
+        return f"in {left} min ({setting})"
+    if state == "stopping":
+        return "powering off now"
+    if state == "held":
+        return f"held: {'; '.join(autostop.get('held_by') or [])} ({setting})"
+    return f"{state}: {autostop.get('reason', '')}".rstrip(": ")
+
+
 def _age(seconds: Optional[float]) -> str:
     if seconds is None:
         return "-"
@@ -250,6 +269,8 @@ def render(model: dict):
         head.add_row("address", r["address"], "next stop", sched.get("next_stop") or "-",
                      "next start", sched.get("next_start") or "-")
         parts: list[Any] = [head]
+        if r.get("autostop"):  # a line of its own: "held: ..." is longer than the grid's cells
+            parts.append(Text(f"autostop  {autostop_text(r['autostop'])}"))
         if r["services"]:
             svc = Table("", "service", "reason", box=None, pad_edge=False, show_header=False)
             for s in r["services"]:

@@ -86,7 +86,7 @@ def test_web_units_bind_loopback_and_gcsfuse_is_not_sandboxed():
 
 @pytest.mark.parametrize("unit", ["airflow-webserver.service", "airflow-scheduler@.service",
                                   "airflow-triggerer.service", "mlflow-server.service", "playground-lineage.service",
-                                  "playground-bucket-sync.service",
+                                  "playground-bucket-sync.service", "playground-autostop.service",
                                   "cloud-sql-proxy.service"])
 def test_service_units_are_sandboxed_to_an_exposure_of_5_or_less(unit):
     """Issue 18's aim, as systemd itself scores the unit file the image installs."""

@@ -18,6 +18,7 @@ HEALTHY_REPORT = {
     "lineage": {"ok": True, "state": "all delivered", "waiting": 0, "oldest_s": None, "set_aside": 0},
     "disk": {"total_gb": 20.0, "used_pct": 31.5},
     "memory": {"total_mb": 7900, "used_pct": 22.0},
+    "autostop": {"minutes": 60, "state": "idle", "held_by": [], "stops_in_s": 1380},
 }
 
 
@@ -35,7 +36,8 @@ def row_from(report: dict, name: str = "demo") -> dict:
             "state": "running", "machine_type": "nspawn", "image": "playground-local-1", "profile": "local",
             "address": "10.213.1.2", "uptime_s": 3720, "schedule": {"next_stop": "21:00 Europe/London",
                                                                      "next_start": None},
-            "services": services, "disk": report["disk"], "memory": report["memory"], "error": None,
+            "services": services, "disk": report["disk"], "memory": report["memory"],
+            "autostop": report.get("autostop"), "error": None,
             "next_step": None, "level": status.worst(s["level"] for s in services)}
 
 
@@ -116,7 +118,7 @@ def test_json_model_keys_are_stable():
     row = json.loads(json.dumps(model))["instances"][0]
     assert model["schema"] == 1
     assert sorted(row) == sorted(["name", "provider", "project", "zone", "state", "machine_type", "image", "profile",
-                                  "address", "uptime_s", "schedule", "services", "disk", "memory", "error",
+                                  "address", "uptime_s", "schedule", "services", "disk", "memory", "autostop", "error",
                                   "next_step", "level"])
     assert sorted(row["services"][0]) == ["level", "name", "reason", "unit"]
 
@@ -139,6 +141,21 @@ def test_render_shows_levels_reasons_and_journal():
     assert "1h2m" in text and "21:00 Europe/London" in text
     assert "instance is stopped" in text and "next: playground start --name other" in text
     assert "32% of 20.0 GB used" in text and "memory 22.0% of 7900 MB used" in text
+    assert "autostop  in 23 min (after 60 min idle)" in text
+
+
+def test_autostop_says_off_the_minutes_left_or_what_holds_the_machine_up():
+    assert status.autostop_text({"minutes": 0, "state": "off"}) == "off"
+    assert status.autostop_text({"minutes": 1, "state": "idle", "stops_in_s": 1}) == "in 1 min (after 1 min idle)"
+    assert status.autostop_text({"minutes": 60, "state": "idle", "stops_in_s": 3600}) == \
+        "in 60 min (after 60 min idle)"
+    held = {"minutes": 30, "state": "held", "held_by": ["2 task(s) running or queued", "1 SSH session(s) or tunnel(s) "
+                                                          "open"]}
+    assert status.autostop_text(held) == ("held: 2 task(s) running or queued; 1 SSH session(s) or tunnel(s) open "
+                                          "(after 30 min idle)")
+    assert status.autostop_text({"minutes": 5, "state": "not checking", "reason": "no check in 30 s"}) == \
+        "not checking: no check in 30 s"
+    assert status.autostop_text(None) == "-"  # an agent from before autostop
 
 
 def test_a_restart_is_amber_for_ten_minutes_then_green_again():

@@ -263,6 +263,40 @@ def _call(s: GceSettings, name: str, verb: str, report: Report) -> None:
     wait(ops, s, op, report, f"{verb} {name}")
 
 
+@reachable("compute")
+def set_attributes(s: GceSettings, name: str, attributes: dict[str, str], report: Report) -> None:
+    """instances.setMetadata with the instance's current fingerprint: Compute Engine refuses a stale or
+    missing one with 412 conditionNotMet (Metadata.fingerprint in compute v1's discovery document), so a
+    change made meanwhile by someone else is read again, not overwritten."""
+    from google.api_core import exceptions as gex
+    from google.cloud import compute_v1
+
+    check_name(name)
+    s = locate(s, name, report)
+    instances, _, ops = _clients()
+    for attempt in range(3):
+        try:
+            inst = instances.get(project=s.project, zone=s.zone, instance=name)
+            items = {i.key: i.value for i in inst.metadata.items}
+            items.update(attributes)
+            body = compute_v1.Metadata(fingerprint=inst.metadata.fingerprint,
+                                       items=[compute_v1.Items(key=k, value=v) for k, v in sorted(items.items())])
+            report(f"setting {', '.join(sorted(attributes))} on {name}")
+            op = instances.set_metadata(project=s.project, zone=s.zone, instance=name, metadata_resource=body)
+        except gex.NotFound as exc:
+            raise PlaygroundError(f"no instance {name} in project {s.project} zone {s.zone} "
+                                  "(see `playground list --provider gce`)") from exc
+        except gex.PreconditionFailed as exc:
+            if attempt == 2:
+                raise PlaygroundError(f"the metadata of {name} kept changing meanwhile (412 conditionNotMet "
+                                      "three times): try again") from exc
+            continue  # changed between our read and write: read it again
+        except gex.GoogleAPICallError as exc:
+            raise explain(exc, s, name) from exc
+        wait(ops, s, op, report, f"set metadata of {name}")
+        return
+
+
 def locate(s: GceSettings, name: str, report: Report = lambda m: None) -> GceSettings:
     """The settings with the instance's own zone: the zone given, else found across every zone."""
     import dataclasses

@@ -136,7 +136,7 @@ def machine(inst: Instance):
     running = is_running(inst)
     started = None
     if running:
-        started = Path(f"/proc/{inst.pids[_main_pid_key(inst)]}").stat().st_mtime
+        started = Path(f"/proc/{inst.pids[main_pid_key(inst)]}").stat().st_mtime
     state = "running" if running else ("stopped" if inst.state != "creating" else "incomplete")
     return Machine(name=inst.name, provider="local", project=inst.project, zone=ZONE, state=state,
                    machine_type=runtime_text(inst), image=Path(inst.image).name,
@@ -165,7 +165,7 @@ def resolve(name: Optional[str], project: Optional[str]) -> Instance:
     raise PlaygroundError("several instances match: pass --name (" + ", ".join(i.name for i in found) + ")")
 
 
-def _alive(pid: Optional[int], marker: str) -> bool:
+def alive(pid: Optional[int], marker: str) -> bool:
     """True if pid runs and its command line mentions marker (guards against pid reuse)."""
     if not pid:
         return False
@@ -175,13 +175,13 @@ def _alive(pid: Optional[int], marker: str) -> bool:
         return False
 
 
-def _main_pid_key(inst: Instance) -> str:
+def main_pid_key(inst: Instance) -> str:
     return "vm" if inst.runtime == "vm" else "nspawn"
 
 
 def is_running(inst: Instance) -> bool:
     """The container, or the VM (a guest power-off ends QEMU: the VM is stopped then, as on GCE)."""
-    return _alive(inst.pids.get(_main_pid_key(inst)), str(inst.dir))
+    return alive(inst.pids.get(main_pid_key(inst)), str(inst.dir))
 
 
 ACCEL_TEXT = {"kvm": "QEMU with KVM", "tcg": "QEMU software emulation (TCG; KVM does not boot guests here)"}
@@ -196,13 +196,13 @@ def runtime_text(inst: Instance) -> str:
 
 
 def _kill(pid: Optional[int], marker: str, sig: int = signal.SIGTERM, timeout: float = 10) -> bool:
-    if not _alive(pid, marker):
+    if not alive(pid, marker):
         return False
     os.kill(pid, sig)
     deadline = time.monotonic() + timeout
-    while _alive(pid, marker) and time.monotonic() < deadline:
+    while alive(pid, marker) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid, marker):
+    if alive(pid, marker):
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
     return True
@@ -222,6 +222,19 @@ def metadata_document(inst: Instance) -> dict:
         },
         "project": {"projectId": inst.project, "numericProjectId": 0, "attributes": {}},
     }
+
+
+def set_attributes(name: str, attributes: dict[str, str]) -> None:
+    """New attribute values in the record and, running or not, in the document its metadata server serves
+    (re-read at every request, so the machine sees them at once, as GCE's setMetadata makes it)."""
+    require_root("a local instance")
+    inst = load(name)
+    inst.attributes = {**inst.attributes, **attributes}
+    inst.save()
+    doc = inst.dir / "metadata.json"
+    tmp = doc.with_name("metadata.json.tmp")
+    tmp.write_text(json.dumps(metadata_document(inst), indent=2))
+    os.replace(tmp, doc)  # a request never reads half a document
 
 
 def _mounted(path: Path) -> bool:
@@ -278,7 +291,9 @@ def _boot(inst: Instance) -> None:
     if not netns.exists(inst.slot):
         netns.create(inst.slot, HOST_PORTS)
     doc = inst.dir / "metadata.json"
-    doc.write_text(json.dumps(metadata_document(inst), indent=2))
+    tmp = doc.with_name("metadata.json.tmp")
+    tmp.write_text(json.dumps(metadata_document(inst), indent=2))
+    os.replace(tmp, doc)
     _start_metadata(inst, doc, fault)
     if is_running(inst):
         return
@@ -286,6 +301,22 @@ def _boot(inst: Instance) -> None:
         _start_vm(inst)
     else:
         _start_container(inst)
+    _start_reaper(inst)
+
+
+def _reaper_marker(inst: Instance) -> str:
+    return f"playground.local.reaper {inst.dir}/"
+
+
+def _start_reaper(inst: Instance) -> None:
+    """local/reaper.py: tears down the rest when the container or VM powers itself off."""
+    if alive(inst.pids.get("reaper"), _reaper_marker(inst)):
+        return
+    with open(inst.dir / "reaper.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "playground.local.reaper", f"{inst.dir}/"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    inst.pids["reaper"] = proc.pid
+    inst.save()
 
 
 def _start_container(inst: Instance) -> None:
@@ -311,7 +342,7 @@ def _start_container(inst: Instance) -> None:
 
 def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
     """The instance's metadata server on this machine's end of its veth, unless it runs already."""
-    if not _alive(inst.pids.get("metadata"), str(doc)):
+    if not alive(inst.pids.get("metadata"), str(doc)):
         with open(inst.dir / "metadata.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "playground.local.metadata_server", "--doc", str(doc),
@@ -342,7 +373,7 @@ def _start_vm(inst: Instance) -> None:
     with open(inst.dir / "qemu.log", "ab") as log:
         proc = subprocess.Popen(["ip", "netns", "exec", net["netns"], *cmd], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        if not _alive(inst.pids.get("ssh-forward"), _ssh_forward_marker(inst)):
+        if not alive(inst.pids.get("ssh-forward"), _ssh_forward_marker(inst)):
             # Measured: QEMU's restricted network forwards a connection to the guest's sshd when it comes
             # from a loopback address, but one from this machine's end of the veth gets no answer; so the
             # namespace's address is bridged to a forward on the namespace's loopback.
@@ -362,13 +393,15 @@ def _wait_exec(proc: subprocess.Popen, marker: str, timeout: float = 10) -> None
     """Until the child has exec'd nspawn: before that its command line is still ours, and
     is_running() would call a booting instance stopped."""
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and not _alive(proc.pid, marker) and time.monotonic() < deadline:
+    while proc.poll() is None and not alive(proc.pid, marker) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
-def _halt(inst: Instance, timeout: float = 90) -> list[str]:
+def halt(inst: Instance, timeout: float = 90) -> list[str]:
     """Stop the container cleanly (SIGTERM = poweroff inside), then what surrounds it."""
     done = []
+    # The reaper first: it would tear down the same things once the container ends.
+    _kill(inst.pids.get("reaper"), _reaper_marker(inst), signal.SIGTERM, 5)
     if _kill(inst.pids.get("nspawn"), str(inst.dir), signal.SIGTERM, timeout):
         done.append(f"container (pid {inst.pids['nspawn']})")
     if _power_off_vm(inst, timeout):
@@ -393,11 +426,11 @@ def _power_off_vm(inst: Instance, timeout: float) -> bool:
     from . import vm
 
     pid = inst.pids.get("vm")
-    if not _alive(pid, str(inst.dir)):
+    if not alive(pid, str(inst.dir)):
         return False
     if vm.powerdown(inst.dir / "qmp.sock"):
         deadline = time.monotonic() + timeout
-        while _alive(pid, str(inst.dir)) and time.monotonic() < deadline:
+        while alive(pid, str(inst.dir)) and time.monotonic() < deadline:
             time.sleep(0.5)
     _kill(pid, str(inst.dir), signal.SIGTERM, 10)
     return True
@@ -518,7 +551,7 @@ def start(name: str, report: Report, timeout: float = 300, wait: bool = True) ->
     try:
         _boot(inst)
     except PlaygroundError as exc:
-        _halt(inst)  # undo what this boot made (overlay, metadata server, network); the instance's data stays
+        halt(inst)  # undo what this boot made (overlay, metadata server, network); the instance's data stays
         inst.state = "stopped"
         inst.save()
         raise PlaygroundError(f"{exc}; {name} stays stopped, its data kept: free that, then "
@@ -529,7 +562,7 @@ def start(name: str, report: Report, timeout: float = 300, wait: bool = True) ->
 def stop(name: str) -> list[str]:
     require_root("a local instance")
     inst = load(name)
-    done = _halt(inst)
+    done = halt(inst)
     inst.state = "stopped"
     inst.save()
     return done
@@ -538,7 +571,7 @@ def stop(name: str) -> list[str]:
 def destroy(name: str) -> list[str]:
     require_root("a local instance")
     inst = load(name)
-    removed = _halt(inst, timeout=60)
+    removed = halt(inst, timeout=60)
     if (inst.dir / "rootfs").exists() and _mounted(inst.dir / "rootfs"):
         raise PlaygroundError(f"{inst.dir / 'rootfs'} is still mounted; nothing deleted")
     shutil.rmtree(inst.dir)

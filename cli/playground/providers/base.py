@@ -89,6 +89,11 @@ class Provider(ABC):
         """What was removed, for the user."""
 
     @abstractmethod
+    def set_attributes(self, name: str, attributes: dict[str, str], report: Report) -> None:
+        """Change metadata attributes of an instance, running or stopped (checked with the schema already);
+        the machine's agent reads what it watches live (autostop) and the rest at its next boot."""
+
+    @abstractmethod
     def list(self) -> list[dict]:
         """Rows: name, provider, project, profile, state, address, zone, age_s or created."""
 

@@ -113,6 +113,11 @@ class GceProvider(Provider):
         compute.destroy(self.s, name, report)
         return [f"VM {name} and its boot disk in {self.s.project}"]
 
+    def set_attributes(self, name: str, attributes: dict[str, str], report: Report) -> None:
+        from ..gce import compute
+
+        compute.set_attributes(self.s, name, attributes, report)
+
     def list(self) -> list[dict]:
         from ..gce import compute
 

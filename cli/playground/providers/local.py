@@ -86,6 +86,11 @@ class LocalProvider(Provider):
 
         return instance.destroy(name)
 
+    def set_attributes(self, name: str, attributes: dict[str, str], report: Report) -> None:
+        from ..local import instance
+
+        instance.set_attributes(name, attributes)
+
     def list(self) -> list[dict]:
         from ..local import instance
 
