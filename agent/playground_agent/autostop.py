@@ -29,6 +29,7 @@ import time
 from typing import Any, Dict, Iterable, Optional, Set
 
 from . import paths
+from .health import PSQL_AS_AIRFLOW
 from .render import read_json, write_atomic
 
 CHECK_S = 10
@@ -78,7 +79,7 @@ def ssh_peers(tables: Iterable[str] = TCP_TABLES, port: int = SSH_PORT) -> Set[s
 def airflow_work() -> Optional[Dict[str, int]]:
     """Task instances and DAG runs in flight, or None when Airflow's database does not answer."""
     try:
-        proc = subprocess.run(["runuser", "-u", "airflow", "--", "psql", "-qtAX", "-d", "airflow", "-c", BUSY_SQL],
+        proc = subprocess.run(PSQL_AS_AIRFLOW + [BUSY_SQL],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=10)
         doc = json.loads(proc.stdout.strip()) if proc.returncode == 0 else None
     except (OSError, ValueError, subprocess.TimeoutExpired):

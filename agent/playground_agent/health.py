@@ -201,10 +201,16 @@ DAGS_SQL = ("SELECT json_build_object('dags', (SELECT count(*) FROM dag WHERE is
             "FROM import_error), '[]'::json))")
 
 
+# psql as airflow over the socket (peer authentication). setpriv, not runuser: runuser opens a PAM session,
+# two journal lines each time, and the health timer and autostop ask every few seconds.
+PSQL_AS_AIRFLOW = ["setpriv", "--reuid=airflow", "--regid=airflow", "--init-groups",
+                   "psql", "-qtAX", "-d", "airflow", "-c"]
+
+
 def dags_state() -> Dict[str, Any]:
     """Active DAGs and import errors; ok is False (amber in status: the rest still runs) when a file fails."""
     try:
-        proc = subprocess.run(["runuser", "-u", "airflow", "--", "psql", "-qtAX", "-d", "airflow", "-c", DAGS_SQL],
+        proc = subprocess.run(PSQL_AS_AIRFLOW + [DAGS_SQL],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=10)
         doc = json.loads(proc.stdout.strip()) if proc.returncode == 0 else None
     except (OSError, ValueError, subprocess.TimeoutExpired):

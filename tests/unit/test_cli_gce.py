@@ -154,3 +154,45 @@ def test_image_list_reads_image_project_from_the_settings(google, monkeypatch):
     rows = json.loads(run("image", "list", "--gce", "--project", PROJECT, "--json").stdout)
     assert [r["name"] for r in rows] == ["playground-seed-20261201"]
     assert google.calls("images.list")[0]["params"]["project"] == "team-images"
+
+
+def test_autostop_is_set_with_the_instances_fingerprint_and_keeps_the_other_attributes(google):
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-auto", "--no-wait",
+              "--zone", "europe-west1-c", "--autostop", "60", "--set", "dags-bucket=team-dags")
+    assert res.exit_code == 0, res.output
+    items = {i["key"]: i["value"] for i in google.calls("instances.insert")[0]["body"]["metadata"]["items"]}
+    assert items["autostop"] == "60" and items["dags-bucket"] == "team-dags"
+    # Someone else changes the metadata between our read and our write: Compute Engine answers 412, and the
+    # CLI reads it again rather than overwriting that change.
+    inst = google.compute.instances[(PROJECT, "europe-west1-c", "pg-auto")]
+    original = google.compute.handle
+
+    def meanwhile(mid, p, query, body):
+        if mid == "instances.setMetadata" and len(google.calls("instances.setMetadata")) == 1:
+            inst["metadata"] = {"kind": "compute#metadata", "fingerprint": "changed-meanwhile",
+                                "items": inst["metadata"]["items"] + [{"key": "timezone", "value": "Europe/Paris"}]}
+        return original(mid, p, query, body)
+
+    google.compute.handle = meanwhile
+    res = run("autostop", "off", "--name", "pg-auto", "--provider", "gce", "--project", PROJECT,
+              "--zone", "europe-west1-c")
+    assert res.exit_code == 0, res.output
+    assert "autostop on pg-auto: off (takes effect now)" in flat(res.output)
+    sets = google.calls("instances.setMetadata")
+    assert len(sets) == 2  # the first refused with 412, the second with the fresh fingerprint
+    items = {i["key"]: i["value"] for i in inst["metadata"]["items"]}
+    assert items["autostop"] == "off" and items["dags-bucket"] == "team-dags" and items["timezone"] == "Europe/Paris"
+    assert not google.violations
+
+
+def test_a_bad_autostop_is_one_line_and_sends_nothing(google):
+    res = run("autostop", "90m", "--name", "pg-auto", "--provider", "gce", "--project", PROJECT)
+    assert res.exit_code == 1
+    assert "error: MINUTES: expected off or minutes from 1 to 1440 (got '90m')" in flat(res.output)
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-auto", "--no-wait",
+              "--autostop", "2000")
+    assert res.exit_code == 1 and "--autostop: expected off or minutes from 1 to 1440 (got '2000')" in flat(res.output)
+    res = run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-auto", "--no-wait",
+              "--autostop", "5", "--set", "autostop=10")
+    assert res.exit_code == 1 and "--autostop: given twice" in flat(res.output)
+    assert not google.requests
