@@ -117,11 +117,11 @@ def test_a_tunnel_then_a_task_hold_the_machine_up_and_then_it_stops_itself(launc
 
     # A new setting on the stopped machine counts from its next start; it starts with its run there; and
     # `playground autostop off` takes effect on the running machine.
-    assert "after 5 idle minute(s) (takes effect at its next start)" in cli("autostop", "5", "--name", NAME).stdout
+    assert "after 5 idle minute(s) (takes effect at its next start)" in cli("autostop", "5", "--name", NAME).stderr
     cli("start", "--name", NAME)
     assert autostop_state()["minutes"] == 5
     assert airflow_api("GET", f"dags/{DAG_ID}/dagRuns/autostop-1").get("state") == "success"
-    assert "autostop on pgautostop: off (takes effect now)" in cli("autostop", "off", "--name", NAME).stdout
+    assert "autostop on pgautostop: off (takes effect now)" in cli("autostop", "off", "--name", NAME).stderr
     assert eventually(lambda: autostop_state()["state"] == "off", 3 * CHECK_S, every=2), autostop_state()
     assert json.loads(instance.load(NAME).dir.joinpath("metadata.json").read_text()
                       )["instance"]["attributes"]["autostop"] == "off"
