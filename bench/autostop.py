@@ -32,7 +32,7 @@ def once() -> tuple[float, float]:
             time.sleep(0.2)
         stopped = time.time()
         last = json.loads((inst.dir / "upper/var/lib/playground/autostop-last.json").read_text())
-        decided = calendar.timegm(time.strptime(last["at"], "%Y-%m-%dT%H:%M:%SZ"))
+        decided = last.get("decided_at") or calendar.timegm(time.strptime(last["at"], "%Y-%m-%dT%H:%M:%SZ"))
         return decided - last["idle_since"], stopped - decided
 
 

@@ -198,7 +198,7 @@ def main() -> int:
             idle_min = (state["checked_at"] - state["idle_since"]) / 60
             log("idle for %.1f min (autostop %d min): powering off" % (idle_min, state["minutes"]))
             record = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state["checked_at"])),
-                      "minutes": state["minutes"], "idle_since": state["idle_since"]}
+                      "decided_at": state["checked_at"], "minutes": state["minutes"], "idle_since": state["idle_since"]}
             write_atomic(LAST_STOP_FILE, json.dumps(record, sort_keys=True) + "\n", 0o644, 0)
             return subprocess.run(["systemctl", "poweroff"]).returncode
         time.sleep(CHECK_S)
