@@ -202,7 +202,8 @@ def launch(
     timeout: float = typer.Option(300, help="Seconds to wait for the instance to turn healthy."),
     zone: Optional[str] = typer.Option(None, help="gce: zone (else PLAYGROUND_ZONE, playground.toml, "
                                        "europe-west2-b)."),
-    machine_type: Optional[str] = typer.Option(None, help="gce: machine type (default e2-standard-4)."),
+    machine_type: Optional[str] = typer.Option(None, help="gce: machine type (default e2-standard-2: 2 vCPUs, "
+                                               "8 GB, from measured memory; see Day two in the README)."),
     disk_size: Optional[int] = typer.Option(None, help="gce: boot disk size in GB (default 50)."),
     runtime: Optional[str] = typer.Option(None, help="local: nspawn (a container on this kernel; the default) or "
                                           "vm (the image's disk in QEMU, as GCE boots it: KVM where it boots "

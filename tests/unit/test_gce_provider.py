@@ -29,7 +29,7 @@ def test_launch_builds_the_instance_the_design_asks_for(google):
     assert got["state"] == "running" and got["address"].startswith("10.")
     body = google.calls("instances.insert")[0]["body"]
     assert body["name"] == "pg-demo"
-    assert body["machineType"] == f"zones/{ZONE}/machineTypes/e2-standard-4"
+    assert body["machineType"] == f"zones/{ZONE}/machineTypes/e2-standard-2"
     nic = body["networkInterfaces"][0]
     assert "accessConfigs" not in nic, "no external IP"
     disk = body["disks"][0]

@@ -49,7 +49,7 @@ Report = Callable[[str], None]
 class GceSettings:
     project: str
     zone: str = "europe-west2-b"
-    machine_type: str = "e2-standard-4"
+    machine_type: str = "e2-standard-2"  # settings.DEFAULT_MACHINE_TYPE: why
     disk_size_gb: int = 50
     disk_type: str = "pd-balanced"
     network: str = "default"

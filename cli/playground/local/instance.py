@@ -45,7 +45,7 @@ METADATA_PORT = 80
 HOST_PORTS = (METADATA_PORT,)
 RUNTIMES = ("nspawn", "vm")
 # A VM's size here: what a 2-core test machine spares beside its nspawn instances (a playground on GCE is an
-# e2-standard-4 unless --machine-type says otherwise).
+# e2-standard-2 unless --machine-type says otherwise).
 VM_CPUS, VM_MEMORY_MIB = 2, 4096
 VM_SSH_LOOPBACK_PORT = 2222  # QEMU's forward to the guest's sshd, on the namespace's own loopback
 # Fault drills (tests/image/test_agent_boot.py, bench/faults.py): the metadata server of the next boot
