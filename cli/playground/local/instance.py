@@ -308,6 +308,15 @@ def _reaper_marker(inst: Instance) -> str:
     return f"playground.local.reaper {inst.dir}/"
 
 
+def _let_reaper_finish(inst: Instance, timeout: float = 60) -> None:
+    """A container or VM that powered itself off is being torn down by its reaper: wait until that is done,
+    so a start or stop right after never works on the same namespace and mount at once."""
+    deadline = time.monotonic() + timeout
+    while (alive(inst.pids.get("reaper"), _reaper_marker(inst)) and not is_running(inst)
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+
+
 def _start_reaper(inst: Instance) -> None:
     """local/reaper.py: tears down the rest when the container or VM powers itself off."""
     if alive(inst.pids.get("reaper"), _reaper_marker(inst)):
@@ -400,7 +409,8 @@ def _wait_exec(proc: subprocess.Popen, marker: str, timeout: float = 10) -> None
 def halt(inst: Instance, timeout: float = 90) -> list[str]:
     """Stop the container cleanly (SIGTERM = poweroff inside), then what surrounds it."""
     done = []
-    # The reaper first: it would tear down the same things once the container ends.
+    # The reaper first: it would tear down the same things once the container ends (or is doing so).
+    _let_reaper_finish(inst)
     _kill(inst.pids.get("reaper"), _reaper_marker(inst), signal.SIGTERM, 5)
     if _kill(inst.pids.get("nspawn"), str(inst.dir), signal.SIGTERM, timeout):
         done.append(f"container (pid {inst.pids['nspawn']})")
@@ -548,6 +558,8 @@ def start(name: str, report: Report, timeout: float = 300, wait: bool = True) ->
     require_tools("systemd-nspawn" if inst.runtime == "nspawn" else "qemu-system-x86_64", "ip", "nft")
     if is_running(inst):
         raise PlaygroundError(f"instance {name!r} is already running")
+    _let_reaper_finish(inst)
+    inst = load(name)  # as the reaper left it
     try:
         _boot(inst)
     except PlaygroundError as exc:
