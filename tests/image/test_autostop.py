@@ -108,8 +108,11 @@ def test_a_tunnel_then_a_task_hold_the_machine_up_and_then_it_stops_itself(launc
     assert idle, "never idle after the task"
     stopped = eventually(lambda: listed_state() == "stopped", 60 + 3 * CHECK_S + 90, every=2)
     assert stopped, "did not power itself off"
+    # `list` says stopped once the container has ended; the reaper then tears down what surrounded it and
+    # records that, a few seconds later.
+    assert eventually(lambda: instance.load(NAME).pids == {}, 60, every=1), instance.load(NAME)
     inst = instance.load(NAME)
-    assert inst.state == "stopped" and inst.pids == {}, inst  # the reaper tore down what surrounded it
+    assert inst.state == "stopped", inst
     assert not netns.exists(inst.slot)
     assert not (inst.dir / "rootfs").is_mount()
     last = json.loads((inst.dir / "upper/var/lib/playground/autostop-last.json").read_text())

@@ -54,6 +54,18 @@ def console(inst) -> str:
     return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
 
+def diagnosis(inst) -> str:
+    """For a failure message: what QEMU and the reaper said, and what else uses this machine's CPUs (the
+    emulated guest shares them: a busy host slows it many times over)."""
+    parts = []
+    for name in ("qemu.log", "reaper.log"):
+        path = inst.dir / name
+        parts.append(f"--- {name}:\n" + (path.read_text(errors="replace")[-1500:] if path.exists() else "(none)"))
+    top = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True)
+    parts.append("--- host, busiest first:\n" + "\n".join(line[:160] for line in top.stdout.splitlines()[:12]))
+    return "\n".join(parts)
+
+
 def ssh_up(inst, timeout: float = BOOT_TIMEOUT_S) -> bool:
     def answered():
         try:
@@ -115,7 +127,11 @@ def test_the_vm_reaches_its_metadata_server_and_nothing_else(booted):
 
 
 def test_the_services_become_healthy_on_the_vm(booted):
-    assert healthy(booted["inst"]), run(booted["inst"], "sudo -n playground-agent status").stdout
+    inst = booted["inst"]
+    if not healthy(inst):
+        guest = run(inst, "sudo -n playground-agent status; uptime; systemctl show airflow-webserver mlflow-server "
+                          "-p NRestarts; top -b -n1 | head -15", timeout=120).stdout
+        pytest.fail(guest + "\n" + diagnosis(inst))
 
 
 @pytest.mark.parametrize("unit", ["playground-lineage", "postgresql-cluster"])
@@ -129,7 +145,7 @@ def test_kill_9_of_the_whole_tree_comes_back_on_the_vms_kernel(booted, unit):
         unit = run(inst, "systemctl list-units 'postgresql@*' --plain --no-legend --all").stdout.split()[0]
     script = KILL_AND_WAIT.replace("'", "'\\''")
     out = run(inst, f"sudo -n bash -c '{script}' kill-and-wait {unit} tree", timeout=200)
-    assert out.returncode == 0, f"{unit}: {out.stdout} {out.stderr}"
+    assert out.returncode == 0, f"{unit}: {out.stdout} {out.stderr}\n" + diagnosis(inst)
 
 
 def test_a_guest_power_off_stops_the_instance(booted):
@@ -150,7 +166,7 @@ def test_the_data_disk_survives_a_boot_disk_swap_and_start_brings_everything_bac
     inst = instance.load(NAME)
     (inst.dir / "boot.qcow2").unlink()
     inst, _ = instance.start(NAME, report=lambda s: None, wait=False)
-    assert ssh_up(inst), console(inst)
+    assert ssh_up(inst), console(inst) + "\n" + diagnosis(inst)
     out = run(inst, "sudo -n sh -c 'mount LABEL=pgdata /mnt && cat /mnt/witness'")
     assert out.stdout.strip() == "kept", out.stderr
     assert healthy(inst), run(inst, "sudo -n playground-agent status").stdout
