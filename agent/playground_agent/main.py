@@ -217,6 +217,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                            "requirements.txt is resolved for; receive: apply the JSON on stdin")
     sub.add_parser("retention", help="delete task logs and Airflow's run history older than retention-days "
                    "(root; playground-retention.timer runs it daily)")
+    sub.add_parser("backup", help="write a backup of this machine (databases, Fernet key, MLflow artifacts) "
+                   "as a tar stream on stdout (root; `playground backup` runs it)")
+    p_restore = sub.add_parser("restore", help="restore a backup read from stdin onto this machine (root; "
+                               "`playground restore` runs it); JSON out")
+    p_restore.add_argument("--replace", action="store_true", help="drop this machine's own runs and tables")
     sub.add_parser("autostop", help="power the machine off after `autostop` idle minutes (root; "
                    "playground-autostop.service runs it)")
     p_sync = sub.add_parser("bucket-sync", help="mirror gs://$BUCKET/dags/ into $MOUNT_POINT/dags (where gcsfuse "
@@ -253,6 +258,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         from . import retention
 
         return retention.main()
+    if args.command in ("backup", "restore"):
+        if os.geteuid() != 0:
+            print("playground-agent: %s: run as root" % args.command, file=sys.stderr)
+            return 1
+        from . import backup
+
+        return backup.main(args.command, getattr(args, "replace", False))
     if args.command == "autostop":
         if os.geteuid() != 0:
             print("playground-agent: autostop: run as root", file=sys.stderr)

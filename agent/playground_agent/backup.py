@@ -1,0 +1,421 @@
+"""Backup and restore of a playground (issue 16; the model is Cloud Composer's snapshots): one tar stream
+with a manifest, a pg_dump of each database, the Fernet key and MLflow's artifacts.
+
+Consistent while the machine runs: each database is dumped in one exported snapshot (pg_dump --snapshot),
+and the manifest's counts are read in that same snapshot, so they are exactly what the dump holds. The
+artifacts are copied after the dumps: every run in the dump has its artifacts (one written meanwhile is
+an extra file, harmless).
+
+    manifest.json          format, versions (Airflow, PostgreSQL, MLflow, image), counts, what is absent
+    db/NAME.dump           pg_dump -Fc of airflow, warehouse and (local backend) MLflow's database
+    secrets/fernet-key     the key Airflow's connections and variables are encrypted with
+    artifacts/...          MLflow's artifacts (a local artifacts-root; gs:// ones stay in their bucket)
+
+The stream holds a secret: the CLI keeps the file 0600, and nothing here prints or logs the key.
+
+Restore checks the manifest before anything changes (format; a newer Airflow or PostgreSQL than this
+machine's is a downgrade, refused; a machine with runs of its own is refused unless --replace), restores
+every database under a temporary name, then swaps them in with the services stopped, re-encrypts with
+this machine's Fernet key (airflow rotate-fernet-key), migrates Airflow's schema, sets this machine's admin
+password, starts the services, and counts again: the counts must equal the manifest's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from typing import IO, Any, Dict, List, Optional
+
+from . import paths, versions
+from .render import read_json
+
+FORMAT = 1
+STAGING_DIR = paths.p("/var/tmp")
+AS_POSTGRES = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+# What is counted in each database: the figures a restore must give again.
+COUNTS_SQL = {
+    "airflow": "SELECT json_build_object('dag_runs', (SELECT count(*) FROM dag_run), "
+               "'task_instances', (SELECT count(*) FROM task_instance), "
+               "'connections', (SELECT count(*) FROM connection), 'variables', (SELECT count(*) FROM variable))",
+    "mlflow": "SELECT json_build_object('experiments', (SELECT count(*) FROM experiments), "
+              "'runs', (SELECT count(*) FROM runs), 'registered_models', (SELECT count(*) FROM registered_models), "
+              "'model_versions', (SELECT count(*) FROM model_versions))",
+    # Every table's rows (query_to_xml runs a count per table inside this one statement).
+    "warehouse": "SELECT json_build_object('tables', count(*), 'rows', coalesce(sum((xpath('/row/c/text()', "
+                 "query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, "
+                 "'')))[1]::text::bigint), 0)) FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+                 "AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+}
+SERVICES = ["airflow-webserver.service", "airflow-triggerer.service", "airflow-scheduler@*.service",
+            "mlflow-server.service", "playground-lineage.service"]
+
+
+class BackupError(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print("playground-agent: " + msg, file=sys.stderr, flush=True)
+
+
+def _config() -> Dict[str, Any]:
+    cfg = read_json(paths.GOOD_CONFIG)
+    if not cfg:
+        raise BackupError("no applied configuration (%s): has the agent applied metadata?" % paths.GOOD_CONFIG)
+    return cfg
+
+
+def _databases(cfg: Dict[str, Any]) -> Dict[str, str]:
+    """Database -> owner, of those on this machine's PostgreSQL. The key is the role in the archive
+    (airflow, warehouse, mlflow); MLflow's database name is an attribute."""
+    dbs = {"airflow": ("airflow", "airflow"), "warehouse": ("warehouse", "airflow")}
+    if cfg.get("mlflow_backend") == "local":
+        dbs["mlflow"] = (cfg.get("mlflow_db_name") or "mlflow", cfg.get("mlflow_db_user") or "mlflow")
+    return dbs
+
+
+def _psql(db: str, sql: str, timeout: float = 120) -> str:
+    proc = subprocess.run(AS_POSTGRES + ["psql", "-v", "ON_ERROR_STOP=1", "-qtAX", "-d", db, "-c", sql],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    if proc.returncode != 0:
+        said = proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode]
+        raise BackupError("psql on %s: %s" % (db, said[-1]))
+    return proc.stdout.strip()
+
+
+def pg_major() -> int:
+    return int(_psql("postgres", "SHOW server_version_num")) // 10000
+
+
+def counts(role: str, db: str) -> Dict[str, int]:
+    return json.loads(_psql(db, COUNTS_SQL[role]))
+
+
+class Snapshot:
+    """A read-only REPEATABLE READ transaction held open in psql: its exported snapshot for pg_dump, and
+    the counts read in it (psql answers each statement as it comes)."""
+
+    def __init__(self, db: str):
+        self.proc = subprocess.Popen(AS_POSTGRES + ["psql", "-v", "ON_ERROR_STOP=1", "-qtAX", "-d", db],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     universal_newlines=True)
+        self.id = self.ask("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();")
+
+    def ask(self, sql: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        sql = sql.replace("\n", " ").rstrip()
+        self.proc.stdin.write(sql + ("" if sql.endswith(";") else ";") + "\n")  # psql runs it at the ;
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise BackupError("psql ended: " + (self.proc.stderr.read().strip() if self.proc.stderr else ""))
+        return line.strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.communicate("COMMIT;\n", timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _artifacts_dir(cfg: Dict[str, Any]) -> Optional[str]:
+    root = str(cfg.get("artifacts_root") or "")
+    return None if not root or root.startswith("gs://") else paths.p(root)
+
+
+def _tree_size(root: str) -> Dict[str, int]:
+    files = size = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            files += 1
+            try:
+                size += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return {"files": files, "bytes": size}
+
+
+def _fernet_key() -> str:
+    from .bootstrap import read_env
+
+    return read_env(paths.SECRETS_DIR + "/airflow.env").get("AIRFLOW__CORE__FERNET_KEY", "")
+
+
+def _versions() -> Dict[str, Any]:
+    image = read_json(paths.MANIFEST) or {}
+    return {"airflow": versions.installed_version(), "postgresql": pg_major(),
+            "mlflow": str((image.get("components") or {}).get("mlflow") or ""),
+            "image": {"profile": image.get("profile"), "built_at": image.get("built_at")}}
+
+
+def backup(out: IO[bytes]) -> Dict[str, Any]:
+    """The tar stream on out; returns the manifest."""
+    cfg = _config()
+    started = time.time()
+    stage = tempfile.mkdtemp(prefix="playground-backup-", dir=STAGING_DIR)
+    try:
+        manifest: Dict[str, Any] = {"format": FORMAT, "instance": cfg.get("instance_name"),
+                                    "project": cfg.get("project_id"), "created_at": started,
+                                    "versions": _versions(), "databases": {}, "absent": []}
+        for role, (db, _) in _databases(cfg).items():
+            snap = Snapshot(db)
+            try:
+                with open(os.path.join(stage, role + ".dump"), "wb") as fh:
+                    dump = subprocess.run(AS_POSTGRES + ["pg_dump", "-Fc", "--snapshot=" + snap.id, "-d", db],
+                                          stdout=fh, stderr=subprocess.PIPE, timeout=3600)
+                if dump.returncode != 0:
+                    raise BackupError("pg_dump %s: %s" % (db, dump.stderr.decode(errors="replace").strip()[-300:]))
+                manifest["databases"][role] = {"name": db, "counts": json.loads(snap.ask(COUNTS_SQL[role]))}
+            finally:
+                snap.close()
+        if "mlflow" not in manifest["databases"]:
+            manifest["absent"].append("MLflow's database (on Cloud SQL: back it up there)")
+        artifacts = _artifacts_dir(cfg)
+        if artifacts and os.path.isdir(artifacts):
+            manifest["artifacts"] = _tree_size(artifacts)
+        else:
+            manifest["absent"].append("MLflow's artifacts (%s)" % (cfg.get("artifacts_root") or "none"))
+        key = _fernet_key()
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            _add_bytes(tar, "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+            _add_bytes(tar, "secrets/fernet-key", key.encode())
+            for role in manifest["databases"]:
+                tar.add(os.path.join(stage, role + ".dump"), arcname="db/%s.dump" % role)
+            if "artifacts" in manifest:
+                tar.add(artifacts, arcname="artifacts", recursive=True)
+        manifest["seconds"] = round(time.time() - started, 1)
+        return manifest
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _safe(member: tarfile.TarInfo) -> bool:
+    """Only plain files and folders, under a relative path that stays inside the staging folder."""
+    parts = member.name.split("/")
+    return (member.isfile() or member.isdir()) and not member.name.startswith("/") and ".." not in parts
+
+
+def _extract(src: IO[bytes], stage: str) -> Dict[str, Any]:
+    """The stream into stage; the manifest is checked as soon as it is read (the first member)."""
+    manifest: Optional[Dict[str, Any]] = None
+    try:
+        with tarfile.open(fileobj=src, mode="r|") as tar:
+            for member in tar:
+                if manifest is None:
+                    if member.name != "manifest.json" or not member.isfile():
+                        raise BackupError("not a playground backup: it does not begin with manifest.json")
+                    fh = tar.extractfile(member)
+                    try:
+                        manifest = json.loads(fh.read().decode()) if fh else None
+                    except ValueError:
+                        manifest = None
+                    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+                        raise BackupError("manifest.json: expected a playground backup of format %d" % FORMAT)
+                    check_versions(manifest)
+                    continue
+                if not _safe(member):
+                    raise BackupError("the backup holds %r, which is not a plain file under its own folder"
+                                      % member.name)
+                member.mode = (member.mode | 0o600) & 0o755 if member.isfile() else 0o700
+                tar.extract(member, stage, set_attrs=False)
+    except tarfile.TarError as exc:
+        raise BackupError("the backup is not a readable tar stream (%s): truncated or not a backup?" % exc) from None
+    if manifest is None:
+        raise BackupError("the backup is empty: no manifest.json")
+    for role in manifest.get("databases") or {}:
+        if not os.path.isfile(os.path.join(stage, "db", role + ".dump")):
+            raise BackupError("the backup lacks db/%s.dump that its manifest names: truncated?" % role)
+    return manifest
+
+
+def check_versions(manifest: Dict[str, Any]) -> None:
+    have = _versions()
+    got = manifest.get("versions") or {}
+    try:
+        newer_airflow = versions.parse(str(got.get("airflow"))) > versions.parse(have["airflow"])
+        newer_pg = int(got.get("postgresql") or 0) > have["postgresql"]
+    except ValueError:
+        raise BackupError("manifest.json: versions.airflow and versions.postgresql expected") from None
+    if newer_airflow:
+        raise BackupError("the backup is of Airflow %s and this machine runs %s: a downgrade is refused (restore "
+                          "onto a machine of that image or newer)" % (got.get("airflow"), have["airflow"]))
+    if newer_pg:
+        raise BackupError("the backup is of PostgreSQL %s and this machine runs %s: a downgrade is refused"
+                          % (got.get("postgresql"), have["postgresql"]))
+
+
+def _systemctl(*args: str) -> None:
+    subprocess.run(["systemctl"] + list(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+
+
+def _own_data(cfg: Dict[str, Any]) -> List[str]:
+    """What this machine holds that a restore would replace."""
+    found = []
+    dbs = _databases(cfg)
+    air = counts("airflow", "airflow")
+    if air["dag_runs"]:
+        found.append("%d DAG run(s)" % air["dag_runs"])
+    if "mlflow" in dbs:
+        ml = counts("mlflow", dbs["mlflow"][0])
+        if ml["runs"]:
+            found.append("%d MLflow run(s)" % ml["runs"])
+    wh = counts("warehouse", "warehouse")
+    if wh["tables"]:
+        found.append("%d warehouse table(s)" % wh["tables"])
+    return found
+
+
+def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
+    """The stream from src onto this machine; returns the counts found after, beside the manifest's."""
+    from . import bootstrap
+
+    cfg = _config()
+    started = time.time()
+    stage = tempfile.mkdtemp(prefix="playground-restore-", dir=STAGING_DIR)
+    temp_dbs: List[str] = []
+    stopped = False
+    try:
+        manifest = _extract(src, stage)
+        if not replace:
+            own = _own_data(cfg)
+            if own:
+                raise BackupError("this machine already has %s: restore onto a fresh instance, or pass --replace "
+                                  "to drop them" % ", ".join(own))
+        dbs = _databases(cfg)
+        skipped = [role for role in manifest["databases"] if role not in dbs]
+        # 1. Every database restored under a temporary name: a dump that fails changes nothing.
+        for role in manifest["databases"]:
+            if role not in dbs:
+                continue
+            db, owner = dbs[role]
+            temp = db + "_restoring"
+            _psql("postgres", 'DROP DATABASE IF EXISTS "%s"' % temp)
+            _psql("postgres", 'CREATE DATABASE "%s" OWNER "%s"' % (temp, owner))
+            temp_dbs.append(temp)
+            log("restore: %s" % db)
+            with open(os.path.join(stage, "db", role + ".dump"), "rb") as dump:  # the staging folder is root's
+                proc = subprocess.run(AS_POSTGRES + ["pg_restore", "--no-owner", "--role=" + owner,
+                                                     "--exit-on-error", "-d", temp],
+                                      stdin=dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      universal_newlines=True, timeout=3600)
+            if proc.returncode != 0:
+                raise BackupError("pg_restore of %s: %s" % (role, proc.stderr.strip()[-300:]))
+        # The artifacts copied beside their folder (the staging folder may be another filesystem).
+        artifacts = _artifacts_dir(cfg)
+        incoming = None
+        if artifacts and os.path.isdir(os.path.join(stage, "artifacts")):
+            incoming = artifacts + ".restoring"
+            shutil.rmtree(incoming, ignore_errors=True)
+            shutil.copytree(os.path.join(stage, "artifacts"), incoming, symlinks=True)
+            mlflow = pwd.getpwnam("mlflow")
+            for folder, dirs, files in os.walk(incoming):
+                for name in [folder] + [os.path.join(folder, n) for n in dirs + files]:
+                    os.lchown(name, mlflow.pw_uid, mlflow.pw_gid)
+        # 2. Swapped in with nothing connected.
+        log("restore: stopping Airflow and MLflow to swap the databases in")
+        stopped = True
+        _systemctl("stop", *SERVICES)
+        for role in manifest["databases"]:
+            if role not in dbs:
+                continue
+            db = dbs[role][0]
+            _psql("postgres", 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
+            _psql("postgres", 'ALTER DATABASE "%s_restoring" RENAME TO "%s"' % (db, db))
+            temp_dbs.remove(db + "_restoring")
+        if artifacts and incoming:
+            # Removed, not renamed: on an image's overlay a folder of the lower layer cannot be renamed.
+            shutil.rmtree(artifacts, ignore_errors=True)
+            os.rename(incoming, artifacts)
+        # 3. This machine's Fernet key, its schema version, its admin password.
+        secret_env = bootstrap.read_env(paths.SECRETS_DIR + "/airflow.env")
+        env = bootstrap.airflow_command_env(_cfg_object(cfg), secret_env)
+        old_key = _read(os.path.join(stage, "secrets", "fernet-key"))
+        new_key = secret_env.get("AIRFLOW__CORE__FERNET_KEY", "")
+        migrate = versions.Airflow(versions.installed_version()).migrate_args
+        log("restore: airflow %s" % " ".join(migrate))
+        bootstrap.airflow(migrate, env, "airflow " + " ".join(migrate))
+        if old_key and old_key != new_key:
+            log("restore: re-encrypting connections and variables with this machine's key")
+            bootstrap.airflow(["rotate-fernet-key"], dict(env, AIRFLOW__CORE__FERNET_KEY=new_key + "," + old_key),
+                              "airflow rotate-fernet-key")
+        user = str(cfg.get("airflow_admin_user") or "admin")
+        if user in bootstrap.airflow(["users", "list", "-o", "plain"], env, "airflow users list").split():
+            bootstrap.airflow(["users", "delete", "--username", user], env, "airflow users delete")
+        password = bootstrap.admin_password()
+        bootstrap.airflow(["users", "create", "--role", "Admin", "--username", user, "--email", "%s@localhost" % user,
+                           "--firstname", "Playground", "--lastname", "Admin"], env, "airflow users create",
+                          secret_input="%s\n%s\n" % (password, password))
+        log("restore: starting the services")
+        _systemctl("start", "playground.target")
+        stopped = False
+        found = {role: counts(role, dbs[role][0]) for role in manifest["databases"] if role in dbs}
+        expected = {role: manifest["databases"][role]["counts"] for role in found}
+        return {"ok": found == expected, "found": found, "expected": expected, "skipped": skipped,
+                "absent": manifest.get("absent") or [], "from": {"instance": manifest.get("instance"),
+                                                                "versions": manifest.get("versions")},
+                "seconds": round(time.time() - started, 1)}
+    finally:
+        for temp in temp_dbs:
+            try:
+                _psql("postgres", 'DROP DATABASE IF EXISTS "%s"' % temp)
+            except BackupError:
+                pass
+        shutil.rmtree(stage, ignore_errors=True)
+        if stopped:  # stopped for the swap and failed before the start: bring them back
+            _systemctl("start", "playground.target")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _cfg_object(cfg: Dict[str, Any]):
+    from .config import Config, SshKey
+
+    fields = dict(cfg)
+    fields["ssh_keys"] = [SshKey(**k) if isinstance(k, dict) else k for k in fields.get("ssh_keys") or []]
+    return Config(**fields)
+
+
+def main(action: str, replace: bool = False) -> int:
+    """backup: the stream on stdout, the manifest on stderr's last line; restore: stdin, JSON on stdout."""
+    try:
+        if action == "backup":
+            if sys.stdout.isatty():
+                raise BackupError("backup writes a tar stream: redirect stdout to a file")
+            manifest = backup(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            print("MANIFEST " + json.dumps(manifest, sort_keys=True), file=sys.stderr, flush=True)
+            return 0
+        result = restore(sys.stdin.buffer, replace)
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0 if result["ok"] else 1
+    except (BackupError, OSError, bootstrap_error()) as exc:
+        print("playground-agent: %s: %s" % (action, exc), file=sys.stderr)
+        return 1
+
+
+def bootstrap_error():
+    from .bootstrap import BootstrapError
+
+    return BootstrapError
