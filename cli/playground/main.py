@@ -623,6 +623,88 @@ def _deploy(chosen, name: Optional[str], project: Optional[str], proj, as_json: 
         raise typer.Exit(3)
 
 
+@app.command()
+def backup(
+    name: str = typer.Option(..., help="Instance name."),
+    to: Path = typer.Option(..., "--to", help="The folder the backup file goes to (made 0600: it holds the "
+                            "machine's Fernet key)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the file and its manifest as JSON for scripts."),
+    provider: Optional[str] = PROVIDER,
+    project: Optional[str] = GCE_PROJECT,
+    zone: Optional[str] = ZONE,
+) -> None:
+    """Back up a running instance into TO/NAME-YYYYmmdd-HHMMSS.tar while it runs: a pg_dump of Airflow's,
+    MLflow's and the warehouse's databases (each in one snapshot), the Fernet key, MLflow's local artifacts,
+    and a manifest with the counts and versions. `playground restore` puts it onto another instance."""
+    import json
+
+    from . import backup as backup_mod
+
+    try:
+        target = _provider(provider, project, zone).reach(name, project).target
+        with progress() as bar:
+            task = bar.add_task(f"backing up {name}", total=None)
+            done = backup_mod.backup(target, to, lambda m: bar.update(task, description=m))
+    except PlaygroundError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps({"path": str(done.path), "bytes": done.size, "seconds": done.seconds,
+                          "manifest": done.manifest}, indent=2, sort_keys=True))
+        return
+    _print_counts({db: v["counts"] for db, v in done.manifest["databases"].items()})
+    for what in done.manifest.get("absent") or []:
+        console.print(f"not in this backup: {escape(what)}", highlight=False)
+    console.print(f"backup of {name}: {done.path} ({done.size / 2**20:.1f} MiB, {done.seconds} s)", highlight=False)
+
+
+@app.command()
+def restore(
+    name: str = typer.Option(..., help="Instance name: the machine the backup goes onto (a fresh one)."),
+    from_: Path = typer.Option(..., "--from", help="A backup file made by `playground backup`."),
+    replace: bool = typer.Option(False, "--replace", help="Drop the machine's own DAG runs, MLflow runs and "
+                                 "warehouse tables (refused without it)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts found and expected as JSON."),
+    provider: Optional[str] = PROVIDER,
+    project: Optional[str] = GCE_PROJECT,
+    zone: Optional[str] = ZONE,
+) -> None:
+    """Restore a backup onto a running instance: its databases and artifacts replaced by the backup's,
+    connections re-encrypted with this machine's key, Airflow migrated to this machine's version, this
+    machine's admin password kept. A backup of a newer Airflow or PostgreSQL is refused (a downgrade),
+    before anything changes. Exit code 0 when every count equals the manifest's, 1 otherwise."""
+    import json
+
+    from . import backup as backup_mod
+
+    try:
+        target = _provider(provider, project, zone).reach(name, project).target
+        with progress() as bar:
+            task = bar.add_task(f"restoring onto {name}", total=None)
+            result = backup_mod.restore(target, from_, replace, lambda m: bar.update(task, description=m))
+    except PlaygroundError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        _print_counts(result["expected"], result["found"])
+        console.print(f"restored {from_.name} onto {name} in {result['seconds']} s: "
+                      + ("every count as in the backup" if result["ok"] else "counts differ from the backup's"),
+                      highlight=False)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def _print_counts(expected: dict, found: Optional[dict] = None) -> None:
+    from rich.table import Table
+
+    from .backup import counts_rows
+
+    table = Table("what", "in the backup", *(["found"] if found is not None else []))
+    for what, count, got in counts_rows(expected, found):
+        table.add_row(what, count, *([got] if found is not None else []))
+    console.print(table)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def ssh(
     ctx: typer.Context,
