@@ -232,8 +232,8 @@ def _extract(src: IO[bytes], stage: str) -> Dict[str, Any]:
                 if not _safe(member):
                     raise BackupError("the backup holds %r, which is not a plain file under its own folder"
                                       % member.name)
-                member.mode = (member.mode | 0o600) & 0o755 if member.isfile() else 0o700
                 tar.extract(member, stage, set_attrs=False)
+                os.chmod(os.path.join(stage, member.name), 0o600 if member.isfile() else 0o700)
     except tarfile.TarError as exc:
         raise BackupError("the backup is not a readable tar stream (%s): truncated or not a backup?" % exc) from None
     if manifest is None:
@@ -241,6 +241,11 @@ def _extract(src: IO[bytes], stage: str) -> Dict[str, Any]:
     for role in manifest.get("databases") or {}:
         if not os.path.isfile(os.path.join(stage, "db", role + ".dump")):
             raise BackupError("the backup lacks db/%s.dump that its manifest names: truncated?" % role)
+    # A stream cut at a member's boundary reads as a shorter archive: the artifacts are counted.
+    want = (manifest.get("artifacts") or {}).get("files")
+    got = _tree_size(os.path.join(stage, "artifacts"))["files"]
+    if want is not None and got != want:
+        raise BackupError("the backup has %d of the %d artifact files its manifest names: truncated?" % (got, want))
     return manifest
 
 

@@ -1,0 +1,182 @@
+"""Backup and restore on real instances (issue 16): a machine with DAG runs, MLflow runs with artifacts, a
+registered model version, warehouse rows and an encrypted connection is backed up while it runs, through
+`playground backup`; `playground restore` onto a fresh instance gives every count again, and what they
+count works there: the artifact is served by MLflow, the connection's password decrypts with the new
+machine's key, the new machine's own admin password logs in. Then bad backups: one line each, and the
+machine as it was."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from playground.local import instance
+from support import eventually, instance_ssh, remove_instance
+
+pytestmark = pytest.mark.image
+CLI = str(Path(sys.executable).with_name("playground"))
+SOURCE, TARGET = "pgtest-backup-a", "pgtest-backup-b"
+PASSWORD = "s3cr3t-pw"
+
+SEED = r"""
+set -e
+sudo -n airflow connections add demo_conn --conn-uri 'postgres://u:%(pw)s@db.example/x' >/dev/null 2>&1
+sudo -n airflow variables set demo_var 42 >/dev/null 2>&1
+sudo -n setpriv --reuid=airflow --regid=airflow --init-groups psql -qtAX -d warehouse \
+  -c "CREATE TABLE sales AS SELECT g AS id FROM generate_series(1, 250) g"
+MLFLOW_TRACKING_URI=http://127.0.0.1:5000 /opt/mlflow/bin/python3 - <<'PY'
+import mlflow
+from mlflow.tracking import MlflowClient
+mlflow.set_experiment("backup")
+ids = []
+for i in range(5):
+    with mlflow.start_run() as run:
+        mlflow.log_param("i", i)
+        mlflow.log_metric("m", i * 1.5)
+        mlflow.log_text("hello %%d" %% i, "notes/hello.txt")
+        ids.append(run.info.run_id)
+client = MlflowClient()
+client.create_registered_model("backup-model")
+client.create_model_version("backup-model", "runs:/%%s/notes" %% ids[0], ids[0])
+print(ids[0])
+PY
+""" % {"pw": PASSWORD}
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args, "--provider", "local"], capture_output=True, text=True, timeout=timeout)
+
+
+def counts(inst) -> dict:
+    """The machine's counts as the agent's own backup code reads them."""
+    code = ("import json; from playground_agent import backup; "
+            "print(json.dumps({r: backup.counts(r, d) for r, (d, o) in backup._databases(backup._config()).items()}))")
+    return json.loads(instance_ssh(inst, ["sudo", "-n", "env", "PYTHONPATH=/opt/playground/agent", "python3", "-c",
+                                          repr(code)]))
+
+
+@pytest.fixture(scope="module")
+def machines(image, image_profile):
+    for name in (SOURCE, TARGET):
+        remove_instance(name)
+    made = []
+    try:
+        for name in (SOURCE, TARGET):
+            inst, _ = instance.launch(name, "playground-test", {}, image, image_profile, report=lambda s: None,
+                                      timeout=300)
+            made.append(inst)
+        yield made
+    finally:
+        for inst in made:
+            instance.destroy(inst.name)
+
+
+@pytest.fixture(scope="module")
+def seeded(machines):
+    source = machines[0]
+    run_id = instance_ssh(source, ["bash", "-s"], stdin=SEED, timeout=300).strip().splitlines()[-1]
+    instance_ssh(source, ["sudo", "-n", "airflow", "dags", "unpause", "lineage_demo"])
+    for n in (1, 2):
+        instance_ssh(source, ["sudo", "-n", "airflow", "dags", "trigger", "lineage_demo", "-r", f"backup-{n}"])
+
+    def finished():
+        out = instance_ssh(source, ["sudo", "-n", "setpriv", "--reuid=airflow", "--regid=airflow", "--init-groups",
+                                    "psql", "-qtAX", "-d", "airflow", "-c",
+                                    "SELECT count(*) FROM dag_run WHERE state IN ('success', 'failed')"])
+        return int(out.strip()) == 2
+
+    assert eventually(finished, 300, every=5), "the two DAG runs did not finish"
+    return {"run_id": run_id, "counts": counts(source)}
+
+
+@pytest.fixture(scope="module")
+def backup_file(machines, seeded, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("backups")
+    out = cli("backup", "--name", SOURCE, "--to", str(folder), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    return Path(doc["path"]), doc
+
+
+def test_the_backup_is_one_private_file_whose_manifest_counts_what_the_machine_holds(backup_file, seeded):
+    path, doc = backup_file
+    assert path.is_file() and path.stat().st_mode & 0o777 == 0o600
+    assert not list(path.parent.glob("*.part"))
+    manifest = doc["manifest"]
+    assert {db: v["counts"] for db, v in manifest["databases"].items()} == seeded["counts"]
+    assert seeded["counts"]["airflow"]["dag_runs"] == 2 and seeded["counts"]["mlflow"]["model_versions"] == 1
+    assert seeded["counts"]["warehouse"] == {"tables": 1, "rows": 250}
+    with tarfile.open(path) as tar:
+        names = tar.getnames()
+    assert names[0] == "manifest.json" and "db/airflow.dump" in names and "secrets/fernet-key" in names
+    assert any(n.endswith(f"{seeded['run_id']}/artifacts/notes/hello.txt") for n in names), names
+    assert PASSWORD.encode() not in path.read_bytes(), "the connection's password is in the file unencrypted"
+
+
+def test_restore_onto_a_fresh_instance_gives_every_count_and_working_data(machines, backup_file, seeded):
+    target = machines[1]
+    path, _ = backup_file
+    out = cli("restore", "--name", TARGET, "--from", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["ok"] and result["found"] == seeded["counts"], result
+    assert counts(target) == seeded["counts"]
+
+    conn = json.loads(instance_ssh(target, ["sudo", "-n", "airflow", "connections", "get", "demo_conn", "-o", "json"]))
+    assert conn[0]["password"] == PASSWORD, "the connection does not decrypt with this machine's key"
+    artifact = instance_ssh(target, ["curl", "-sf", "http://127.0.0.1:5000/api/2.0/mlflow-artifacts/artifacts/"
+                                     f"1/{seeded['run_id']}/artifacts/notes/hello.txt"])
+    assert artifact == "hello 0"
+    password = instance_ssh(target, ["sudo", "-n", "playground-agent", "admin-password"]).strip()
+
+    def runs_listed():
+        out = instance_ssh(target, ["curl", "-s", "-u", f"admin:{password}",
+                                    "http://127.0.0.1:8080/api/v1/dags/lineage_demo/dagRuns"])
+        return out.startswith("{") and json.loads(out).get("total_entries") == 2
+
+    assert eventually(runs_listed, 120, every=3), "the target's admin does not see the two DAG runs"
+    assert eventually(lambda: (instance.health(target) or {}).get("healthy"), 180, every=5)
+
+
+def _rewritten(path: Path, dest: Path, change) -> Path:
+    """A copy of the backup with its manifest changed by change(manifest)."""
+    with tarfile.open(path) as src, tarfile.open(dest, "w") as out:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None
+            if member.name == "manifest.json":
+                doc = json.loads(data)
+                change(doc)
+                data = json.dumps(doc).encode()
+                member.size = len(data)
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+    return dest
+
+
+def test_bad_backups_are_one_line_and_change_nothing(machines, backup_file, seeded, tmp_path):
+    target = machines[1]
+    path, _ = backup_file
+    before = counts(target)
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    newer = _rewritten(path, tmp_path / "newer.tar", lambda m: m["versions"].update(airflow="9.0.0"))
+    cases = {
+        truncated: "truncated",
+        newer: "a downgrade is refused",
+        tmp_path / "missing.tar": "--from:",
+        path: "pass --replace",  # the target has runs now
+    }
+    (tmp_path / "not-a-backup.tar").write_bytes(b"not a tar at all" * 100)
+    cases[tmp_path / "not-a-backup.tar"] = "not a readable tar stream"
+    for bad, said in cases.items():
+        out = cli("restore", "--name", TARGET, "--from", str(bad))
+        assert out.returncode == 1, (bad.name, out.stdout, out.stderr)
+        error = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and said in error[0], (bad.name, out.stderr)
+    assert counts(target) == before
+    assert eventually(lambda: (instance.health(target) or {}).get("healthy"), 180, every=5)
+    out = cli("backup", "--name", TARGET, "--to", str(tmp_path / "nowhere"))
+    assert out.returncode == 1 and "--to:" in out.stderr and "is not a folder" in out.stderr
