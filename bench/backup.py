@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,7 @@ def ssh(inst, command: list[str], stdin: str = "", timeout: float = 1200) -> str
 
 def psql(inst, sql: str) -> str:
     return ssh(inst, ["sudo", "-n", "setpriv", "--reuid=airflow", "--regid=airflow", "--init-groups", "psql",
-                      "-qtAX", "-d", "airflow", "-c", repr(sql)]).strip()
+                      "-qtAX", "-d", "airflow", "-c", shlex.quote(sql)]).strip()
 
 
 def fill(inst, runs: int, dag_runs: int) -> None:

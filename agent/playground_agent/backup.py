@@ -37,6 +37,7 @@ from .render import read_json
 
 FORMAT = 1
 STAGING_DIR = paths.p("/var/tmp")
+HEALTHY_WAIT_S = 180
 AS_POSTGRES = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
 # What is counted in each database: the figures a restore must give again.
 COUNTS_SQL = {
@@ -371,7 +372,11 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
         stopped = False
         found = {role: counts(role, dbs[role][0]) for role in manifest["databases"] if role in dbs}
         expected = {role: manifest["databases"][role]["counts"] for role in found}
-        return {"ok": found == expected, "found": found, "expected": expected, "skipped": skipped,
+        from .main import report
+
+        health = report(HEALTHY_WAIT_S)  # done means usable: Airflow and MLflow answer again
+        return {"ok": found == expected and health["healthy"], "healthy": health["healthy"],
+                "problems": health.get("problems") or [], "found": found, "expected": expected, "skipped": skipped,
                 "absent": manifest.get("absent") or [], "from": {"instance": manifest.get("instance"),
                                                                 "versions": manifest.get("versions")},
                 "seconds": round(time.time() - started, 1)}

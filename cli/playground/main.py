@@ -671,7 +671,8 @@ def restore(
     """Restore a backup onto a running instance: its databases and artifacts replaced by the backup's,
     connections re-encrypted with this machine's key, Airflow migrated to this machine's version, this
     machine's admin password kept. A backup of a newer Airflow or PostgreSQL is refused (a downgrade),
-    before anything changes. Exit code 0 when every count equals the manifest's, 1 otherwise."""
+    before anything changes. Exit code 0 when every count equals the manifest's and the machine is healthy
+    again, 1 otherwise."""
     import json
 
     from . import backup as backup_mod
@@ -687,8 +688,10 @@ def restore(
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
         _print_counts(result["expected"], result["found"])
+        same = result["found"] == result["expected"]
         console.print(f"restored {from_.name} onto {name} in {result['seconds']} s: "
-                      + ("every count as in the backup" if result["ok"] else "counts differ from the backup's"),
+                      + ("every count as in the backup" if same else "counts differ from the backup's")
+                      + ("" if result.get("healthy", True) else "; not healthy: " + "; ".join(result["problems"])),
                       highlight=False)
     if not result["ok"]:
         raise typer.Exit(1)
