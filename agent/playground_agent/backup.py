@@ -295,6 +295,7 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
     started = time.time()
     stage = tempfile.mkdtemp(prefix="playground-restore-", dir=STAGING_DIR)
     temp_dbs: List[str] = []
+    incoming = None
     stopped = False
     try:
         manifest = _extract(src, stage)
@@ -324,7 +325,6 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
                 raise BackupError("pg_restore of %s: %s" % (role, proc.stderr.strip()[-300:]))
         # The artifacts copied beside their folder (the staging folder may be another filesystem).
         artifacts = _artifacts_dir(cfg)
-        incoming = None
         if artifacts and os.path.isdir(os.path.join(stage, "artifacts")):
             incoming = artifacts + ".restoring"
             shutil.rmtree(incoming, ignore_errors=True)
@@ -387,6 +387,8 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
             except BackupError:
                 pass
         shutil.rmtree(stage, ignore_errors=True)
+        if incoming:  # copied, and not swapped in (after the swap it no longer exists)
+            shutil.rmtree(incoming, ignore_errors=True)
         if stopped:  # stopped for the swap and failed before the start: bring them back
             _systemctl("start", "playground.target")
 
