@@ -30,7 +30,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, Any, Dict, List, Optional, Tuple
 
 from . import paths, versions
 from .render import read_json
@@ -72,9 +72,9 @@ def _config() -> Dict[str, Any]:
     return cfg
 
 
-def _databases(cfg: Dict[str, Any]) -> Dict[str, str]:
-    """Database -> owner, of those on this machine's PostgreSQL. The key is the role in the archive
-    (airflow, warehouse, mlflow); MLflow's database name is an attribute."""
+def _databases(cfg: Dict[str, Any]) -> Dict[str, Tuple[str, str]]:
+    """Role in the archive (airflow, warehouse, mlflow) -> (database, owner), of those on this machine's
+    PostgreSQL; MLflow's database name and user are attributes."""
     dbs = {"airflow": ("airflow", "airflow"), "warehouse": ("warehouse", "airflow")}
     if cfg.get("mlflow_backend") == "local":
         dbs["mlflow"] = (cfg.get("mlflow_db_name") or "mlflow", cfg.get("mlflow_db_user") or "mlflow")
@@ -290,6 +290,7 @@ def _own_data(cfg: Dict[str, Any]) -> List[str]:
 def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
     """The stream from src onto this machine; returns the counts found after, beside the manifest's."""
     from . import bootstrap
+    from .project import airflow_run_env
 
     cfg = _config()
     started = time.time()
@@ -349,10 +350,9 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
             shutil.rmtree(artifacts, ignore_errors=True)
             os.rename(incoming, artifacts)
         # 3. This machine's Fernet key, its schema version, its admin password.
-        secret_env = bootstrap.read_env(paths.SECRETS_DIR + "/airflow.env")
-        env = bootstrap.airflow_command_env(_cfg_object(cfg), secret_env)
+        env = airflow_run_env()  # the services' own settings and secrets, as retention runs Airflow
         old_key = _read(os.path.join(stage, "secrets", "fernet-key"))
-        new_key = secret_env.get("AIRFLOW__CORE__FERNET_KEY", "")
+        new_key = env.get("AIRFLOW__CORE__FERNET_KEY", "")
         migrate = versions.Airflow(versions.installed_version()).migrate_args
         log("restore: airflow %s" % " ".join(migrate))
         bootstrap.airflow(migrate, env, "airflow " + " ".join(migrate))
@@ -399,14 +399,6 @@ def _read(path: str) -> str:
             return fh.read().strip()
     except OSError:
         return ""
-
-
-def _cfg_object(cfg: Dict[str, Any]):
-    from .config import Config, SshKey
-
-    fields = dict(cfg)
-    fields["ssh_keys"] = [SshKey(**k) if isinstance(k, dict) else k for k in fields.get("ssh_keys") or []]
-    return Config(**fields)
 
 
 def main(action: str, replace: bool = False) -> int:
