@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from common import Row, bench_instance, print_rows
-from playground.local import instance
+from throughput import psql, put_dag, sh, wait
 
 CLI = str(Path(sys.executable).with_name("playground"))
 SOURCE, TARGET = "pgbench-backup-a", "pgbench-backup-b"
@@ -54,35 +54,14 @@ done
 """
 
 
-def ssh(inst, command: list[str], stdin: str = "", timeout: float = 1200) -> str:
-    proc = subprocess.run(instance.ssh_args(inst) + command, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)}: {proc.stderr[-1000:]}")
-    return proc.stdout
-
-
-def psql(inst, sql: str) -> str:
-    return ssh(inst, ["sudo", "-n", "setpriv", "--reuid=airflow", "--regid=airflow", "--init-groups", "psql",
-                      "-qtAX", "-d", "airflow", "-c", shlex.quote(sql)]).strip()
-
-
 def fill(inst, runs: int, dag_runs: int) -> None:
-    ssh(inst, ["env", "MLFLOW_TRACKING_URI=http://127.0.0.1:5000", "/opt/mlflow/bin/python3", "-"],
-        stdin=MLFLOW_RUNS.format(runs=runs))
-    ssh(inst, ["sudo", "-n", "tee", f"/var/lib/airflow/dags/{DAG_ID}.py"], stdin=DAG)
-    deadline = time.monotonic() + 300
-    while psql(inst, f"SELECT count(*) FROM dag WHERE dag_id = '{DAG_ID}'") != "1":
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{DAG_ID} was not parsed within 300 s")
-        time.sleep(3)
+    sh(inst, "MLFLOW_TRACKING_URI=http://127.0.0.1:5000 /opt/mlflow/bin/python3 -c "
+       + shlex.quote(MLFLOW_RUNS.format(runs=runs)), timeout=1200)
+    put_dag(inst, DAG_ID, DAG)
     # Through the REST API in one shell: an `airflow dags trigger` is a CLI start of seconds each.
-    ssh(inst, ["bash", "-s"], stdin=TRIGGER.format(dag=DAG_ID, n=dag_runs))
-    deadline = time.monotonic() + 1200
-    while psql(inst, f"SELECT count(*) FROM dag_run WHERE dag_id = '{DAG_ID}' AND state = 'success'") != str(dag_runs):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the {dag_runs} DAG runs did not all succeed within 1200 s")
-        time.sleep(5)
+    sh(inst, "bash -c " + shlex.quote(TRIGGER.format(dag=DAG_ID, n=dag_runs)), timeout=600)
+    done = f"SELECT count(*) FROM dag_run WHERE dag_id = '{DAG_ID}' AND state = 'success'"
+    wait(f"the {dag_runs} DAG runs succeeded", lambda: psql(inst, done) == str(dag_runs), 1200, every=5)
 
 
 def cli(*args: str) -> tuple[dict, float]:
