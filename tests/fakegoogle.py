@@ -176,6 +176,7 @@ class FakeCompute:
 
     def __init__(self) -> None:
         self.instances: dict[tuple[str, str, str], dict] = {}
+        self.disks: dict[tuple[str, str, str], dict] = {}  # (project, zone, name) -> disk
         self.images: dict[tuple[str, str], dict] = {}  # (project, family) -> its newest image
         self.all_images: dict[str, list[dict]] = {}  # project -> every image, oldest first
         self.operations: dict[str, dict] = {}
@@ -188,13 +189,14 @@ class FakeCompute:
         self.storage_endpoint: Optional[str] = None
 
     def add_image(self, project: str, family: str, name: str, created: str = "2026-11-24T10:00:00.000-08:00",
-                  airflow: str = "2-0-2", mlflow: str = "2-17-2") -> None:
+                  airflow: str = "2-0-2", mlflow: str = "2-17-2", postgresql: str = "10") -> None:
         """An image as Packer's googlecompute source leaves it (labels from the template)."""
         image = {
             "kind": "compute#image", "id": str(1234 + len(self.images)), "name": name, "family": family,
             "status": "READY", "creationTimestamp": created, "diskSizeGb": "30", "archiveSizeBytes": "4015898112",
             "selfLink": f"https://compute.googleapis.com/compute/v1/projects/{project}/global/images/{name}",
-            "labels": {"playground-profile": family.rsplit("-", 1)[-1], "airflow": airflow, "mlflow": mlflow},
+            "labels": {"playground-profile": family.rsplit("-", 1)[-1], "airflow": airflow, "mlflow": mlflow,
+                       "postgresql": postgresql},
             # Packer's image inherits its source's features; Google's Ubuntu images are UEFI-compatible.
             "guestOsFeatures": [{"type": "UEFI_COMPATIBLE"}, {"type": "VIRTIO_SCSI_MULTIQUEUE"}]}
         self.images[(project, family)] = image
@@ -289,6 +291,7 @@ class FakeCompute:
                     sa["email"] = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
             for i, nic in enumerate(inst.get("networkInterfaces", [])):
                 nic["networkIP"] = f"10.154.0.{10 + len(self.instances) + i}"
+            inst["disks"] = [self._attached_at_insert(p, name, d, i) for i, d in enumerate(inst.get("disks", []))]
             inst["metadata"] = dict(inst.get("metadata") or {}, kind="compute#metadata")
             inst["metadata"]["fingerprint"] = _fingerprint(inst["metadata"].get("items", []))
             self.instances[(p["project"], p["zone"], name)] = inst
@@ -324,6 +327,10 @@ class FakeCompute:
             else:
                 change = lambda: have.__setitem__(slice(None), [x for x in have if x not in links])  # noqa: E731
             return 200, self._op(p, mid.split(".")[1], link(p["instance"]), then=change)
+        if mid.startswith("disks."):
+            return self._disk(mid, p, body)
+        if mid in ("instances.attachDisk", "instances.detachDisk"):
+            return self._attach(mid, p, query, body)
         if mid in ("instances.get", "instances.stop", "instances.start", "instances.delete"):
             inst = self.instances.get(key)
             if inst is None:
@@ -335,8 +342,20 @@ class FakeCompute:
                 inst["status"] = "STOPPING"
                 return 200, self._op(p, "stop", link(p["instance"]), then=lambda: inst.update(status="TERMINATED"))
             if mid == "instances.start":
+                if not any(d.get("boot") for d in inst.get("disks", [])):
+                    return 400, google_error(400, "INVALID_ARGUMENT", f"Invalid resource usage: 'Instance "
+                                             f"{p['instance']} has no boot disk.'", "resourceNotReady")
                 return 200, self._op(p, "start", link(p["instance"]), then=lambda: inst.update(status="RUNNING"))
-            return 200, self._op(p, "delete", link(p["instance"]), then=lambda: self.instances.pop(key, None))
+
+            def gone():  # the VM, and the disks it would auto-delete; the others are only freed
+                self.instances.pop(key, None)
+                for d in inst.get("disks", []):
+                    disk = self.disks.get((p["project"], p["zone"], d["source"].rsplit("/", 1)[-1]))
+                    if disk is not None and d.get("autoDelete"):
+                        self.disks.pop((p["project"], p["zone"], disk["name"]), None)
+                    elif disk is not None:
+                        disk["users"] = [u for u in disk.get("users", []) if u != link(p["instance"])]
+            return 200, self._op(p, "delete", link(p["instance"]), then=gone)
         if mid == "instances.aggregatedList":
             zones: dict[str, list] = {}
             for (proj, zone, _), i in sorted(self.instances.items()):
@@ -356,6 +375,112 @@ class FakeCompute:
             return 200, self._advance(p["operation"])
         return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
 
+
+    def _disk_link(self, p: dict, name: str) -> str:
+        return f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}/disks/{name}"
+
+    def _new_disk(self, p: dict, name: str, size: str, kind: str, image: str = "", users=()) -> dict:
+        disk = {"kind": "compute#disk", "id": str(8000 + len(self.disks)), "name": name, "sizeGb": str(size),
+                "zone": f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}",
+                "type": kind, "status": "READY", "selfLink": self._disk_link(p, name), "users": list(users),
+                "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())}
+        if image:
+            disk["sourceImage"] = image
+        self.disks[(p["project"], p["zone"], name)] = disk
+        return disk
+
+    def _attached_at_insert(self, p: dict, instance: str, d: dict, index: int) -> dict:
+        """instances.insert's initializeParams make a disk (a boot disk is named after the VM), as GCE does."""
+        init = d.get("initializeParams") or {}
+        name = init.get("diskName") or (instance if d.get("boot") else f"{instance}-{index}")
+        ilink = (f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}/"
+                 f"instances/{instance}")
+        disk = self._new_disk(p, name, init.get("diskSizeGb") or "10", init.get("diskType", ""),
+                              init.get("sourceImage", ""), [ilink])
+        out = {k: v for k, v in d.items() if k != "initializeParams"}
+        out.update(kind="compute#attachedDisk", source=disk["selfLink"], index=index,
+                   deviceName=d.get("deviceName") or f"persistent-disk-{index}", mode=d.get("mode", "READ_WRITE"))
+        return out
+
+    def _disk(self, mid: str, p: dict, body: Any) -> tuple[int, dict]:
+        name = p.get("disk") or (body or {}).get("name", "")
+        key = (p["project"], p["zone"], name)
+        disk = self.disks.get(key)
+        if mid == "disks.insert":
+            if not re.match(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", name):
+                return 400, google_error(400, "INVALID_ARGUMENT", f"Invalid value for field 'resource.name': "
+                                         f"'{name}'.", "invalid")
+            if disk is not None:
+                return 409, google_error(409, "ALREADY_EXISTS", f"The resource '{disk['selfLink'].split('/v1/')[1]}'"
+                                         " already exists", "alreadyExists")
+            image = body.get("sourceImage", "")
+            if image and self._image_by_link(image) is None:
+                return 404, google_error(404, "NOT_FOUND", f"The resource '{image}' was not found", "notFound")
+            made = lambda: self._new_disk(p, name, body.get("sizeGb") or "10", body.get("type", ""), image)  # noqa
+            return 200, self._op(p, "insert", self._disk_link(p, name), then=made)
+        if disk is None:
+            return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/zones/{p['zone']}/"
+                                     f"disks/{name}' was not found", "notFound")
+        if mid == "disks.get":
+            return 200, disk
+        if mid == "disks.delete":
+            if disk.get("users"):  # GCE refuses to delete a disk an instance holds
+                return 400, self._in_use(disk)
+            return 200, self._op(p, "delete", disk["selfLink"], then=lambda: self.disks.pop(key, None))
+        return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
+
+    @staticmethod
+    def _in_use(disk: dict) -> dict:
+        where, user = disk["selfLink"].split("/v1/")[1], disk["users"][0].split("/v1/")[1]
+        return google_error(400, "INVALID_ARGUMENT", f"The disk resource '{where}' is already being used by "
+                            f"'{user}'", "resourceInUseByAnotherResource")
+
+    def _attach(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
+        """A boot disk changes only on a stopped VM (TERMINATED): GCE answers a running one's with an error
+        (https://cloud.google.com/compute/docs/instances/stop-start-instance: stop it to detach a disk). The
+        wording is the one this fake knows, not necessarily Google's."""
+        key = (p["project"], p["zone"], p["instance"])
+        inst = self.instances.get(key)
+        if inst is None:
+            return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/zones/{p['zone']}/"
+                                     f"instances/{p['instance']}' was not found", "notFound")
+        ilink = inst["selfLink"]
+        if mid == "instances.detachDisk":
+            device = (query.get("deviceName") or [""])[0]
+            attached = next((d for d in inst["disks"] if d["deviceName"] == device), None)
+            if attached is None:
+                return 400, google_error(400, "INVALID_ARGUMENT", f"Invalid value for field 'deviceName': "
+                                         f"'{device}'. No attached disk found with that device name.", "invalid")
+            if attached.get("boot") and inst["status"] != "TERMINATED":
+                return 400, google_error(400, "INVALID_ARGUMENT", "Invalid resource usage: 'The boot disk of a "
+                                         "running instance cannot be detached.'", "resourceNotReady")
+
+            def detach():
+                inst["disks"] = [d for d in inst["disks"] if d is not attached]
+                disk = self.disks.get((p["project"], p["zone"], attached["source"].rsplit("/", 1)[-1]))
+                if disk is not None:
+                    disk["users"] = [u for u in disk.get("users", []) if u != ilink]
+            return 200, self._op(p, "detachDisk", ilink, then=detach)
+        source = (body or {}).get("source", "")
+        disk = self.disks.get((p["project"], p["zone"], source.rsplit("/", 1)[-1]))
+        if disk is None:
+            return 404, google_error(404, "NOT_FOUND", f"The resource '{source}' was not found", "notFound")
+        if disk.get("users"):
+            return 400, self._in_use(disk)
+        if body.get("boot"):
+            if inst["status"] != "TERMINATED":
+                return 400, google_error(400, "INVALID_ARGUMENT", "Invalid resource usage: 'A boot disk can be "
+                                         "attached to a stopped instance only.'", "resourceNotReady")
+            if any(d.get("boot") for d in inst["disks"]):
+                return 400, google_error(400, "INVALID_ARGUMENT", "Invalid value for field 'resource.boot': "
+                                         "'true'. The instance already has a boot disk.", "invalid")
+
+        def attach():
+            d = dict(body, kind="compute#attachedDisk", index=len(inst["disks"]), mode=body.get("mode", "READ_WRITE"))
+            d.setdefault("deviceName", disk["name"])
+            inst["disks"] = ([d] + inst["disks"]) if d.get("boot") else inst["disks"] + [d]
+            disk["users"] = [ilink]
+        return 200, self._op(p, "attachDisk", ilink, then=attach)
 
     def _image_by_link(self, link: str) -> Optional[dict]:
         for images in self.all_images.values():

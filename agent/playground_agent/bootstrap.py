@@ -40,7 +40,7 @@ def new_password(length: int = 24) -> str:
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
 
 
-def ensure_secrets(instance_id: str) -> Dict[str, str]:
+def ensure_secrets(instance_id: str, log=lambda msg: None) -> Dict[str, str]:
     """Create the per-instance secrets once; they are never logged and stay 0600 root."""
     os.makedirs(paths.SECRETS_DIR, mode=0o700, exist_ok=True)
     env_path = paths.SECRETS_DIR + "/airflow.env"
@@ -58,6 +58,7 @@ def ensure_secrets(instance_id: str) -> Dict[str, str]:
         write_atomic(env_path, content, 0o600, 0)
         write_atomic(pw_path, new_password() + "\n", 0o600, 0)
         write_atomic(marker, instance_id + "\n", 0o600, 0)
+        log("per-instance secrets created (Fernet key, webserver secret, admin password)")
     return read_env(env_path)
 
 
@@ -183,8 +184,9 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
     state = load_state()
     first = is_first_boot(cfg, state)
     if first:
-        log("first boot of instance %s: creating per-instance secrets" % cfg.instance_id)
-    secret_env = ensure_secrets(cfg.instance_id)
+        # A new machine, or this machine on a new boot disk (an upgrade): its secrets on the data volume stay.
+        log("first boot of instance %s on this boot disk" % cfg.instance_id)
+    secret_env = ensure_secrets(cfg.instance_id, log)
     ensure_dirs(cfg)
     ensure_ssh_keys(cfg.ssh_keys)
     wait_for_postgres()

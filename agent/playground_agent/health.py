@@ -289,15 +289,21 @@ def disk_uses(now: Optional[float] = None) -> List[Dict[str, Any]]:
 
 
 def disk() -> Dict[str, Any]:
-    """The filesystem that holds the data (/var/lib): size, share used, its level and what uses it."""
-    usage = shutil.disk_usage(paths.p("/var/lib") or "/")
+    """The filesystem that holds the data (the data volume, else /var/lib on the boot disk): size, share
+    used, its level and what uses it."""
+    from . import data
+
+    volume = data.read_state().get("volume")
+    where = str(volume) if volume and os.path.isdir(str(volume)) else paths.p("/var/lib") or "/"
+    usage = shutil.disk_usage(where)
     # df's Use%: of what a service can fill (the blocks reserved for root are neither used nor free to it).
     used_pct = round(100 * usage.used / (usage.used + usage.free), 1) if usage.used + usage.free else 0.0
     # The daily retention round's last answer (retention.py): a failing one is amber in status.
     last = read_json(paths.RETENTION_STATE) or {}
     retention = {"days": last.get("days"), "at": last.get("at"), "error": last.get("error") or "",
                  "deleted_files": (last.get("logs") or {}).get("files")} if last else None
-    return {"total_gb": round(usage.total / 2**30, 1), "free_gb": round(usage.free / 2**30, 2),
+    return {"path": where, "volume": bool(volume), "total_gb": round(usage.total / 2**30, 1),
+            "free_gb": round(usage.free / 2**30, 2),
             "used_pct": used_pct, "level": disk_level(used_pct), "uses": disk_uses(), "retention": retention}
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, bucket_sync, health, packages, paths, project, render, schema, secret_manager
+from . import bootstrap, bucket_sync, data, health, packages, paths, project, render, schema, secret_manager
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
@@ -120,6 +120,9 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
         files.update(secret_manager.files(cfg, client))  # read before anything is written
     except ConfigError as exc:
         return fail(str(exc))
+    volume = data.read_state()
+    if volume.get("state") == "error":
+        return fail("data volume: %s" % volume.get("error"))
     changed = render.write_all(files)
     changed += secret_manager.remove_unneeded(files)
     if any(p.startswith(paths.SYSTEMD_DIR) for p in changed):
@@ -211,6 +214,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_status.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("admin-password", help="print the Airflow admin password (root only)")
     sub.add_parser("watch", help="long-poll metadata and re-apply on change")
+    sub.add_parser("data", help="mount the data volume and bind the team's folders from it (root; "
+                   "playground-data.service runs it at boot, before PostgreSQL)")
     p_project = sub.add_parser("project", help="the team's project, for `playground deploy` (root; JSON out)")
     p_project.add_argument("action", choices=["manifest", "venv", "receive"],
                            help="manifest: the DAG folder and its files' hashes; venv: the Python and packages a "
@@ -251,6 +256,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("playground-agent: project: run as root", file=sys.stderr)
             return 1
         return project.main(args.action)
+    if args.command == "data":
+        if os.geteuid() != 0:
+            print("playground-agent: data: run as root", file=sys.stderr)
+            return 1
+        return data.main()
     if args.command == "retention":
         if os.geteuid() != 0:
             print("playground-agent: retention: run as root", file=sys.stderr)

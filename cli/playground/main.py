@@ -208,7 +208,10 @@ def launch(
     runtime: Optional[str] = typer.Option(None, help="local: nspawn (a container on this kernel; the default) or "
                                           "vm (the image's disk in QEMU, as GCE boots it: KVM where it boots "
                                           "guests, else software emulation, slow)."),
-    data_disk: int = typer.Option(0, "--data-disk", help="local --runtime vm: a blank data disk of this many GiB."),
+    data_disk: int = typer.Option(0, "--data-disk", help="The data volume's size (databases, artifacts, task "
+                                  "logs; kept by `upgrade`). gce: GB of its persistent disk (default data_disk_gb, "
+                                  "20). local --runtime vm: GiB of a data disk (without one the data stays on the "
+                                  "boot disk); nspawn keeps it in a folder of its own."),
     dags: Optional[Path] = typer.Option(None, "--dags", help="A project folder to deploy once the machine is "
                                         "healthy (as `playground deploy DIR`)."),
     autostop: Optional[str] = typer.Option(None, "--autostop", metavar="MINUTES|off",
@@ -234,10 +237,10 @@ def launch(
         if proj is not None and not wait:
             raise PlaygroundError("--dags: deploys once the machine is healthy, so it needs --wait "
                                   "(or launch --no-wait, then `playground deploy`)")
-        chosen = _provider(provider, project, zone, say=True, machine_type=machine_type, disk_size_gb=disk_size)
-        if chosen.name != "local" and (runtime is not None or data_disk):
-            raise PlaygroundError(f"--{'runtime' if runtime is not None else 'data-disk'}: local instances only "
-                                  "(a GCE instance is a VM already)")
+        chosen = _provider(provider, project, zone, say=True, machine_type=machine_type, disk_size_gb=disk_size,
+                           data_disk_gb=data_disk or None)
+        if chosen.name != "local" and runtime is not None:
+            raise PlaygroundError("--runtime: local instances only (a GCE instance is a VM already)")
         if autostop is not None:
             if any(pair.partition("=")[0] == "autostop" for pair in set_):
                 raise PlaygroundError("--autostop: given twice (also as --set autostop=...)")
@@ -245,7 +248,7 @@ def launch(
         attrs = attributes.parse_sets(set_, project)
         req = LaunchRequest(name=name or project, project=project, attributes=attrs,
                             profile=chosen.profile(profile), wait=wait, timeout=timeout, build=build,
-                            runtime=runtime or "nspawn", data_disk_gb=data_disk)
+                            runtime=runtime or "nspawn", data_disk_gb=data_disk if chosen.name == "local" else 0)
         with progress() as bar:
             task = bar.add_task("starting", total=None)
             t0 = time.monotonic()
@@ -278,6 +281,45 @@ def start(
     except PlaygroundError as exc:
         fail(exc)
     _how_to_reach(launched)
+
+
+@app.command()
+def upgrade(
+    name: str = typer.Option(..., help="Instance name."),
+    image: Optional[str] = typer.Option(None, help="The image to move to: a name from `playground image list` "
+                                        "(local: or an image folder). Default: the newest of its profile."),
+    timeout: float = typer.Option(600, help="Seconds to wait for healthy on the new image."),
+    as_json: bool = typer.Option(False, "--json", help="Print what changed and the time taken as JSON."),
+    provider: Optional[str] = PROVIDER,
+    project: Optional[str] = GCE_PROJECT,
+    zone: Optional[str] = ZONE,
+) -> None:
+    """Move an instance to a newer image and keep everything on its data volume: DAG runs, MLflow runs,
+    models and artifacts, warehouse tables, connections, task logs. The machine is stopped, boots a fresh
+    boot disk (local: boot layer) of the new image, and its agent runs Airflow's migration at that boot.
+
+    Refused in one line, before anything changes: a downgrade (an older Airflow or MLflow, or an older
+    build), a PostgreSQL major-version change (back up, launch a new one, restore), a machine whose data
+    is on its boot disk."""
+    import json
+
+    try:
+        chosen = _provider(provider, project, zone)
+        with progress() as bar:
+            task = bar.add_task(f"upgrading {name}", total=None)
+            done = chosen.upgrade(name, image, lambda m: bar.update(task, description=m), timeout=timeout)
+    except PlaygroundError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps({"name": name, "upgraded": done.launched is not None, "change": done.change,
+                          "seconds": done.seconds, "healthy": done.launched.healthy if done.launched else None},
+                         indent=2, sort_keys=True))
+        return
+    if done.launched is None:
+        console.print(escape(done.change), highlight=False)
+        return
+    console.print(f"upgraded {name}: {escape(done.change)}, healthy in {done.seconds:.0f} s", highlight=False)
+    _how_to_reach(done.launched)
 
 
 @app.command()

@@ -19,12 +19,12 @@ from .errors import PlaygroundError
 # about 700 MB each at 8 at a time: --machine-type e2-standard-4 (16 GB) or e2-highmem-2 (16 GB, 2 vCPUs).
 DEFAULT_MACHINE_TYPE = "e2-standard-2"
 DEFAULTS: dict[str, Any] = {"provider": "local", "zone": "europe-west2-b", "machine_type": DEFAULT_MACHINE_TYPE,
-                             "disk_size_gb": 50, "disk_type": "pd-balanced", "network": "default",
+                             "disk_size_gb": 50, "data_disk_gb": 20, "disk_type": "pd-balanced", "network": "default",
                              "subnetwork": "", "service_account": "default", "image_project": "",
                              "gce_profile": "seed", "schedule_method": "scheduler", "timezone": ""}
 # Settings `playground config show` lists, in that order.
-KNOWN = ["provider", "project", "zone", "machine_type", "disk_size_gb", "disk_type", "network", "subnetwork",
-         "service_account", "image_project", "gce_profile", "schedule_method", "timezone"]
+KNOWN = ["provider", "project", "zone", "machine_type", "disk_size_gb", "data_disk_gb", "disk_type", "network",
+         "subnetwork", "service_account", "image_project", "gce_profile", "schedule_method", "timezone"]
 PROVIDERS = ("local", "gce")
 
 
@@ -65,7 +65,8 @@ def provider(flag: Optional[str]) -> tuple[str, str]:
     return value, source
 
 
-GCE_KEYS = ("machine_type", "disk_size_gb", "disk_type", "network", "subnetwork", "service_account", "image_project")
+GCE_KEYS = ("machine_type", "disk_size_gb", "data_disk_gb", "disk_type", "network", "subnetwork", "service_account",
+            "image_project")
 
 
 def gce(project: Optional[str], zone: Optional[str] = None, **flags: Any):
@@ -83,14 +84,16 @@ def gce(project: Optional[str], zone: Optional[str] = None, **flags: Any):
         raise PlaygroundError("--project: the GCP project id is required for the gce provider "
                               "(or PLAYGROUND_PROJECT, or project in playground.toml)")
     values = {k: resolve(k, flags.get(k))[0] for k in GCE_KEYS}
-    size = values["disk_size_gb"]
-    try:
-        size = int(size)
-    except (TypeError, ValueError) as exc:
-        raise PlaygroundError(f"disk_size_gb: expected a whole number of GB, got {size!r}") from exc
+    sizes = {}
+    for key in ("disk_size_gb", "data_disk_gb"):
+        try:
+            sizes[key] = int(values[key])
+        except (TypeError, ValueError) as exc:
+            raise PlaygroundError(f"{key}: expected a whole number of GB, got {values[key]!r}") from exc
     zone_value, zone_source = resolve("zone", zone)
     s = GceSettings(project=str(proj), zone=str(zone_value), zone_chosen=zone_source != "default",
-                    machine_type=str(values["machine_type"]), disk_size_gb=size, disk_type=str(values["disk_type"]),
+                    machine_type=str(values["machine_type"]), disk_size_gb=sizes["disk_size_gb"],
+                    data_disk_gb=sizes["data_disk_gb"], disk_type=str(values["disk_type"]),
                     network=str(values["network"]), subnetwork=str(values["subnetwork"] or ""),
                     service_account=str(values["service_account"]), image_project=str(values["image_project"] or ""),
                     profile=str(resolve("gce_profile", None)[0]))

@@ -137,6 +137,10 @@ def disk_row(disk: dict) -> dict:
     pct = float(disk.get("used_pct") or 0)
     level = disk.get("level") or ("red" if pct >= DISK_RED_PCT else "amber" if pct >= DISK_AMBER_PCT else "green")
     reason = f"{pct:.0f}% of {disk.get('total_gb', '-')} GB used"
+    if disk.get("volume") is True:
+        reason = "data volume: " + reason
+    elif disk.get("volume") is False:  # an agent from before data volumes says neither
+        reason = "boot disk (no data volume): " + reason
     if disk.get("free_gb") is not None:
         reason += f", {disk['free_gb']:.1f} GB free"
     uses = [u for u in disk.get("uses") or [] if u.get("bytes")]

@@ -8,6 +8,7 @@ python                 = "python3"
 python_packages        = "python3 python3-venv"
 airflow_version        = "2.11.2"
 mlflow_version         = "3.17.2"
+postgresql_major       = "15"
 gcsfuse_version        = "2.5.1"
 cloudsql_proxy_version = "2.14.3"
 # From the v2.14.3 release notes (their sha256 table); the build verifies it.

@@ -10,6 +10,7 @@ python                 = "python3.8"
 python_packages        = "python3.8 python3.8-venv python3.8-dev"
 airflow_version        = "2.0.2"
 mlflow_version         = "2.17.2"
+postgresql_major       = "10"
 gcsfuse_version        = "2.5.1"
 cloudsql_proxy_version = "2.14.3"
 # From the v2.14.3 release notes (their sha256 table); the build verifies it.

@@ -6,6 +6,13 @@ set -euo pipefail
 source "${PLAYGROUND_SRC:-/tmp/playground-src}/lib.sh"
 
 apt_install postgresql postgresql-client
+# The profile says which major this release installs (a label on GCE images, read by `playground upgrade`).
+installed_major="$(psql --version | awk '{print $3}' | cut -d. -f1)"
+if [[ "$installed_major" != "$PLAYGROUND_POSTGRESQL_MAJOR" ]]; then
+  echo "20-postgresql: this release installed PostgreSQL $installed_major, the profile says" \
+    "postgresql_major = \"$PLAYGROUND_POSTGRESQL_MAJOR\": correct the profile" >&2
+  exit 1
+fi
 for confd in /etc/postgresql/*/main/conf.d; do
   cat > "$confd/10-playground.conf" <<'CONF'
 # playground: local only, sized for a 2-8 vCPU machine running LocalExecutor.
@@ -29,6 +36,12 @@ systemctl enable postgresql >/dev/null 2>&1 || true
 # cluster when it dies; the agent's health checks the cluster unit and the postmaster's socket.
 install -d /etc/systemd/system/postgresql@.service.d
 cat > /etc/systemd/system/postgresql@.service.d/50-playground-restart.conf <<'UNIT'
+# The clusters live on the data volume (playground-data.service binds it over /var/lib/postgresql): never
+# start on the image's own folder, nor on a volume that service refused.
+[Unit]
+Requires=playground-data.service
+After=playground-data.service
+
 [Service]
 Restart=on-failure
 RestartSec=2

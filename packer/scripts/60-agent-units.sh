@@ -24,7 +24,7 @@ if (( systemd_version < 244 )); then
   sed -i -e '/^Restart=/d' -e '/^RestartSec=/d' -e '/^RestartPreventExitStatus=/d' \
     /etc/systemd/system/playground-agent.service
 fi
-systemctl enable playground-agent.service playground-ssh-hostkeys.service ssh.service >/dev/null 2>&1
+systemctl enable playground-data.service playground-agent.service playground-ssh-hostkeys.service ssh.service >/dev/null 2>&1
 systemd-analyze verify /etc/systemd/system/playground.target /etc/systemd/system/playground-*.service \
   /etc/systemd/system/airflow-*.service /etc/systemd/system/mlflow-server.service 2>&1 \
   | grep -v -e 'Failed to determine' -e 'is not executable' -e 'ConditionPathExists' || true

@@ -7,6 +7,7 @@ locals {
   family = var.image_family != "" ? var.image_family : "playground-${var.profile}"
   env = [
     "PLAYGROUND_PROFILE=${var.profile}",
+    "PLAYGROUND_POSTGRESQL_MAJOR=${var.postgresql_major}",
     "PLAYGROUND_TARGET=${local.target}",
     "PLAYGROUND_SRC=/tmp/playground-src",
     "PYTHON=${var.python}",

@@ -23,6 +23,7 @@ source "googlecompute" "gce" {
     playground-profile = var.profile
     airflow            = replace(var.airflow_version, ".", "-")
     mlflow             = replace(var.mlflow_version, ".", "-")
+    postgresql         = var.postgresql_major
   }
   enable_secure_boot          = true
   enable_vtpm                 = true

@@ -32,6 +32,11 @@ variable "mlflow_version" {
   type = string
 }
 
+variable "postgresql_major" {
+  type        = string
+  description = "The PostgreSQL major version the OS release installs (Debian 11: 13, Debian 12: 15, Ubuntu 18.04: 10). 20-postgresql.sh checks it; GCE images carry it as a label, so `playground upgrade` refuses a change of major before anything changes."
+}
+
 variable "image_family" {
   type        = string
   description = "GCE image family the built image joins; empty means playground-PROFILE, the family `playground launch` takes."

@@ -128,3 +128,107 @@ def test_no_permission_for_the_firewall_rule_is_a_warning_with_the_command(googl
     assert ("gcloud compute firewall-rules create playground-iap-ssh --project my-team-project --network default "
             "--direction INGRESS --source-ranges 35.235.240.0/20 --allow tcp:22 --target-tags allow-iap-ssh"
             ) in got["warning"]
+
+
+# --- the data disk and `playground upgrade` (issue 16) ---
+
+def test_launch_gives_the_vm_a_data_disk_the_agent_finds_by_its_device_name(google):
+    compute.launch(settings(data_disk_gb=30), "pg-demo", {}, lambda s: None)
+    boot, data = google.calls("instances.insert")[0]["body"]["disks"]
+    assert boot["boot"] and boot["deviceName"] == compute.BOOT_DEVICE
+    assert not data.get("boot") and data["deviceName"] == "playground-data" == compute.DATA_DEVICE
+    assert data["initializeParams"] == {"diskName": "pg-demo-data", "diskSizeGb": "30",
+                                        "diskType": f"zones/{ZONE}/diskTypes/pd-balanced"}
+    assert data["autoDelete"], "destroy removes the data disk with the VM, as it says"
+    assert (PROJECT, ZONE, "pg-demo-data") in google.compute.disks
+    compute.destroy(settings(), "pg-demo", lambda s: None)
+    assert not google.compute.disks
+
+
+def newer_image(google, name="playground-seed-20261203", **labels):
+    google.compute.add_image(PROJECT, "playground-seed", name, created="2026-12-03T10:00:00.000-08:00", **labels)
+
+
+def attached(google, name="pg-demo"):
+    return {d["deviceName"]: d["source"].rsplit("/", 1)[-1] for d in google.compute.instances[(PROJECT, ZONE, name)]
+            ["disks"]}
+
+
+def test_upgrade_swaps_the_boot_disk_of_a_stopped_vm_and_keeps_its_data_disk(google):
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    newer_image(google)
+    done = compute.upgrade(settings(), "pg-demo", None, lambda s: None)
+    assert done["change"] == "playground-seed-20261124 -> playground-seed-20261203 (same versions, a newer build)"
+    disks = attached(google)
+    assert disks["playground-data"] == "pg-demo-data", "the data disk moved"
+    new_boot = disks[compute.BOOT_DEVICE]
+    assert new_boot.startswith("pg-demo-boot-")
+    assert google.compute.disks[(PROJECT, ZONE, new_boot)]["sourceImage"].endswith("/playground-seed-20261203")
+    assert google.compute.instances[(PROJECT, ZONE, "pg-demo")]["status"] == "RUNNING"
+    order = [r["method"] for r in google.requests if not r["method"].startswith("zoneOperations")]
+    sequence = [m for m in order if m in ("disks.insert", "instances.stop", "instances.detachDisk",
+                                          "instances.attachDisk", "instances.start")]
+    # The disk is made before anything stops: a failure there leaves the machine running as it was.
+    assert sequence == ["disks.insert", "instances.stop", "instances.detachDisk", "instances.attachDisk",
+                        "instances.start"]
+    assert done["old_disk"] == "pg-demo"
+    compute.delete_disk(settings(), done["old_disk"], lambda s: None)
+    assert (PROJECT, ZONE, "pg-demo") not in google.compute.disks
+
+
+@pytest.mark.parametrize("labels, image, says", [
+    ({"airflow": "2-11-2", "postgresql": "15"}, None, "a change of major version is refused"),
+    ({"airflow": "1-10-15"}, None, "a downgrade is refused"),
+    ({}, "playground-seed-20261124", "already runs"),
+])
+def test_a_refused_upgrade_is_one_line_and_changes_nothing(google, labels, image, says):
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    newer_image(google, **labels)
+    before = attached(google)
+    if says == "already runs":
+        assert says in compute.upgrade(settings(), "pg-demo", image, lambda s: None)["change"]
+    else:
+        with pytest.raises(PlaygroundError, match=says):
+            compute.upgrade(settings(), "pg-demo", image, lambda s: None)
+    assert attached(google) == before
+    assert not google.calls("disks.insert") and not google.calls("instances.stop")
+
+
+def test_an_older_image_named_is_a_downgrade(google):
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    newer_image(google)
+    compute.upgrade(settings(), "pg-demo", None, lambda s: None)
+    with pytest.raises(PlaygroundError, match="was built before playground-seed-20261203"):
+        compute.upgrade(settings(), "pg-demo", "playground-seed-20261124", lambda s: None)
+
+
+def test_a_vm_without_a_data_disk_is_refused_before_anything_changes(google):
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    inst = google.compute.instances[(PROJECT, ZONE, "pg-demo")]
+    inst["disks"] = [d for d in inst["disks"] if d.get("boot")]  # a VM launched before data disks
+    newer_image(google)
+    with pytest.raises(PlaygroundError, match="keeps its data on its boot disk"):
+        compute.upgrade(settings(), "pg-demo", None, lambda s: None)
+    assert not google.calls("disks.insert")
+
+
+def test_a_failed_attach_puts_the_old_boot_disk_back(google):
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    newer_image(google)
+    google.compute.fail_next["instances.attachDisk"] = "permission"
+    with pytest.raises(PlaygroundError, match="permission denied"):
+        compute.upgrade(settings(), "pg-demo", None, lambda s: None)
+    assert attached(google)[compute.BOOT_DEVICE] == "pg-demo"
+
+
+def test_the_fake_refuses_what_gce_refuses_about_boot_disks(google):
+    """So the order upgrade uses is the one that works on Google: no boot-disk change on a running VM, no
+    deleting a disk a VM holds, no start without a boot disk."""
+    from google.api_core import exceptions as gex
+
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)
+    instances, _, _ = compute._clients()
+    with pytest.raises(gex.BadRequest, match="running instance"):
+        instances.detach_disk(project=PROJECT, zone=ZONE, instance="pg-demo", device_name=compute.BOOT_DEVICE)
+    with pytest.raises(gex.BadRequest, match="already being used"):
+        compute._disks_client().delete(project=PROJECT, zone=ZONE, disk="pg-demo-data")

@@ -150,6 +150,7 @@ def image_resource(name: str, family: str, source_url: str, manifest: dict):
     parts = manifest.get("components", {})
     labels = {"managed-by": "playground", "playground-profile": manifest["profile"], "built-from": "local-disk",
               "airflow": label(parts.get("airflow", "")), "mlflow": label(parts.get("mlflow", "")),
+              "postgresql": label(parts.get("postgresql", "").split(".")[0]),
               "source-hash": label(manifest.get("source_hash", ""))}
     description = (f"{manifest['name']}: {manifest.get('os', '?')}, Airflow {parts.get('airflow', '?')}, MLflow "
                    f"{parts.get('mlflow', '?')}; rootfs {manifest.get('checksum', '?')}; pushed by playground")

@@ -10,6 +10,8 @@ Each instance lives in one folder, PLAYGROUND_HOME/instances/NAME/:
   instance.json   what it is (record below), kept across stop/start and CLI exits
   metadata.json   the document its metadata server serves (the GCE protocol)
   upper/ work/    nspawn: its copy-on-write layer over the pristine image
+  data/           nspawn: its data volume (databases, artifacts, secrets, DAGs, task logs), outside that
+                  layer: bound at /mnt/disks/playground-data, where the agent binds it over the image's folders
   rootfs/         nspawn: the overlay mount point while it runs
   boot.qcow2      vm: its copy-on-write boot disk over the image's disk.raw; efivars.fd its UEFI NVRAM;
                   data.qcow2 its data disk, if it has one; qmp.sock QEMU's control socket
@@ -47,6 +49,7 @@ RUNTIMES = ("nspawn", "vm")
 # A VM's size here: what a 2-core test machine spares beside its nspawn instances (a playground on GCE is an
 # e2-standard-2 unless --machine-type says otherwise).
 VM_CPUS, VM_MEMORY_MIB = 2, 4096
+DATA_MOUNT = "/mnt/disks/playground-data"  # the agent's data.MOUNT
 VM_SSH_LOOPBACK_PORT = 2222  # QEMU's forward to the guest's sshd, on the namespace's own loopback
 # Fault drills (tests/image/test_agent_boot.py, bench/faults.py): the metadata server of the next boot
 # answers HTTP 500 for this many seconds, as a failing metadata server would.
@@ -69,6 +72,9 @@ class Instance:
     runtime: str = "nspawn"  # records written before the vm runtime have none
     accel: str = ""  # vm: kvm or tcg, chosen at launch
     data_disk_gb: int = 0  # vm: the data disk's size, 0 for none
+    # Where the team's data lives (the agent's data.py): "folder" (nspawn: data/ bound into the container),
+    # "disk" (vm: data.qcow2), "" (on the boot disk: a vm without a data disk, records from before volumes).
+    data_volume: str = ""
 
     @property
     def dir(self) -> Path:
@@ -336,6 +342,7 @@ def _start_container(inst: Instance) -> None:
              "--machine", f"playground-{inst.name}", "--hostname", inst.name,
              f"--network-namespace-path={netns.NETNS_DIR / net['netns']}", "--console=read-only",
              "--resolv-conf=off",
+             *([f"--bind={_data_folder(inst)}:{DATA_MOUNT}"] if inst.data_volume == "folder" else []),
              # systemd in a container reads its arguments like a kernel command line:
              # this points every unit at the local metadata server without changing the image.
              # google-auth reads both: HOST for its requests, IP for the ping that tells it it is
@@ -347,6 +354,12 @@ def _start_container(inst: Instance) -> None:
     inst.state = "running"
     inst.save()
     _wait_exec(proc, str(inst.dir))
+
+
+def _data_folder(inst: Instance) -> Path:
+    folder = inst.dir / "data"
+    folder.mkdir(mode=0o755, exist_ok=True)
+    return folder
 
 
 def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
@@ -517,7 +530,8 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
              "ssh-keys": f"{SSH_USER}:{(key.with_suffix('.pub')).read_text().strip()}"}
     inst = Instance(name=name, project=project, profile=profile, image=str(image), slot=_free_slot(),
                     instance_id=str(random.randrange(10**18, 10**19)), created_at=time.time(), attributes=attrs,
-                    runtime=runtime, data_disk_gb=data_disk_gb)
+                    runtime=runtime, data_disk_gb=data_disk_gb,
+                    data_volume="folder" if runtime == "nspawn" else "disk" if data_disk_gb else "")
     inst.save()
     try:
         if runtime == "vm":
@@ -589,3 +603,62 @@ def destroy(name: str) -> list[str]:
     shutil.rmtree(inst.dir)
     removed.append("folder " + str(inst.dir))
     return removed
+
+
+def upgrade(name: str, image: Path, report: Report, timeout: float = 300) -> tuple[Instance, Optional[dict], str]:
+    """Move the instance to another image, keeping its data volume: checked from both manifests first (a
+    refusal changes nothing), then stopped, given a fresh boot layer over the new image (nspawn: upper/;
+    vm: boot.qcow2), and started; the new image's agent migrates at that first boot. The previous layer is
+    kept beside until the machine is healthy on the new image, then removed."""
+    from .. import upgrade as rules
+
+    require_root("a local instance")
+    inst = load(name)
+    if not inst.data_volume:
+        why = "a VM launched without --data-disk" if inst.runtime == "vm" else "launched before data volumes"
+        raise PlaygroundError(f"{name} keeps its data on its boot disk ({why}): a new image would lose it; "
+                              "`playground backup`, launch a new playground and `playground restore` onto it")
+    if not (image / "manifest.json").is_file() or not (image / "rootfs").is_dir():
+        raise PlaygroundError(f"--image: {image} is not a complete local image (see `playground image list`)")
+    if inst.runtime == "vm" and not (image / "disk.raw").is_file():
+        raise PlaygroundError(f"--image: {image.name} has no bootable disk (disk.raw) for this VM")
+    new = json.loads((image / "manifest.json").read_text())
+    old_manifest = Path(inst.image) / "manifest.json"
+    if not old_manifest.is_file():
+        raise PlaygroundError(f"the image {name} runs is gone ({inst.image}): what it runs cannot be compared")
+    current = json.loads(old_manifest.read_text())
+    if Path(inst.image).resolve() == image.resolve():
+        return inst, None, f"{name} already runs {image.name}"
+    changes = rules.check(name, current, new)
+    what = rules.summary(current, new, changes)
+    report(f"upgrade {what}: stopping {name}")
+    halt(inst)
+    inst.state = "stopped"
+    inst.save()
+    layer = inst.dir / ("boot.qcow2" if inst.runtime == "vm" else "upper")
+    previous = layer.with_name(layer.name + ".previous")
+    if previous.exists():  # an earlier upgrade that did not end healthy: its layer is the last good one
+        _remove(layer)
+    elif layer.exists():
+        os.rename(layer, previous)
+    if inst.runtime != "vm":
+        shutil.rmtree(inst.dir / "work", ignore_errors=True)
+    # A new boot disk has new SSH host keys (as on GCE): the ones this instance had are forgotten.
+    (inst.dir / "known_hosts").unlink(missing_ok=True)
+    inst.image = str(image)
+    inst.save()
+    report(f"booting {name} on {image.name}")
+    try:
+        inst, rep = start(name, report, timeout, wait=True)
+    except PlaygroundError as exc:
+        raise PlaygroundError(f"upgrade {what}: {exc}; the data volume is as the new image's agent left it, the "
+                              f"previous boot layer is kept at {previous}") from exc
+    _remove(previous)
+    return inst, rep, what
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

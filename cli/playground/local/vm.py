@@ -156,7 +156,10 @@ def command(boot_disk: Path, console: Path, mode: str, ssh_forward: tuple[str, i
                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={efi_vars}"]
     if data_disk is not None:
-        cmd += ["-drive", f"file={data_disk},if=virtio,format=qcow2"]
+        # serial: the guest's udev names it /dev/disk/by-id/virtio-playground-data, where the agent's data.py
+        # finds its data volume (on GCE, /dev/disk/by-id/google-playground-data from the deviceName).
+        cmd += ["-drive", f"file={data_disk},if=none,id=data0,format=qcow2",
+                "-device", "virtio-blk-pci,drive=data0,serial=playground-data"]
     if qmp is not None:
         cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
     return cmd

@@ -37,6 +37,15 @@ class Launched:
 
 
 @dataclass
+class Upgraded:
+    """What upgrade did: the machine as started on the new image, and the change in one line."""
+
+    launched: Optional[Launched]  # None: nothing to do (it runs that image already)
+    change: str
+    seconds: float = 0.0
+
+
+@dataclass
 class LaunchRequest:
     name: str
     project: str
@@ -79,6 +88,12 @@ class Provider(ABC):
 
     @abstractmethod
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched: ...
+
+    @abstractmethod
+    def upgrade(self, name: str, image: Optional[str], report: Report, timeout: float = 300) -> "Upgraded":
+        """Move the machine to its profile's newest image (or the one named), keeping its data volume; a
+        downgrade or a PostgreSQL major change is refused in one line before anything changes
+        (upgrade.check)."""
 
     @abstractmethod
     def stop(self, name: str, report: Report) -> list[str]:

@@ -5,7 +5,7 @@ import dataclasses
 from typing import Any, Optional
 
 from ..errors import PlaygroundError
-from .base import Launched, LaunchRequest, Provider, Reach, Report
+from .base import Launched, LaunchRequest, Provider, Reach, Report, Upgraded
 from .waiting import read_over_ssh, wait_healthy
 
 # A VM answers SSH through IAP only once the guest has booted; poll its report less often than a
@@ -101,6 +101,27 @@ class GceProvider(Provider):
             self._wait(row, report, timeout)
         return self._launched(row, True if wait else None, [])
 
+    def upgrade(self, name: str, image: Optional[str], report: Report, timeout: float = 300) -> Upgraded:
+        """The VM gets a new boot disk of the image, its data disk stays; the old boot disk is deleted once the
+        machine is healthy on the new one (kept, and named, when it is not)."""
+        import time
+
+        from ..gce import compute
+
+        t0 = time.monotonic()
+        done = compute.upgrade(self.s, name, image, report)
+        if done["old_disk"] is None:
+            return Upgraded(launched=None, change=done["change"])
+        row = done["row"]
+        try:
+            self._wait(row, report, timeout)
+        except PlaygroundError as exc:
+            raise PlaygroundError(f"upgrade {done['change']}: {exc}; the old boot disk {done['old_disk']} is kept "
+                                  "(the data disk is as the new image's agent left it)") from exc
+        compute.delete_disk(dataclasses.replace(self.s, zone=row["zone"]), done["old_disk"], report)
+        return Upgraded(launched=self._launched(row, True, []), change=done["change"],
+                        seconds=round(time.monotonic() - t0, 1))
+
     def stop(self, name: str, report: Report) -> list[str]:
         from ..gce import compute
 
@@ -111,7 +132,7 @@ class GceProvider(Provider):
         from ..gce import compute
 
         compute.destroy(self.s, name, report)
-        return [f"VM {name} and its boot disk in {self.s.project}"]
+        return [f"VM {name}, its boot disk and its data disk in {self.s.project}"]
 
     def set_attributes(self, name: str, attributes: dict[str, str], report: Report) -> None:
         from ..gce import compute

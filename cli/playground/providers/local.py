@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from ..attributes import admin_user
 from ..errors import PlaygroundError
-from .base import Launched, LaunchRequest, Provider, Reach, Report
+from .base import Launched, LaunchRequest, Provider, Reach, Report, Upgraded
 
 
 class LocalProvider(Provider):
@@ -75,6 +75,28 @@ class LocalProvider(Provider):
 
         inst, rep = instance.start(name, report, timeout, wait=wait)
         return self._launched(inst, rep)
+
+    def upgrade(self, name: str, image: Optional[str], report: Report, timeout: float = 300) -> Upgraded:
+        from ..image import local_build
+        from ..local import instance
+
+        inst = instance.load(name)
+        if image is None:
+            chosen = local_build.newest_image(inst.profile)
+            if chosen is None:
+                raise PlaygroundError(f"no local image for profile {inst.profile!r}: `playground image build"
+                                      f"{'' if inst.profile == 'local' else ' --profile ' + inst.profile}`")
+        else:
+            # A name from `playground image list` (any local profile), or an image folder.
+            from ..image import profiles
+
+            named = [p for prof in profiles.local_profiles() for p in local_build.complete_images(prof)
+                     if p.name == image]
+            chosen = named[0] if named else Path(image)
+        t0 = time.monotonic()
+        inst, rep, change = instance.upgrade(name, chosen, report, timeout)
+        return Upgraded(launched=None if rep is None else self._launched(inst, rep), change=change,
+                        seconds=round(time.monotonic() - t0, 1))
 
     def stop(self, name: str, report: Report) -> list[str]:
         from ..local import instance
