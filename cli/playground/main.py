@@ -210,8 +210,9 @@ def launch(
                                           "guests, else software emulation, slow)."),
     data_disk: int = typer.Option(0, "--data-disk", help="The data volume's size (databases, artifacts, task "
                                   "logs; kept by `upgrade`). gce: GB of its persistent disk (default data_disk_gb, "
-                                  "20). local --runtime vm: GiB of a data disk (without one the data stays on the "
-                                  "boot disk); nspawn keeps it in a folder of its own."),
+                                  "20). local: GiB of a volume of that size (nspawn: an ext4 file, loop-mounted; "
+                                  "without it a folder of the instance's own; --runtime vm: a data disk, without "
+                                  "which the data stays on the boot disk)."),
     dags: Optional[Path] = typer.Option(None, "--dags", help="A project folder to deploy once the machine is "
                                         "healthy (as `playground deploy DIR`)."),
     autostop: Optional[str] = typer.Option(None, "--autostop", metavar="MINUTES|off",

@@ -1,6 +1,8 @@
 """What the golden image holds, checked on a booted instance over SSH (testinfra)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from support import remote_json, run_ok
 
@@ -26,7 +28,7 @@ def test_versions_match_the_manifest(host, manifest):
 
 
 def test_units_installed_and_enabled(host):
-    for unit in ("playground-agent.service", "ssh.service", "postgresql.service"):
+    for unit in ("playground-data.service", "playground-agent.service", "ssh.service", "postgresql.service"):
         assert host.service(unit).is_enabled, unit
     for unit in ("airflow-webserver.service", "airflow-scheduler@.service", "mlflow-server.service",
                  "cloud-sql-proxy.service", "playground-bucket-mount.service", "playground-bucket-sync.service",
@@ -36,6 +38,20 @@ def test_units_installed_and_enabled(host):
     assert host.service("airflow-webserver").is_running
     assert host.service("airflow-scheduler@1").is_running
     assert host.service("mlflow-server").is_running
+
+
+def test_the_teams_data_is_on_the_data_volume_not_the_image(host):
+    """PostgreSQL's clusters, the secrets and the task logs are bound from the data volume (a local instance's
+    data/ folder, a GCE data disk): what a new image (`playground upgrade`) leaves as it was."""
+    state = json.loads(run_ok(host, "cat /run/playground/data.json"))
+    if state.get("volume") is None:
+        pytest.skip("this machine has no data volume (a VM without a data disk): " + state.get("note", ""))
+    assert state["state"] == "ok" and state["volume"] == "/mnt/disks/playground-data", state
+    for target in ("/var/lib/postgresql", "/var/lib/playground/secrets", "/var/log/airflow",
+                   "/var/lib/playground/mlflow-artifacts", "/var/lib/airflow/dags"):
+        assert target in state["bound"], target
+        assert run_ok(host, f"findmnt -n -o TARGET {target}").strip() == target, f"{target} is not a mount"
+    assert run_ok(host, "systemctl show -p ActiveState playground-data.service").strip() == "ActiveState=active"
 
 
 def test_config_and_secret_modes(host):

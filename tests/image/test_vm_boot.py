@@ -159,9 +159,14 @@ def test_kill_9_of_the_whole_tree_comes_back_on_the_vms_kernel(booted, unit):
 
 def test_a_guest_power_off_stops_the_instance(booted):
     inst = booted["inst"]
-    out = run(inst, "sudo -n sh -c 'mkfs.ext4 -q -L pgdata /dev/vdb && mount /dev/vdb /mnt && "
-                    "echo kept > /mnt/witness && umount /mnt' && echo written")
-    assert out.stdout.strip() == "written", out.stderr
+    # The agent formatted the blank data disk (found by its serial) and keeps PostgreSQL on it.
+    out = run(inst, "findmnt -n -o SOURCE /mnt/disks/playground-data; findmnt -n -o SOURCE /var/lib/postgresql")
+    got = out.stdout.split()
+    assert len(got) == 2 and got[0].startswith("/dev/vd") and got[1] == got[0] + "[/postgresql]", out.stdout + \
+        out.stderr + diagnosis(inst)
+    out = run(inst, "sudo -n setpriv --reuid=airflow --regid=airflow --init-groups psql -qtAX -d warehouse -c "
+                    "\"CREATE TABLE witness AS SELECT 'kept' AS v\" && echo written")
+    assert out.stdout.strip().endswith("written"), out.stderr
     run(inst, "sudo -n systemctl poweroff", timeout=30)
     assert eventually(lambda: not instance.is_running(inst), 300, every=2), "QEMU still runs after the poweroff"
     rows = json.loads(subprocess.run([CLI, "list", "--json", "--provider", "local"], capture_output=True,
@@ -171,12 +176,13 @@ def test_a_guest_power_off_stops_the_instance(booted):
 
 def test_the_data_disk_survives_a_boot_disk_swap_and_start_brings_everything_back(booted):
     """A stopped VM's boot disk replaced by a fresh copy of the image's (what an image upgrade does): the
-    data disk keeps what was written, and `start` comes back healthy."""
+    data disk keeps the warehouse table written on the old boot disk, and `start` comes back healthy."""
     inst = instance.load(NAME)
     (inst.dir / "boot.qcow2").unlink()
     inst, _ = instance.start(NAME, report=lambda s: None, wait=False)
     assert ssh_up(inst), console(inst) + "\n" + diagnosis(inst)
-    out = run(inst, "sudo -n sh -c 'mount LABEL=pgdata /mnt && cat /mnt/witness'")
+    out = run(inst, "sudo -n setpriv --reuid=airflow --regid=airflow --init-groups psql -qtAX -d warehouse -c "
+                    "'SELECT v FROM witness'")
     assert out.stdout.strip() == "kept", out.stderr
     assert healthy(inst), run(inst, "sudo -n playground-agent status").stdout
 

@@ -77,7 +77,8 @@ def local_image(tmp_path, monkeypatch):
     info = disk.make_disk(root, folder / "disk.raw", 10_000, None)
     (folder / "manifest.json").write_text(json.dumps({
         "name": folder.name, "profile": "local", "os": "Debian GNU/Linux 12 (bookworm)", "disk": info,
-        "components": {"airflow": "2.11.2", "mlflow": "3.17.2"}, "source_hash": "d080b4820ce509a6",
+        "components": {"airflow": "2.11.2", "mlflow": "3.17.2", "postgresql": "15.20"},
+        "source_hash": "d080b4820ce509a6",
         "checksum": "sha256:00"}))
     return folder
 
@@ -101,7 +102,8 @@ def test_push_imports_the_disk_into_the_family_and_launch_boots_it_as_a_shielded
     assert insert["rawDisk"] == {"source": made["source"], "containerType": "TAR"}
     assert insert["guestOsFeatures"] == [{"type": "UEFI_COMPATIBLE"}]
     assert insert["labels"] == {"managed-by": "playground", "playground-profile": "local", "built-from": "local-disk",
-                                "airflow": "2-11-2", "mlflow": "3-17-2", "source-hash": "d080b4820ce509a6"}
+                                "airflow": "2-11-2", "mlflow": "3-17-2", "postgresql": "15",
+                                "source-hash": "d080b4820ce509a6"}
     image = fake_google.compute.images[(PROJECT, "playground-local")]
     assert image["status"] == "READY" and image["diskSizeGb"] == str(local_image.joinpath("disk.raw").stat().st_size
                                                                      // 2**30)

@@ -73,6 +73,7 @@ class Instance:
     accel: str = ""  # vm: kvm or tcg, chosen at launch
     data_disk_gb: int = 0  # vm: the data disk's size, 0 for none
     # Where the team's data lives (the agent's data.py): "folder" (nspawn: data/ bound into the container),
+    # "file" (nspawn with --data-disk: data.img, an ext4 of that size loop-mounted at data/, so it can fill),
     # "disk" (vm: data.qcow2), "" (on the boot disk: a vm without a data disk, records from before volumes).
     data_volume: str = ""
 
@@ -196,7 +197,8 @@ ACCEL_TEXT = {"kvm": "QEMU with KVM", "tcg": "QEMU software emulation (TCG; KVM 
 def runtime_text(inst: Instance) -> str:
     """What runs the instance, for list, status and launch."""
     if inst.runtime != "vm":
-        return f"nspawn ({os.cpu_count()} CPUs shared)"
+        data = f", data volume {inst.data_disk_gb} GiB" if inst.data_disk_gb else ""
+        return f"nspawn ({os.cpu_count()} CPUs shared{data})"
     data = f", data disk {inst.data_disk_gb} GiB" if inst.data_disk_gb else ""
     return f"vm: {ACCEL_TEXT.get(inst.accel, inst.accel)}, {VM_CPUS} vCPUs, {VM_MEMORY_MIB // 1024} GiB{data}"
 
@@ -342,7 +344,7 @@ def _start_container(inst: Instance) -> None:
              "--machine", f"playground-{inst.name}", "--hostname", inst.name,
              f"--network-namespace-path={netns.NETNS_DIR / net['netns']}", "--console=read-only",
              "--resolv-conf=off",
-             *([f"--bind={_data_folder(inst)}:{DATA_MOUNT}"] if inst.data_volume == "folder" else []),
+             *([f"--bind={_data_folder(inst)}:{DATA_MOUNT}"] if inst.data_volume in ("folder", "file") else []),
              # systemd in a container reads its arguments like a kernel command line:
              # this points every unit at the local metadata server without changing the image.
              # google-auth reads both: HOST for its requests, IP for the ping that tells it it is
@@ -359,7 +361,34 @@ def _start_container(inst: Instance) -> None:
 def _data_folder(inst: Instance) -> Path:
     folder = inst.dir / "data"
     folder.mkdir(mode=0o755, exist_ok=True)
+    if inst.data_volume == "file" and not _mounted(folder):
+        image = inst.dir / "data.img"
+        if not image.exists():  # sparse until written, as a blank GCE disk costs its size but holds nothing
+            with open(image, "wb") as fh:
+                fh.truncate(inst.data_disk_gb * 2**30)
+            # -m 0: no blocks held back for root, as Google's guide formats a data disk; the agent then
+            # sees a volume of its own size, which can fill.
+            proc = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-L", "playground-data", str(image)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                image.unlink(missing_ok=True)
+                raise PlaygroundError(f"mkfs.ext4 of the data volume {image} failed: {proc.stderr.strip()}")
+        proc = subprocess.run(["mount", "-o", "loop", str(image), str(folder)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PlaygroundError(f"mounting the data volume {image} failed: {proc.stderr.strip()}")
     return folder
+
+
+def _umount_data(inst: Instance) -> bool:
+    folder = inst.dir / "data"
+    if inst.data_volume != "file" or not _mounted(folder):
+        return False
+    for _ in range(20):
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode == 0:
+            return True
+        time.sleep(0.5)
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+    return True
 
 
 def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
@@ -436,6 +465,8 @@ def halt(inst: Instance, timeout: float = 90) -> list[str]:
     done += netns.remove(inst.slot)
     if _umount(inst):
         done.append("overlay mount " + str(inst.dir / "rootfs"))
+    if _umount_data(inst):
+        done.append("data volume mount " + str(inst.dir / "data"))
     inst.pids = {}
     return done
 
@@ -502,8 +533,6 @@ def validate_name(name: str, project: str) -> None:
 def check_runtime(runtime: str, data_disk_gb: int) -> None:
     if runtime not in RUNTIMES:
         raise PlaygroundError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if data_disk_gb and runtime != "vm":
-        raise PlaygroundError("--data-disk: a data disk needs --runtime vm (a container has no disks)")
     if not 0 <= data_disk_gb <= 1024:
         raise PlaygroundError(f"--data-disk: expected 1-1024 (GiB), got {data_disk_gb}")
 
@@ -531,7 +560,8 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
     inst = Instance(name=name, project=project, profile=profile, image=str(image), slot=_free_slot(),
                     instance_id=str(random.randrange(10**18, 10**19)), created_at=time.time(), attributes=attrs,
                     runtime=runtime, data_disk_gb=data_disk_gb,
-                    data_volume="folder" if runtime == "nspawn" else "disk" if data_disk_gb else "")
+                    data_volume=("file" if data_disk_gb else "folder") if runtime == "nspawn"
+                    else "disk" if data_disk_gb else "")
     inst.save()
     try:
         if runtime == "vm":
@@ -598,8 +628,9 @@ def destroy(name: str) -> list[str]:
     require_root("a local instance")
     inst = load(name)
     removed = halt(inst, timeout=60)
-    if (inst.dir / "rootfs").exists() and _mounted(inst.dir / "rootfs"):
-        raise PlaygroundError(f"{inst.dir / 'rootfs'} is still mounted; nothing deleted")
+    for mount in (inst.dir / "rootfs", inst.dir / "data"):
+        if mount.exists() and _mounted(mount):
+            raise PlaygroundError(f"{mount} is still mounted; nothing deleted")
     shutil.rmtree(inst.dir)
     removed.append("folder " + str(inst.dir))
     return removed
