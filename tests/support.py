@@ -1,10 +1,15 @@
 """Helpers shared by the tests (conftest modules are not importable by name)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -115,3 +120,33 @@ def eventually(fn, timeout: float, every: float = 3.0):
         if got or time.monotonic() > deadline:
             return got
         time.sleep(every)
+
+
+STORAGE_EMULATOR = [sys.executable, str(Path(__file__).parent / "image" / "standin_storage_emulator.py")]
+
+
+@contextlib.contextmanager
+def storage_emulator(workdir: Path, project: str):
+    """gcp-storage-emulator (in memory) on a free loopback port: its endpoint, stopped after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with open(workdir / "emulator.log", "wb") as log:
+        proc = subprocess.Popen([*STORAGE_EMULATOR, "start", "--host", "127.0.0.1", "--port", str(port),
+                                 "--in-memory"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=workdir)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/storage/v1/b?project={project}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the storage emulator did not start: " + (workdir / "emulator.log").read_text()[-2000:])
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(10)

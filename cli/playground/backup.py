@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional, Union
 
 from . import remote
 from .errors import PlaygroundError
@@ -23,7 +24,7 @@ CHUNK = 1 << 20
 
 @dataclass
 class BackupDone:
-    path: Path
+    path: Union[Path, str]  # a file here, or its gs:// URL
     size: int
     seconds: float
     manifest: dict
@@ -147,3 +148,100 @@ def counts_rows(expected: dict, found: dict | None = None) -> list[tuple[str, st
             got = "" if found is None else str((found.get(db) or {}).get(what, "-"))
             rows.append((f"{db}.{what}", str(expected[db][what]), got))
     return rows
+
+
+# --- gs://BUCKET/PREFIX: the same file, kept in Cloud Storage ---
+# Bucket names: 3-63 of a-z 0-9 . _ -, beginning and ending with a letter or digit
+# (https://cloud.google.com/storage/docs/buckets#naming).
+GS_RE = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,61}[a-z0-9])(/[^\s]*)?$")
+
+
+def gs_location(url: str, flag: str) -> Optional[tuple[str, str]]:
+    """(bucket, object prefix or name) of a gs:// URL; None for a path of this machine."""
+    if not url.startswith("gs://"):
+        return None
+    match = GS_RE.match(url)
+    if not match:
+        raise PlaygroundError(f"{flag}: expected gs://BUCKET[/PREFIX] (a bucket name of 3-63 of a-z 0-9 . _ -), "
+                              f"got {url!r}")
+    return match.group(1), (match.group(2) or "").strip("/")
+
+
+def _gs_error(exc: Exception, flag: str, url: str) -> PlaygroundError:
+    from google.api_core import exceptions as gex
+
+    msg = (getattr(exc, "message", None) or str(exc)).strip()
+    if isinstance(exc, gex.NotFound):
+        return PlaygroundError(f"{flag}: {url}: not found (a bucket is made with `gcloud storage buckets create "
+                               "gs://BUCKET --uniform-bucket-level-access --public-access-prevention`)")
+    if isinstance(exc, gex.Forbidden):
+        return PlaygroundError(f"{flag}: {url}: permission denied: {msg} (needs roles/storage.objectAdmin on the "
+                               "bucket, or storage.objects.create and .get)")
+    if isinstance(exc, gex.PreconditionFailed):
+        return PlaygroundError(f"{flag}: {url} exists already: a backup is never overwritten")
+    return PlaygroundError(f"{flag}: {url}: Cloud Storage error: {msg}")
+
+
+def _bucket(bucket: str, project: Optional[str], flag: str):
+    """The bucket, looked up before any work (a missing one is one line, nothing made)."""
+    from google.api_core import exceptions as gex
+
+    from .gce.google import network_errors, storage_client, unreachable
+
+    try:
+        return storage_client(project).get_bucket(bucket)
+    except gex.GoogleAPICallError as exc:
+        raise _gs_error(exc, flag, f"gs://{bucket}") from exc
+    except network_errors() as exc:
+        raise unreachable("storage", exc) from exc
+
+
+def backup_to_gs(target, url: str, project: Optional[str], report: Report) -> BackupDone:
+    """The machine backed up into a private temporary folder, then uploaded to gs://BUCKET/PREFIX/NAME-...tar
+    (never over an object there: if_generation_match=0); the temporary file is removed either way."""
+    import tempfile
+
+    from google.api_core import exceptions as gex
+
+    from .gce.google import network_errors, unreachable
+
+    bucket_name, prefix = gs_location(url, "--to")
+    bucket = _bucket(bucket_name, project, "--to")
+    with tempfile.TemporaryDirectory(prefix="playground-backup-") as folder:  # 0700
+        done = backup(target, Path(folder), report)
+        name = (prefix + "/" if prefix else "") + done.path.name
+        dest = f"gs://{bucket_name}/{name}"
+        blob = bucket.blob(name, chunk_size=8 * CHUNK)
+        try:
+            with open(done.path, "rb") as fh:
+                from .image.push import _Reading
+
+                blob.upload_from_file(_Reading(fh, done.size, report), size=done.size,
+                                      content_type="application/x-tar", if_generation_match=0)
+        except gex.GoogleAPICallError as exc:
+            raise _gs_error(exc, "--to", dest) from exc
+        except network_errors() as exc:
+            raise unreachable("storage", exc) from exc
+    return BackupDone(dest, done.size, done.seconds, done.manifest)
+
+
+def download_from_gs(url: str, folder: Path, project: Optional[str], report: Report) -> Path:
+    """gs://BUCKET/NAME into folder, for restore."""
+    from google.api_core import exceptions as gex
+
+    from .gce.google import network_errors, unreachable
+
+    bucket_name, name = gs_location(url, "--from")
+    if not name or name.endswith("/"):
+        raise PlaygroundError(f"--from: {url}: expected the backup object, gs://BUCKET/PATH/NAME.tar")
+    dest = folder / name.rsplit("/", 1)[-1]
+    report(f"downloading {url}")
+    try:
+        _bucket(bucket_name, project, "--from").blob(name).download_to_filename(str(dest))
+    except gex.GoogleAPICallError as exc:
+        dest.unlink(missing_ok=True)
+        raise _gs_error(exc, "--from", url) from exc
+    except network_errors() as exc:
+        dest.unlink(missing_ok=True)
+        raise unreachable("storage", exc) from exc
+    return dest

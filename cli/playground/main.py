@@ -669,8 +669,9 @@ def _deploy(chosen, name: Optional[str], project: Optional[str], proj, as_json: 
 @app.command()
 def backup(
     name: str = typer.Option(..., help="Instance name."),
-    to: Path = typer.Option(..., "--to", help="The folder the backup file goes to (made 0600: it holds the "
-                            "machine's Fernet key)."),
+    to: str = typer.Option(..., "--to", help="The folder the backup file goes to (made 0600: it holds the "
+                           "machine's Fernet key), or gs://BUCKET[/PREFIX] (an existing bucket; never "
+                           "overwritten)."),
     as_json: bool = typer.Option(False, "--json", help="Print the file and its manifest as JSON for scripts."),
     provider: Optional[str] = PROVIDER,
     project: Optional[str] = GCE_PROJECT,
@@ -684,10 +685,13 @@ def backup(
     from . import backup as backup_mod
 
     try:
+        to_gs = backup_mod.gs_location(to, "--to")  # a bad URL is refused before the machine is looked for
         target = _provider(provider, project, zone).reach(name, project).target
         with progress() as bar:
             task = bar.add_task(f"backing up {name}", total=None)
-            done = backup_mod.backup(target, to, lambda m: bar.update(task, description=m))
+            say = lambda m: bar.update(task, description=m)  # noqa: E731
+            done = (backup_mod.backup_to_gs(target, to, project, say) if to_gs
+                    else backup_mod.backup(target, Path(to), say))
     except PlaygroundError as exc:
         fail(exc)
     if as_json:
@@ -703,7 +707,8 @@ def backup(
 @app.command()
 def restore(
     name: str = typer.Option(..., help="Instance name: the machine the backup goes onto (a fresh one)."),
-    from_: Path = typer.Option(..., "--from", help="A backup file made by `playground backup`."),
+    from_: str = typer.Option(..., "--from", help="A backup file made by `playground backup`, here or at "
+                              "gs://BUCKET/PATH/NAME.tar."),
     replace: bool = typer.Option(False, "--replace", help="Drop the machine's own DAG runs, MLflow runs and "
                                  "warehouse tables (refused without it)."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts found and expected as JSON."),
@@ -721,10 +726,19 @@ def restore(
     from . import backup as backup_mod
 
     try:
+        from_gs = backup_mod.gs_location(from_, "--from")
         target = _provider(provider, project, zone).reach(name, project).target
         with progress() as bar:
             task = bar.add_task(f"restoring onto {name}", total=None)
-            result = backup_mod.restore(target, from_, replace, lambda m: bar.update(task, description=m))
+            say = lambda m: bar.update(task, description=m)  # noqa: E731
+            if from_gs:
+                import tempfile
+
+                with tempfile.TemporaryDirectory(prefix="playground-restore-") as folder:
+                    result = backup_mod.restore(target, backup_mod.download_from_gs(from_, Path(folder), project,
+                                                                                    say), replace, say)
+            else:
+                result = backup_mod.restore(target, Path(from_), replace, say)
     except PlaygroundError as exc:
         fail(exc)
     if as_json:
@@ -732,7 +746,7 @@ def restore(
     else:
         _print_counts(result["expected"], result["found"])
         same = result["found"] == result["expected"]
-        console.print(f"restored {from_.name} onto {name} in {result['seconds']} s: "
+        console.print(f"restored {from_.rsplit('/', 1)[-1]} onto {name} in {result['seconds']} s: "
                       + ("every count as in the backup" if same else "counts differ from the backup's")
                       + ("" if result.get("healthy", True) else "; not healthy: " + "; ".join(result["problems"])),
                       highlight=False)

@@ -189,3 +189,41 @@ def test_bad_backups_are_one_line_and_change_nothing(machines, backup_file, seed
     assert eventually(lambda: (instance.health(target) or {}).get("healthy"), 180, every=5)
     out = cli("backup", "--name", TARGET, "--to", str(tmp_path / "nowhere"))
     assert out.returncode == 1 and "--to:" in out.stderr and "is not a folder" in out.stderr
+
+
+def test_a_backup_to_cloud_storage_restores_the_same_and_bad_urls_are_one_line(machines, seeded, tmp_path,
+                                                                                  monkeypatch):
+    """`--to gs://BUCKET/PREFIX` uploads the same file (to gcp-storage-emulator here, through
+    google-cloud-storage as against Google) and `--from gs://...` restores it; the temporary copies are
+    gone after."""
+    import urllib.request
+
+    from support import storage_emulator
+
+    with storage_emulator(tmp_path, "playground-test") as endpoint:
+        monkeypatch.setenv("PLAYGROUND_STORAGE_ENDPOINT", endpoint)
+        monkeypatch.setenv("PLAYGROUND_GOOGLE_ANONYMOUS", "1")
+        req = urllib.request.Request(f"{endpoint}/storage/v1/b?project=playground-test", method="POST",
+                                     data=json.dumps({"name": "team-backups"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10)
+        out = cli("backup", "--name", SOURCE, "--to", "gs://team-backups/nightly", "--json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        done = json.loads(out.stdout)
+        assert done["path"].startswith(f"gs://team-backups/nightly/{SOURCE}-") and done["path"].endswith(".tar")
+        with urllib.request.urlopen(f"{endpoint}/storage/v1/b/team-backups/o") as resp:
+            stored = {o["name"]: int(o["size"]) for o in json.load(resp).get("items", [])}
+        assert stored == {done["path"].removeprefix("gs://team-backups/"): done["bytes"]}
+        assert not list(Path("/tmp").glob("playground-backup-*")), "the temporary copy was left behind"
+
+        out = cli("restore", "--name", TARGET, "--from", done["path"], "--replace", "--json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        result = json.loads(out.stdout)
+        in_backup = {db: v["counts"] for db, v in done["manifest"]["databases"].items()}
+        assert result["ok"] and result["found"] == in_backup
+        for args, said in ((["backup", "--name", SOURCE, "--to", "gs://Bad_Bucket"], "--to: expected gs://BUCKET"),
+                           (["backup", "--name", SOURCE, "--to", "gs://no-such-bucket/x"], "not found"),
+                           (["restore", "--name", TARGET, "--from", "gs://team-backups/none.tar"], "not found")):
+            out = cli(*args)
+            errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("error:")]
+            assert out.returncode == 1 and len(errors) == 1 and said in errors[0], (args, out.stdout, out.stderr)

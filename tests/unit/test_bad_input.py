@@ -103,3 +103,14 @@ def test_good_input_is_sent_as_given(google):
     assert res.exit_code == 0, res.output
     items = {i["key"]: i["value"] for i in google.calls("instances.insert")[0]["body"]["metadata"]["items"]}
     assert items["airflow-schedulers"] == "2" and items["timezone"] == "Europe/London"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["backup", "--name", "nosuch", "--to", "gs://Bad_Bucket!"], "--to: expected gs://BUCKET[/PREFIX]"),
+    (["backup", "--name", "nosuch", "--to", "gs://ab"], "--to: expected gs://BUCKET[/PREFIX]"),
+    (["restore", "--name", "nosuch", "--from", "gs://UPPER/x.tar"], "--from: expected gs://BUCKET[/PREFIX]"),
+])
+def test_a_bad_cloud_storage_url_is_refused_before_the_machine_is_looked_for(google, args, expected):
+    line = one_error(args)
+    assert expected in line and "nosuch" not in line, line
+    assert google.requests == []

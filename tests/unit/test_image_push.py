@@ -7,46 +7,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from playground.image import disk
-from playground.local import vm
 from playground.main import app
+from support import storage_emulator
 from test_image_disk import tiny_rootfs
 from typer.testing import CliRunner
 
 PROJECT = "my-team-project"
 BUCKET = f"{PROJECT}-playground-images"
-EMULATOR = [sys.executable, str(Path(__file__).parents[1] / "image" / "standin_storage_emulator.py")]
 
 
 @pytest.fixture
 def storage(tmp_path, monkeypatch):
-    port = vm.free_port()
-    with open(tmp_path / "emulator.log", "wb") as log:
-        proc = subprocess.Popen([*EMULATOR, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/storage/v1/b?project={PROJECT}", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("the storage emulator did not start: " + (tmp_path / "emulator.log").read_text()[-2000:])
-            time.sleep(0.2)
-    monkeypatch.setenv("PLAYGROUND_STORAGE_ENDPOINT", endpoint)
-    yield endpoint
-    proc.terminate()
-    proc.wait(10)
+    with storage_emulator(tmp_path, PROJECT) as endpoint:
+        monkeypatch.setenv("PLAYGROUND_STORAGE_ENDPOINT", endpoint)
+        yield endpoint
 
 
 def objects(endpoint: str, bucket: str) -> list[str]:
