@@ -127,6 +127,9 @@ class Snapshot:
                 self.proc.wait()
 
 
+INCOMING = ".playground-restoring"  # restore's copy of the artifacts, inside their folder until the swap
+
+
 def _artifacts_dir(cfg: Dict[str, Any]) -> Optional[str]:
     root = str(cfg.get("artifacts_root") or "")
     return None if not root or root.startswith("gs://") else paths.p(root)
@@ -324,10 +327,12 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
                                       universal_newlines=True, timeout=3600)
             if proc.returncode != 0:
                 raise BackupError("pg_restore of %s: %s" % (role, proc.stderr.strip()[-300:]))
-        # The artifacts copied beside their folder (the staging folder may be another filesystem).
+        # The artifacts copied into a hidden folder inside theirs: the same filesystem whatever it is (the data
+        # volume bound over it, an overlay), so the swap is renames; the folder itself is never renamed (a
+        # mount point cannot be, nor a lower-layer folder of an overlay).
         artifacts = _artifacts_dir(cfg)
         if artifacts and os.path.isdir(os.path.join(stage, "artifacts")):
-            incoming = artifacts + ".restoring"
+            incoming = os.path.join(artifacts, INCOMING)
             shutil.rmtree(incoming, ignore_errors=True)
             shutil.copytree(os.path.join(stage, "artifacts"), incoming, symlinks=True)
             mlflow = pwd.getpwnam("mlflow")
@@ -346,9 +351,16 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
             _psql("postgres", 'ALTER DATABASE "%s_restoring" RENAME TO "%s"' % (db, db))
             temp_dbs.remove(db + "_restoring")
         if artifacts and incoming:
-            # Removed, not renamed: on an image's overlay a folder of the lower layer cannot be renamed.
-            shutil.rmtree(artifacts, ignore_errors=True)
-            os.rename(incoming, artifacts)
+            for name in os.listdir(artifacts):
+                if name != INCOMING:
+                    path = os.path.join(artifacts, name)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+            for name in os.listdir(incoming):
+                os.rename(os.path.join(incoming, name), os.path.join(artifacts, name))
+            os.rmdir(incoming)
         # 3. This machine's Fernet key, its schema version, its admin password.
         env = airflow_run_env()  # the services' own settings and secrets, as retention runs Airflow
         old_key = _read(os.path.join(stage, "secrets", "fernet-key"))
