@@ -187,7 +187,7 @@ def instance_resource(s: GceSettings, name: str, image_link: str, attributes: di
             compute_v1.AttachedDisk(
                 boot=False, auto_delete=True, type_="PERSISTENT", device_name=DATA_DEVICE,
                 initialize_params=compute_v1.AttachedDiskInitializeParams(
-                    disk_name=f"{name}-data", disk_size_gb=s.data_disk_gb,
+                    disk_name=f"{name[:58]}-data", disk_size_gb=s.data_disk_gb,  # a disk name is 63 at most
                     disk_type=f"{zone_path}/diskTypes/{s.disk_type}"))],
         network_interfaces=[nic],
         service_accounts=[compute_v1.ServiceAccount(email=s.service_account, scopes=SCOPES)],

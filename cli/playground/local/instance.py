@@ -11,7 +11,8 @@ Each instance lives in one folder, PLAYGROUND_HOME/instances/NAME/:
   metadata.json   the document its metadata server serves (the GCE protocol)
   upper/ work/    nspawn: its copy-on-write layer over the pristine image
   data/           nspawn: its data volume (databases, artifacts, secrets, DAGs, task logs), outside that
-                  layer: bound at /mnt/disks/playground-data, where the agent binds it over the image's folders
+                  layer: bound at /mnt/disks/playground-data, where the agent binds it over the image's folders;
+                  with --data-disk, data.img (an ext4 of that size) is loop-mounted there
   rootfs/         nspawn: the overlay mount point while it runs
   boot.qcow2      vm: its copy-on-write boot disk over the image's disk.raw; efivars.fd its UEFI NVRAM;
                   data.qcow2 its data disk, if it has one; qmp.sock QEMU's control socket

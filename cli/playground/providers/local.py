@@ -130,7 +130,7 @@ class LocalProvider(Provider):
         state = "running" if instance.is_running(inst) else ("stopped" if inst.state != "creating" else "incomplete")
         return {"name": inst.name, "provider": "local", "project": inst.project, "profile": inst.profile,
                 "state": state, "address": inst.address, "zone": instance.ZONE, "runtime": inst.runtime,
-                "accel": inst.accel or None, "data_disk_gb": inst.data_disk_gb,
+                "accel": inst.accel or None, "data_disk_gb": inst.data_disk_gb, "data_volume": inst.data_volume or None,
                 "age_s": round(time.time() - inst.created_at)}
 
     def machines(self, name: Optional[str], project: Optional[str]) -> list:
