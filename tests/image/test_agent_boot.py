@@ -174,7 +174,7 @@ def test_no_secret_on_any_command_line_during_first_boot(request, image, image_p
         assert rep["healthy"]
         booting.clear()
         watcher.join(10)
-        secrets_dir = inst.dir / "rootfs/var/lib/playground/secrets"
+        secrets_dir = inst.dir / "data/secrets"  # on the data volume (agent's data.py), outside the rootfs
         secrets = [(secrets_dir / "admin-password").read_text().strip()]
         for line in (secrets_dir / "airflow.env").read_text().splitlines():
             key, _, value = line.partition("=")

@@ -144,7 +144,7 @@ def test_healthy_with_the_proxy_unit_and_the_secret_read_with_the_instance_token
     assert call["params"] == {"projectsId": PROJECT, "secretsId": SECRET_ID, "versionsId": "latest"}
     assert call["headers"]["Authorization"] == f"Bearer {google.secrets.token}"
     root = inst.dir / "rootfs"
-    secret_env = root / "var/lib/playground/secrets/mlflow.env"
+    secret_env = inst.dir / "data/secrets/mlflow.env"  # the data volume holds the secrets (agent's data.py)
     st = secret_env.stat()
     assert (st.st_mode & 0o777, st.st_uid) == (0o600, 0)
     quoted = urllib.parse.quote(PASSWORD, safe="")
