@@ -266,16 +266,20 @@ def _mount_overlay(inst: Instance) -> None:
         raise PlaygroundError(f"overlay mount for {inst.name} failed: {proc.stderr.strip()}")
 
 
-def _umount(inst: Instance) -> bool:
-    rootfs = inst.dir / "rootfs"
-    if not _mounted(rootfs):
+def _unmount(path: Path) -> bool:
+    """Unmount path if mounted: retried while busy for 10 s, then lazily. True if it was mounted."""
+    if not _mounted(path):
         return False
     for _ in range(20):
-        if subprocess.run(["umount", str(rootfs)], capture_output=True).returncode == 0:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
             return True
         time.sleep(0.5)
-    subprocess.run(["umount", "-l", str(rootfs)], capture_output=True)
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
     return True
+
+
+def _umount(inst: Instance) -> bool:
+    return _unmount(inst.dir / "rootfs")
 
 
 def metadata_fault() -> list[str]:
@@ -381,15 +385,7 @@ def _data_folder(inst: Instance) -> Path:
 
 
 def _umount_data(inst: Instance) -> bool:
-    folder = inst.dir / "data"
-    if inst.data_volume != "file" or not _mounted(folder):
-        return False
-    for _ in range(20):
-        if subprocess.run(["umount", str(folder)], capture_output=True).returncode == 0:
-            return True
-        time.sleep(0.5)
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-    return True
+    return inst.data_volume == "file" and _unmount(inst.dir / "data")
 
 
 def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
