@@ -4,12 +4,14 @@ with a manifest, a pg_dump of each database, the Fernet key and MLflow's artifac
 Consistent while the machine runs: each database is dumped in one exported snapshot (pg_dump --snapshot),
 and the manifest's counts are read in that same snapshot, so they are exactly what the dump holds. The
 artifacts are copied after the dumps: every run in the dump has its artifacts (one written meanwhile is
-an extra file, harmless).
+an extra file, harmless). What was copied is counted as it goes into the stream and said in end.json, its
+last member: a stream without it was cut short.
 
     manifest.json          format, versions (Airflow, PostgreSQL, MLflow, image), counts, what is absent
     db/NAME.dump           pg_dump -Fc of airflow, warehouse and (local backend) MLflow's database
     secrets/fernet-key     the key Airflow's connections and variables are encrypted with
     artifacts/...          MLflow's artifacts (a local artifacts-root; gs:// ones stay in their bucket)
+    end.json               the artifact files and bytes the stream holds (MLflow may add one meanwhile)
 
 The stream holds a secret: the CLI keeps the file 0600, and nothing here prints or logs the key.
 
@@ -36,6 +38,7 @@ from . import paths, versions
 from .render import read_json
 
 FORMAT = 1
+END = "end.json"  # the stream's last member (a backup from before it has none: its manifest counts then)
 STAGING_DIR = paths.p("/var/tmp")
 HEALTHY_WAIT_S = 180
 AS_POSTGRES = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
@@ -168,7 +171,7 @@ def backup(out: IO[bytes]) -> Dict[str, Any]:
     try:
         manifest: Dict[str, Any] = {"format": FORMAT, "instance": cfg.get("instance_name"),
                                     "project": cfg.get("project_id"), "created_at": started,
-                                    "versions": _versions(), "databases": {}, "absent": []}
+                                    "versions": _versions(), "databases": {}, "absent": [], "end": END}
         for role, (db, _) in _databases(cfg).items():
             snap = Snapshot(db)
             try:
@@ -193,8 +196,18 @@ def backup(out: IO[bytes]) -> Dict[str, Any]:
             _add_bytes(tar, "secrets/fernet-key", key.encode())
             for role in manifest["databases"]:
                 tar.add(os.path.join(stage, role + ".dump"), arcname="db/%s.dump" % role)
+            copied = {"files": 0, "bytes": 0}
+
+            def counted(info: tarfile.TarInfo) -> tarfile.TarInfo:
+                if info.isfile():
+                    copied["files"] += 1
+                    copied["bytes"] += info.size
+                return info
+
             if "artifacts" in manifest:
-                tar.add(artifacts, arcname="artifacts", recursive=True)
+                tar.add(artifacts, arcname="artifacts", recursive=True, filter=counted)
+                manifest["artifacts"] = copied
+            _add_bytes(tar, END, (json.dumps({"artifacts": copied}, sort_keys=True) + "\n").encode())
         manifest["seconds"] = round(time.time() - started, 1)
         return manifest
     finally:
@@ -218,9 +231,19 @@ def _safe(member: tarfile.TarInfo) -> bool:
 def _extract(src: IO[bytes], stage: str) -> Dict[str, Any]:
     """The stream into stage; the manifest is checked as soon as it is read (the first member)."""
     manifest: Optional[Dict[str, Any]] = None
+    end: Optional[Dict[str, Any]] = None
     try:
         with tarfile.open(fileobj=src, mode="r|") as tar:
             for member in tar:
+                if member.name == END and manifest is not None and member.isfile():
+                    fh = tar.extractfile(member)
+                    try:
+                        end = json.loads(fh.read().decode()) if fh else None
+                    except ValueError:
+                        end = None
+                    if not isinstance(end, dict):
+                        raise BackupError("the backup's %s is not the JSON a backup ends with" % END)
+                    continue
                 if manifest is None:
                     if member.name != "manifest.json" or not member.isfile():
                         raise BackupError("not a playground backup: it does not begin with manifest.json")
@@ -245,8 +268,11 @@ def _extract(src: IO[bytes], stage: str) -> Dict[str, Any]:
     for role in manifest.get("databases") or {}:
         if not os.path.isfile(os.path.join(stage, "db", role + ".dump")):
             raise BackupError("the backup lacks db/%s.dump that its manifest names: truncated?" % role)
-    # A stream cut at a member's boundary reads as a shorter archive: the artifacts are counted.
-    want = (manifest.get("artifacts") or {}).get("files")
+    # A stream cut at a member's boundary reads as a shorter archive: it lacks the end, and the artifacts
+    # are counted against what the end says was copied.
+    if manifest.get("end") and end is None:
+        raise BackupError("the backup lacks its last member %s: truncated?" % END)
+    want = ((end or manifest).get("artifacts") or {}).get("files")
     got = _tree_size(os.path.join(stage, "artifacts"))["files"]
     if want is not None and got != want:
         raise BackupError("the backup has %d of the %d artifact files its manifest names: truncated?" % (got, want))

@@ -40,6 +40,12 @@ def good(doc: dict | None = None) -> list[tuple[str, bytes]]:
             ("db/airflow.dump", b"PGDMP"), ("artifacts/1/r/artifacts/a.txt", b"hello")]
 
 
+def ended(doc: dict | None = None, files: int = 1) -> list[tuple[str, bytes]]:
+    """A stream as backup() writes it now: the manifest names its end, and the end what was copied."""
+    doc = dict(doc or manifest(), end=backup.END)
+    return good(doc) + [(backup.END, json.dumps({"artifacts": {"files": files, "bytes": 5}}).encode())]
+
+
 @pytest.fixture(autouse=True)
 def this_machine(monkeypatch):
     monkeypatch.setattr(backup, "_versions", lambda: dict(HERE))
@@ -61,6 +67,10 @@ def test_a_whole_backup_is_staged_with_its_manifest(tmp_path):
     (good() + [("artifacts/link", b"")], {"artifacts/link": "symlink"}, "not a plain file under its own folder"),
     (good()[:2], None, "lacks db/airflow.dump"),
     (good()[:3], None, "has 0 of the 1 artifact files"),
+    (ended()[:-1], None, "lacks its last member end.json: truncated"),
+    (ended()[:-2] + ended()[-1:], None, "has 0 of the 1 artifact files"),
+    (ended(files=2), None, "has 1 of the 2 artifact files"),
+    (good(dict(manifest(), end=backup.END)) + [(backup.END, b"[")], None, "not the JSON a backup ends with"),
 ])
 def test_a_bad_stream_is_one_error_naming_what_is_wrong(tmp_path, members, kinds, said):
     with pytest.raises(backup.BackupError, match=said.replace("(", r"\(")):
@@ -89,3 +99,37 @@ def test_a_newer_backup_is_a_downgrade_refused_before_anything_is_extracted(tmp_
 
 def test_an_older_backup_is_restorable():
     backup.check_versions(manifest(airflow="2.0.2", postgresql=13))
+
+
+def test_an_ended_stream_counts_the_artifacts_its_end_names(tmp_path):
+    got = backup._extract(stream(ended()), str(tmp_path))
+    assert got["end"] == backup.END and not (tmp_path / backup.END).exists()
+
+
+def test_an_artifact_written_while_the_backup_runs_is_in_it_and_the_restore_accepts_it(tmp_path, monkeypatch):
+    """MLflow (the lineage service) may log an artifact after the manifest counted them: the stream holds
+    it, its end says so, and reading it back is not taken for a cut stream (found by test_backup)."""
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "1/r").mkdir(parents=True)
+    (artifacts / "1/r/first.txt").write_text("one")
+    monkeypatch.setattr(backup, "STAGING_DIR", str(tmp_path))
+    monkeypatch.setattr(backup, "_config", lambda: {"artifacts_root": str(artifacts)})
+    monkeypatch.setattr(backup, "_databases", lambda cfg: {})
+    monkeypatch.setattr(backup, "_fernet_key", lambda: "key")
+    add_bytes = backup._add_bytes
+
+    def then_mlflow_writes(tar, name, data):
+        add_bytes(tar, name, data)
+        if name == "manifest.json":
+            (artifacts / "1/r/second.txt").write_text("two")
+
+    monkeypatch.setattr(backup, "_add_bytes", then_mlflow_writes)
+    out = io.BytesIO()
+    done = backup.backup(out)
+    assert done["artifacts"]["files"] == 2
+    out.seek(0)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    got = backup._extract(out, str(stage))
+    assert got["artifacts"]["files"] == 1  # what the manifest saw; the end counts the second
+    assert sorted(p.name for p in (stage / "artifacts/1/r").iterdir()) == ["first.txt", "second.txt"]

@@ -59,3 +59,19 @@ def test_stop_ends_the_reaper_first(booted):
     assert not instance.alive(reaper, "playground.local.reaper")
     assert procs["metadata"].poll() is not None and procs["nspawn"].poll() is not None
     assert json.loads((inst.dir / "instance.json").read_text())["state"] == "stopped"
+
+
+def test_a_start_returns_once_the_runtime_itself_runs_not_the_wrapper_that_execs_it():
+    """QEMU is started through `ip netns exec`, which execs it: until QEMU's own command line is in place,
+    /proc may show ip's, or none at all inside the exec, and is_running() would call the booting VM stopped
+    (a CI run's boot-disk swap test failed so). The wait is for the program itself, here `sleep` behind
+    `env` doing the same exec."""
+    marker = "29.4242"  # sleep's own argument: its command line is all a marker can be found in
+    proc = subprocess.Popen(["env", "sh", "-c", "sleep 0.3; exec sleep " + marker])
+    try:
+        instance._wait_exec(proc, marker, "sleep")
+        assert instance._execs(proc.pid, "sleep") and instance.alive(proc.pid, marker)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not instance.alive(proc.pid, marker)

@@ -177,10 +177,17 @@ def alive(pid: Optional[int], marker: str) -> bool:
     """True if pid runs and its command line mentions marker (guards against pid reuse)."""
     if not pid:
         return False
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
+    for _ in range(2):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        # Empty for a zombie, and for a moment inside execve (the new program's arguments are not yet
+        # in place): read again once, so a process exec'ing is not taken for one gone.
+        if cmdline:
+            return marker in cmdline.replace(b"\0", b" ").decode(errors="replace")
+        time.sleep(0.05)
+    return False
 
 
 def main_pid_key(inst: Instance) -> str:
@@ -360,7 +367,7 @@ def _start_container(inst: Instance) -> None:
     inst.pids["nspawn"] = proc.pid
     inst.state = "running"
     inst.save()
-    _wait_exec(proc, str(inst.dir))
+    _wait_exec(proc, str(inst.dir), "systemd-nspawn")
 
 
 def _data_folder(inst: Instance) -> Path:
@@ -434,14 +441,23 @@ def _start_vm(inst: Instance) -> None:
     inst.pids["vm"] = proc.pid
     inst.state = "running"
     inst.save()
-    _wait_exec(proc, str(inst.dir))
+    _wait_exec(proc, str(inst.dir), "qemu-system-x86_64")
 
 
-def _wait_exec(proc: subprocess.Popen, marker: str, timeout: float = 10) -> None:
-    """Until the child has exec'd nspawn: before that its command line is still ours, and
-    is_running() would call a booting instance stopped."""
+def _execs(pid: int, program: str) -> bool:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == program
+    except OSError:
+        return False
+
+
+def _wait_exec(proc: subprocess.Popen, marker: str, program: str, timeout: float = 10) -> None:
+    """Until the child runs program (nspawn; QEMU, after `ip netns exec` has entered the namespace and
+    exec'd it): before that its command line is still ours or ip's, and an is_running() inside that exec
+    could call a booting instance stopped (a CI run's VM start did, at once)."""
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and not alive(proc.pid, marker) and time.monotonic() < deadline:
+    while (proc.poll() is None and not (alive(proc.pid, marker) and _execs(proc.pid, program))
+           and time.monotonic() < deadline):
         time.sleep(0.02)
 
 
