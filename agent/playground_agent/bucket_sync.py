@@ -1,9 +1,7 @@
 """DAGs from the dags bucket where gcsfuse is absent: a one-way mirror of gs://BUCKET/dags/ into the
 folder Airflow reads, the one the gcsfuse mount gives on GCE images (MOUNT_POINT/dags).
 
-GCS's JSON API with the standard library (objects.list, paged, and objects.get with alt=media), with the
-instance's token from the metadata server as Google's client libraries do on GCE.
-STORAGE_EMULATOR_HOST, the variable those libraries honour, points it at an emulator, which takes no token.
+GCS's JSON API through gcs.py (objects.list, paged, and objects.get with alt=media).
 An object is fetched again only when its generation changed; a file is removed only when an earlier round
 fetched it and the bucket no longer lists it (Airflow's own __pycache__ stays). An object name that would
 land outside the folder is refused and reported, never written.
@@ -14,71 +12,24 @@ import json
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any, Dict, Optional
 
-from .metadata import MetadataClient, MetadataError
+from . import gcs
+from .metadata import MetadataClient
 
-ENDPOINT = "https://storage.googleapis.com"
 PREFIX = "dags/"
 STATE_NAME = ".playground-sync.json"  # in MOUNT_POINT, beside dags/: Airflow never parses it
 INTERVAL_S = 30.0
+HINTS = {403: "the instance's service account needs roles/storage.objectViewer on the bucket",
+         404: "no such bucket"}
 
-
-class SyncError(Exception):
-    """A round could not complete; what was synced before stays."""
-
-
-def endpoint() -> str:
-    host = os.environ.get("STORAGE_EMULATOR_HOST", "").strip()
-    if not host:
-        return ENDPOINT
-    return host.rstrip("/") if "://" in host else "http://" + host.rstrip("/")
-
-
-def _token(client: Optional[MetadataClient]) -> Optional[str]:
-    if os.environ.get("STORAGE_EMULATOR_HOST") or client is None:
-        return None
-    try:
-        doc, _ = client.get("instance/service-accounts/default/token", recursive=False)
-        return json.loads(doc)["access_token"]
-    except (MetadataError, ValueError, KeyError, TypeError) as exc:
-        raise SyncError("no access token from the metadata server (%s)" % exc) from None
-
-
-def _get(url: str, token: Optional[str], timeout: float = 30.0) -> bytes:
-    headers = {"Authorization": "Bearer " + token} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
-            return resp.read()
-    except urllib.error.HTTPError as exc:
-        hint = {403: "the instance's service account needs roles/storage.objectViewer on the bucket",
-                404: "no such bucket"}.get(exc.code, "retrying")
-        raise SyncError("GCS answered %d for %s: %s" % (exc.code, url.split("?")[0], hint)) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise SyncError("GCS not reachable (%s)" % exc) from None
+# A round could not complete; what was synced before stays.
+SyncError = gcs.GcsError
 
 
 def list_objects(root: str, bucket: str, token: Optional[str]) -> Dict[str, Dict[str, Any]]:
     """Every object under PREFIX: name -> its resource (generation, size)."""
-    found: Dict[str, Dict[str, Any]] = {}
-    page = ""
-    while True:
-        query = {"prefix": PREFIX, "fields": "items(name,generation,size),nextPageToken"}
-        if page:
-            query["pageToken"] = page
-        url = "%s/storage/v1/b/%s/o?%s" % (root, urllib.parse.quote(bucket, safe=""), urllib.parse.urlencode(query))
-        try:
-            doc = json.loads(_get(url, token).decode("utf-8"))
-        except ValueError as exc:
-            raise SyncError("GCS listing unreadable (%s)" % exc) from None
-        for item in doc.get("items") or []:
-            found[item["name"]] = item
-        page = doc.get("nextPageToken") or ""
-        if not page:
-            return found
+    return gcs.list_objects(root, bucket, PREFIX, token, HINTS)
 
 
 def local_path(dest: str, name: str) -> Optional[str]:
@@ -110,8 +61,8 @@ def sync_once(bucket: str, dest: str, previous: Dict[str, str], client: Optional
               root: str = "") -> Dict[str, Any]:
     """One round: fetch what is new or changed, remove what was fetched before and is gone.
     previous: name -> generation of the last round. Returns the new round's state."""
-    root = root or endpoint()
-    token = _token(client)
+    root = root or gcs.endpoint()
+    token = gcs.token(client)
     objects = list_objects(root, bucket, token)
     synced: Dict[str, str] = {}
     refused = []
@@ -124,9 +75,7 @@ def sync_once(bucket: str, dest: str, previous: Dict[str, str], client: Optional
             continue
         generation = str(item.get("generation", ""))
         if previous.get(name) != generation or not os.path.isfile(path):
-            url = "%s/storage/v1/b/%s/o/%s?alt=media&generation=%s" % (
-                root, urllib.parse.quote(bucket, safe=""), urllib.parse.quote(name, safe=""), generation)
-            _write(path, _get(url, token))
+            _write(path, gcs.download(root, bucket, name, generation, token, HINTS))
             fetched += 1
         synced[name] = generation
     removed = 0
@@ -158,7 +107,7 @@ def _save_state(mount_point: str, state: Dict[str, Any]) -> None:
 def run(bucket: str, mount_point: str, interval: float = INTERVAL_S, once: bool = False, log=print) -> int:
     """Sync every `interval` seconds; a failed round keeps the files and the state's objects, records why."""
     dest = os.path.join(mount_point, "dags")
-    client = None if os.environ.get("STORAGE_EMULATOR_HOST") else MetadataClient(retries=2)
+    client = gcs.client()
     state = read_state(mount_point)
     while True:
         try:

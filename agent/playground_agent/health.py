@@ -356,6 +356,9 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         report["packages"] = packages_state()
         from . import autostop
 
+        from . import nightly
+
+        report["backup"] = nightly.summary(cfg)  # None when backup-to is not set
         report["autostop"] = autostop.summary(read_json(autostop.STATE_FILE), int(cfg.get("autostop_minutes") or 0))
     problems = [u + " is " + st["active"] for u, st in report["units"].items() if st["active"] != "active"]
     for part in ("postgresql", "airflow", "mlflow", "mount", "proxy"):

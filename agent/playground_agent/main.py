@@ -222,8 +222,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                            "requirements.txt is resolved for; receive: apply the JSON on stdin")
     sub.add_parser("retention", help="delete task logs and Airflow's run history older than retention-days "
                    "(root; playground-retention.timer runs it daily)")
-    sub.add_parser("backup", help="write a backup of this machine (databases, Fernet key, MLflow artifacts) "
-                   "as a tar stream on stdout (root; `playground backup` runs it)")
+    p_backup = sub.add_parser("backup", help="write a backup of this machine (databases, Fernet key, MLflow "
+                              "artifacts) as a tar stream on stdout (root; `playground backup` runs it)")
+    p_backup.add_argument("--nightly", action="store_true", help="upload it to backup-to instead and delete the "
+                          "nightly backups beyond backup-keep (playground-backup.timer runs it at backup-at)")
     p_restore = sub.add_parser("restore", help="restore a backup read from stdin onto this machine (root; "
                                "`playground restore` runs it); JSON out")
     p_restore.add_argument("--replace", action="store_true", help="drop this machine's own runs and tables")
@@ -272,6 +274,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if os.geteuid() != 0:
             print("playground-agent: %s: run as root" % args.command, file=sys.stderr)
             return 1
+        if getattr(args, "nightly", False):
+            from . import nightly
+
+            return nightly.main()
         from . import backup
 
         return backup.main(args.command, getattr(args, "replace", False))

@@ -170,9 +170,15 @@ def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None,
         wants += ["playground-bucket-mount.service", "playground-bucket-sync.service"]
     if cfg.cloudsql_instance:
         wants.append("cloud-sql-proxy.service")
+    if cfg.backup_to:
+        wants.append("playground-backup.timer")
     files[paths.SYSTEMD_DIR + "/playground.target.d/10-agent.conf"] = FileSpec(
         "# written by playground-agent: the units this instance's settings ask for\n[Unit]\n"
         + "".join("Wants=%s\n" % w for w in wants), 0o644, "")
+    # The timer's calendar, always (its unit's own default is the same as the attribute's).
+    files[paths.SYSTEMD_DIR + "/playground-backup.timer.d/10-agent.conf"] = FileSpec(
+        "# written by playground-agent: attribute backup-at\n[Timer]\nOnCalendar=\nOnCalendar=%s\n" % cfg.backup_at,
+        0o644, "")
     return files
 
 

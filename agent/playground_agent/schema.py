@@ -104,6 +104,55 @@ def _autostop(attr: str, value: str, ctx: "Context") -> int:
     return int(value)
 
 
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAYS_RE = re.compile(r"^(?:daily|[a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)*)$")
+
+
+def calendar_days(value: str) -> str:
+    """mon-fri, mon,wed,fri, sat-sun or daily -> systemd's day list (Mon..Fri, Mon,Wed,Fri; "" for daily);
+    ValueError for anything else."""
+    if not DAYS_RE.match(value):
+        raise ValueError(value)
+    if value == "daily":
+        return ""
+    out = []
+    for part in value.split(","):
+        first, _, last = part.partition("-")
+        backwards = last in DAY_NAMES and first in DAY_NAMES and DAY_NAMES.index(last) <= DAY_NAMES.index(first)
+        if first not in DAY_NAMES or (last and (last not in DAY_NAMES or backwards)):
+            raise ValueError(value)
+        out.append(first.capitalize() + (".." + last.capitalize() if last else ""))
+    return ",".join(out)
+
+
+def _backup_at(attr: str, value: str, ctx: "Context") -> str:
+    """[DAYS] HH:MM [ZONE] -> systemd's OnCalendar= (e.g. Mon..Fri *-*-* 20:45:00 Europe/London); a zone
+    suffix needs systemd 235+, which every profile's base has."""
+    expected = "[DAYS] HH:MM [ZONE], e.g. mon-fri 20:45 Europe/London (DAYS: daily, mon-fri, mon,wed,fri)"
+    words = value.split()
+    days, zone = "daily", "UTC"
+    if words and not re.match(r"^[0-9]", words[0]):
+        days = words.pop(0)
+    if len(words) == 2:
+        zone = words.pop()
+    found = re.match(r"^([01][0-9]|2[0-3]):([0-5][0-9])$", words[0]) if len(words) == 1 else None
+    if not found:
+        raise ConfigError(attr, expected, value)
+    try:
+        weekdays = calendar_days(days)
+    except ValueError:
+        raise ConfigError(attr, expected, value) from None
+    if zone != "UTC" and (not TZ_RE.match(zone) or not ctx.known_zone(zone)):
+        raise ConfigError(attr, "an IANA time zone such as Europe/London after the time", value)
+    return ("%s *-*-* %s:%s:00 %s" % (weekdays, found.group(1), found.group(2), zone)).strip()
+
+
+def _gs_url(attr: str, value: str, ctx: "Context") -> str:
+    if not value.startswith("gs://"):
+        raise ConfigError(attr, "gs://BUCKET[/PREFIX]", value)
+    return _artifacts_root(attr, value, ctx)
+
+
 def _matching(regex: "re.Pattern[str]", expected: str) -> Callable[[str, str, "Context"], str]:
     def parse(attr: str, value: str, ctx: "Context") -> str:
         if not regex.match(value):
@@ -224,6 +273,16 @@ ATTRIBUTES: Tuple[Attribute, ...] = (
     Attribute("autostop", "autostop_minutes", 0, "`off` or 1-1440 (minutes)",
               "the machine powers itself off (a stopped VM on GCE) after this long with no task running or queued "
               "and no SSH session or tunnel open (see Day two)", _autostop, shown="`off`"),
+    # The nightly backup (the model: Composer's scheduled snapshots): `playground schedule --backup-to` sets
+    # it 15 minutes before the nightly stop, in the stop's days and zone.
+    Attribute("backup-to", "backup_to", "", "`gs://BUCKET[/PREFIX]`",
+              "a backup of the machine (`playground backup`'s file) written there on `backup-at`, as "
+              "`NAME-nightly-YYYYmmdd-HHMMSS.tar` (see Day two)", _gs_url, shown="none (no nightly backup)"),
+    Attribute("backup-at", "backup_at", "*-*-* 20:45:00 UTC", "`[DAYS] HH:MM [ZONE]`",
+              "when the nightly backup runs (DAYS: `daily`, `mon-fri`, `mon,wed,fri`); a machine off then backs "
+              "up at its next start", _backup_at, shown="`daily 20:45 UTC`"),
+    Attribute("backup-keep", "backup_keep", 7, "1-365",
+              "nightly backups kept in `backup-to`; older ones are deleted (never other objects)", _between(1, 365)),
     Attribute("airflow-port", "airflow_port", 8080, "1024-65535, all ports different",
               "Airflow's web UI on 127.0.0.1", _port),
     Attribute("mlflow-port", "mlflow_port", 5000, "1024-65535, all ports different",

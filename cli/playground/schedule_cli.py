@@ -49,6 +49,13 @@ def schedule_set(
     service_account: str = typer.Option("", help="scheduler: account whose OAuth token the jobs use; defaults "
                                         "to the instance's own service account."),
     check: bool = typer.Option(True, help="Check the APIs and your permissions before creating anything."),
+    backup_to: Optional[str] = typer.Option(None, "--backup-to", metavar="gs://BUCKET[/PREFIX]|off",
+                                            help="Also back the machine up there every scheduled day, 15 minutes "
+                                            "before the stop (`playground backup`'s file, as NAME-nightly-"
+                                            "YYYYmmdd-HHMMSS.tar); off: no nightly backup. The attributes "
+                                            "backup-to and backup-at."),
+    backup_keep: Optional[int] = typer.Option(None, "--backup-keep", metavar="N",
+                                              help="Nightly backups kept (default 7); older ones are deleted."),
 ) -> None:
     """Stop a GCE playground every night (and start it in the morning) so it costs nothing while idle.
 
@@ -66,6 +73,9 @@ def schedule_set(
         zone_name, tz_source = settings.resolve("timezone", tz)
         tz_source = "flag --tz" if tz else tz_source
         spec = schedule.make_spec(stop, start, days, zone_name or schedule.local_time_zone())
+        backup = schedule.backup_attributes(spec, backup_to, backup_keep) if backup_to is not None else None
+        if backup is None and backup_keep is not None:
+            raise PlaygroundError("--backup-keep: goes with --backup-to gs://BUCKET[/PREFIX]")
         console.print(f"{inst}: stop '{spec.stop}'" + (f", start '{spec.start}'" if spec.start else "")
                       + f" in {spec.tz} ({tz_source if zone_name else 'this machine'}), via {chosen}",
                       highlight=False)
@@ -80,6 +90,10 @@ def schedule_set(
                 done = schedule.apply_scheduler(s, inst, spec, report, location, service_account, warnings.append)
             else:
                 done = schedule.apply_policy(s, inst, spec, report)
+            if backup is not None:
+                compute.set_attributes(s, inst, backup, report)
+                done.append((f"{backup['backup-to']} at {backup['backup-at']}" if backup["backup-to"]
+                             else "off", "nightly backup"))
             bar.update(task, description="schedule in place")
     except PlaygroundError as exc:
         fail(exc)

@@ -117,9 +117,25 @@ def services_from_report(rep: dict) -> list[dict]:
             continue
         rows.append({"name": label, "unit": unit, "level": "green" if info.get("ok") else "red",
                      "reason": info.get("state") or info.get("reason", "")})
+    if rep.get("backup"):
+        rows.append(backup_row(rep["backup"]))
     if rep.get("disk"):
         rows.append(disk_row(rep["disk"]))
     return rows
+
+
+def backup_row(info: dict) -> dict:
+    """The nightly backup: amber when the last one failed (or could not delete old ones), else green."""
+    reason = f"to {info.get('to')} at {info.get('when')}"
+    if info.get("last_state") == "ok":
+        size = f", {_size(info['bytes'])}" if info.get("bytes") is not None else ""
+        reason += f"; last {info.get('last_at')}{size}"
+    elif not info.get("last_state"):
+        reason += "; none yet"
+    if info.get("error"):
+        reason += f"; failing: {info['error']}"
+    return {"name": "nightly backup", "unit": "playground-backup.service",
+            "level": "green" if info.get("ok", True) else "amber", "reason": reason}
 
 
 def _size(n: float) -> str:
