@@ -13,7 +13,8 @@ read back through MLflow's client; `logs-bucket`: a task's log written to the bu
 task handler (the Google provider in the image's lock) with the instance's credentials, which Google's auth
 library finds through the metadata server as on GCE, and read back from there by the webserver; and
 `dags-bucket` on an image without gcsfuse: a DAG put in the bucket synced into Airflow's DAG folder, parsed
-and listed by Airflow's REST API, and removed when deleted.
+and listed by Airflow's REST API, and removed when deleted; `backup-to`: the nightly backup's timer on the
+calendar of `backup-at` (systemd's own next elapse), and its service's file in the bucket, whole.
 """
 from __future__ import annotations
 
@@ -36,13 +37,15 @@ PROJECT = "playground-gcs"
 BUCKET = "pg-artifacts"
 DAGS_BUCKET = "pg-dags"
 LOGS_BUCKET = "pg-logs"
+BACKUPS_BUCKET = "pg-backups"
+BACKUP_AT = "mon-fri 20:45 Europe/London"
 PORT = 9023
 # gcp-storage-emulator with GCS's text on a missing object's download (the launcher says why).
 EMULATOR = [sys.executable, str(Path(__file__).with_name("standin_storage_emulator.py"))]
 # The units whose processes talk to GCS: MLflow's server, every Airflow process (tasks included), and
 # the bucket sync that stands for gcsfuse on images without it.
 UNITS = ("mlflow-server.service", "airflow-webserver.service", "airflow-scheduler@.service",
-         "playground-bucket-sync.service")
+         "playground-bucket-sync.service", "playground-backup.service")
 
 
 class StorageEmulator:
@@ -115,7 +118,8 @@ def gcs(request, image_profile, tmp_path_factory):
         dropin.parent.mkdir(parents=True)
         dropin.write_text(f"[Service]\nEnvironment=STORAGE_EMULATOR_HOST=http://127.0.0.1:{PORT}\n")
     emulator = StorageEmulator(tmp_path_factory.mktemp("gcs") / "emulator.log")
-    attrs = {"artifacts-root": f"gs://{BUCKET}/mlflow", "dags-bucket": DAGS_BUCKET, "logs-bucket": LOGS_BUCKET}
+    attrs = {"artifacts-root": f"gs://{BUCKET}/mlflow", "dags-bucket": DAGS_BUCKET, "logs-bucket": LOGS_BUCKET,
+             "backup-to": f"gs://{BACKUPS_BUCKET}/nightly", "backup-at": BACKUP_AT, "backup-keep": "1"}
     # The instance's service account, as GCE serves it: Airflow's GCS handler asks Google's auth library
     # for credentials, which reads them from the metadata server (the emulator accepts any token).
     patch = pytest.MonkeyPatch()
@@ -124,7 +128,7 @@ def gcs(request, image_profile, tmp_path_factory):
         **plain(inst), "instance": {**plain(inst)["instance"], "serviceAccounts": service_accounts("ya29.gcs")}})
     try:
         inst, _ = instance.launch(NAME, PROJECT, attrs, img, image_profile, report=lambda s: None, wait=False)
-        emulator.start(inst.net["netns"], BUCKET, DAGS_BUCKET, LOGS_BUCKET)
+        emulator.start(inst.net["netns"], BUCKET, DAGS_BUCKET, LOGS_BUCKET, BACKUPS_BUCKET)
         emulator.upload(DAGS_BUCKET, "dags/gcs_hello.py", HELLO_DAG.encode())
         emulator.upload(DAGS_BUCKET, "dags/gcs_logged.py", LOGGED_DAG.encode())
         rep = instance.wait_healthy(inst, 300, report=lambda s: None)
@@ -246,3 +250,28 @@ def test_task_logs_land_in_the_logs_bucket_and_are_read_back_from_it(gcs):
                              accept="text/plain")
     assert code == 200, text
     assert f"gs://{LOGS_BUCKET}/logs/" in text and "logged-in-the-bucket" in text, text[-1500:]
+
+
+def test_the_nightly_backup_is_on_its_calendar_and_lands_whole_in_the_bucket(gcs):
+    import io
+    import tarfile
+
+    inst, emulator = gcs["inst"], gcs["emulator"]
+    shown = ssh(inst, ["systemctl", "show", "playground-backup.timer", "-p", "ActiveState", "-p", "TimersCalendar"])
+    assert "ActiveState=active" in shown and "OnCalendar=Mon..Fri *-*-* 20:45:00 Europe/London" in shown, shown
+    # systemd's own next elapse, against the same calendar computed here.
+    nxt = ssh(inst, ["systemd-analyze", "calendar", "Mon..Fri *-*-* 20:45:00 Europe/London"])
+    assert ssh(inst, ["systemctl", "show", "playground-backup.timer", "-p", "NextElapseUSecRealtime",
+                      "--value"]).strip() in nxt, nxt
+    for _ in range(2):  # twice: backup-keep 1 leaves the newer one only
+        out = ssh(inst, ["sudo", "-n", "systemctl", "start", "playground-backup.service"])
+        time.sleep(1.1)  # the objects are named to the second
+    names = emulator.objects(BACKUPS_BUCKET, "nightly/")
+    assert len(names) == 1 and names[0].startswith(f"nightly/{NAME}-nightly-"), (names, out)
+    with tarfile.open(fileobj=io.BytesIO(emulator.read(BACKUPS_BUCKET, names[0])), mode="r|") as tar:
+        members = {m.name: (tar.extractfile(m).read() if m.isfile() else b"") for m in tar}
+    manifest = json.loads(members["manifest.json"])
+    assert {"db/airflow.dump", "db/warehouse.dump", "db/mlflow.dump", "secrets/fernet-key", "end.json"} <= set(members)
+    assert manifest["instance"] == NAME and manifest["databases"]["airflow"]["counts"]["dag_runs"] >= 0
+    rep = json.loads(ssh(inst, ["sudo", "-n", "playground-agent", "status", "--json"]))
+    assert rep["backup"]["ok"] and rep["backup"]["object"] == f"gs://{BACKUPS_BUCKET}/{names[0]}", rep["backup"]
