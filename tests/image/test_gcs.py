@@ -260,7 +260,7 @@ def test_the_nightly_backup_is_on_its_calendar_and_lands_whole_in_the_bucket(gcs
     shown = ssh(inst, ["systemctl", "show", "playground-backup.timer", "-p", "ActiveState", "-p", "TimersCalendar"])
     assert "ActiveState=active" in shown and "OnCalendar=Mon..Fri *-*-* 20:45:00 Europe/London" in shown, shown
     # systemd's own next elapse, against the same calendar computed here.
-    nxt = ssh(inst, ["systemd-analyze", "calendar", "Mon..Fri *-*-* 20:45:00 Europe/London"])
+    nxt = ssh(inst, ["systemd-analyze", "calendar", "'Mon..Fri *-*-* 20:45:00 Europe/London'"])  # one word there
     assert ssh(inst, ["systemctl", "show", "playground-backup.timer", "-p", "NextElapseUSecRealtime",
                       "--value"]).strip() in nxt, nxt
     for _ in range(2):  # twice: backup-keep 1 leaves the newer one only
