@@ -354,9 +354,7 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         report["lineage"] = lineage_state(cfg, states["playground-lineage.service"])
         report["dags"] = dags_state()  # amber in status, not a problem: the other DAGs run
         report["packages"] = packages_state()
-        from . import autostop
-
-        from . import nightly
+        from . import autostop, nightly
 
         report["backup"] = nightly.summary(cfg)  # None when backup-to is not set
         report["autostop"] = autostop.summary(read_json(autostop.STATE_FILE), int(cfg.get("autostop_minutes") or 0))
