@@ -189,11 +189,20 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
     secret_env = ensure_secrets(cfg.instance_id, log)
     ensure_dirs(cfg)
     ensure_ssh_keys(cfg.ssh_keys)
+    if cfg.role == "worker":
+        # The main's database is the worker's: nothing to create or migrate here (cluster.py).
+        state["instance_id"] = cfg.instance_id
+        save_state(state)
+        return state
     wait_for_postgres()
     ensure_database("airflow", "airflow")
     ensure_database("warehouse", "airflow")  # pipelines' own tables (AIRFLOW_CONN_WAREHOUSE)
     if cfg.mlflow_backend == "local":
         ensure_database(cfg.mlflow_db_name, cfg.mlflow_db_user)
+    if cfg.airflow_executor == "CeleryExecutor":
+        from .cluster import set_db_password
+
+        set_db_password(log)
     env = airflow_command_env(cfg, secret_env)
     version = versions.installed_version()
     if first or state.get("migrated_version") != version:

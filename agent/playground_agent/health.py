@@ -321,8 +321,62 @@ def memory() -> Dict[str, Any]:
     return {"total_mb": total // 1024, "used_pct": round(100 * (total - avail) / total, 1) if total else None}
 
 
+WORKER_UNITS = ["airflow-worker.service", "playground-mlflow-forward.service", "playground-lineage.service"]
+
+
+def broker_state(host: str, port: int = 6379, timeout: float = 3.0) -> Dict[str, Any]:
+    """Can this worker use the main's Redis: AUTH with its password and PING, in Redis's own protocol."""
+    import socket
+
+    from .bootstrap import read_env
+
+    try:
+        password = read_env(paths.SECRETS_DIR + "/cluster.env").get("BROKER_PASSWORD", "")
+    except OSError:
+        password = ""
+    where = "%s:%d" % (host, port)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n"
+                          % (len(password), password)).encode())
+            said = b""
+            while said.count(b"\r\n") < 2 and len(said) < 4096:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                said += chunk
+    except OSError as exc:
+        return {"ok": False, "reason": "broker %s not reachable: %s" % (where, exc), "state": "unreachable"}
+    if said.startswith(b"+OK\r\n+PONG"):
+        return {"ok": True, "reason": "", "state": "connected to %s" % where}
+    first = said.split(b"\r\n", 1)[0].decode(errors="replace")[:80]
+    return {"ok": False, "reason": "broker %s refused: %s" % (where, first), "state": "refused"}
+
+
+def collect_worker(cfg: Dict[str, Any], config_state: Dict[str, Any]) -> Dict[str, Any]:
+    """A worker machine's report: its Celery worker, the broker and MLflow through the forward, lineage."""
+    states = unit_states(WORKER_UNITS)
+    report: Dict[str, Any] = {
+        "schema": 1, "role": "worker", "main_address": cfg.get("main_address"),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": config_state, "units": states, "disk": disk(), "memory": memory(),
+        "broker": broker_state(str(cfg.get("main_address"))),
+        "mlflow": mlflow_health(int(cfg.get("mlflow_port", 5000))),
+        "lineage": lineage_state(cfg, states["playground-lineage.service"]),
+    }
+    problems = [u + " is " + st["active"] for u, st in states.items() if st["active"] != "active"]
+    problems += [report[p]["reason"] for p in ("broker", "mlflow") if not report[p]["ok"]]
+    if config_state.get("state") != "ok":
+        problems.insert(0, "config: %s" % config_state.get("error", "not applied"))
+    report.update(problems=problems, healthy=not problems,
+                  last_error=config_state.get("error") or (problems[0] if problems else ""))
+    return report
+
+
 def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict[str, Any]:
     """Build the report from live checks; `cfg` is the last good config as a dict."""
+    if cfg and cfg.get("role") == "worker":
+        return collect_worker(cfg, config_state)
     clusters = postgres_clusters()
     units: List[str] = list(BASE_UNITS) + clusters
     if cfg:

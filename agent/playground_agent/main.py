@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, bucket_sync, data, health, packages, paths, project, render, schema, secret_manager
+from . import bootstrap, bucket_sync, cluster, data, health, packages, paths, project, render, schema, secret_manager
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
@@ -20,6 +20,13 @@ READERS = {
     "mlflow.env": ["mlflow-server.service"],
     "cloudsql-proxy.env": ["cloud-sql-proxy.service"],
     "bucket-mount.env": ["playground-bucket-mount.service", "playground-bucket-sync.service"],
+    # CeleryExecutor (cluster.py): the broker's URL and passwords, Redis's config, MLflow's forward, and
+    # PostgreSQL's listen addresses and pg_hba (a restart: listen_addresses is read at start only).
+    "celery.env": ["airflow-scheduler@*.service", "airflow-triggerer.service", "airflow-worker.service"],
+    "playground.conf": ["playground-redis.service"],
+    "mlflow-forward.env": ["playground-mlflow-forward.service"],
+    "pg_hba.conf": ["postgresql@*-main.service"],
+    cluster.PG_PRIVATE_CONF: ["postgresql@*-main.service"],
 }
 
 
@@ -86,7 +93,8 @@ def read_metadata(client: MetadataClient, patience: float, start: bool) -> Dict[
             # Before giving up too: the services keep running while systemd runs apply again.
             if start and not fell_back and waited >= FALLBACK_AFTER_S and _last_good_is_complete():
                 log("starting the services of the last good config while metadata is unreadable")
-                _systemctl("start", "--no-block", "playground.target")
+                role = str((render.read_json(paths.GOOD_CONFIG) or {}).get("role") or "main")
+                _systemctl("start", "--no-block", target(role))
                 fell_back = True
             if waited + delay > patience:
                 raise MetadataError("%s (gave up after %.0f s)" % (exc, waited)) from exc
@@ -118,7 +126,8 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
         cfg = parse(doc)
         files = render.render(cfg)
         files.update(secret_manager.files(cfg, client))  # read before anything is written
-    except ConfigError as exc:
+        files.update(cluster.files(cfg))
+    except (ConfigError, cluster.ClusterError) as exc:
         return fail(str(exc))
     volume = data.read_state()
     if volume.get("state") == "error":
@@ -151,10 +160,15 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
         # try-restart touches only running units: at boot nothing is running yet.
         _systemctl("try-restart", *restart)
     if start:
-        _systemctl("start", "--no-block", "playground.target")
+        _systemctl("start", "--no-block", target(cfg.role))
     log("applied config generation %d in %.2f s (%d file(s) changed)" % (
         generation, time.monotonic() - t0, len(changed)))
     return 0
+
+
+def target(role: str) -> str:
+    """What a machine of that role runs: everything on a main, the Celery worker on a worker."""
+    return "playground-worker.target" if role == "worker" else "playground.target"
 
 
 def report(wait: float = 0.0) -> Dict[str, Any]:
@@ -177,7 +191,7 @@ def print_status(rep: Dict[str, Any], as_json: bool) -> None:
         "yes" if rep["healthy"] else "NO", rep["config"].get("state"), rep["config"].get("generation")))
     for unit, st in sorted(rep["units"].items()):
         print("  %-36s %s/%s" % (unit, st.get("active"), st.get("sub", "")))
-    for part in ("airflow", "mlflow", "lineage", "mount", "proxy"):
+    for part in ("airflow", "mlflow", "lineage", "mount", "proxy", "broker"):
         if part in rep:
             info = rep[part]
             print("  %-36s %s %s" % (part, "ok" if info["ok"] else "FAIL", info.get("reason") or info.get("state", "")))
@@ -214,6 +228,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_status.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("admin-password", help="print the Airflow admin password (root only)")
     sub.add_parser("watch", help="long-poll metadata and re-apply on change")
+    sub.add_parser("cluster-secrets", help="print what a worker needs from this main (its passwords and keys, "
+                   "as env lines; root; the launcher hands them to a worker before its first boot)")
     sub.add_parser("data", help="mount the data volume and bind the team's folders from it (root; "
                    "playground-data.service runs it at boot, before PostgreSQL)")
     p_project = sub.add_parser("project", help="the team's project, for `playground deploy` (root; JSON out)")
@@ -252,6 +268,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("playground-agent: admin-password: run as root", file=sys.stderr)
             return 1
         print(bootstrap.admin_password())
+        return 0
+    if args.command == "cluster-secrets":
+        if os.geteuid() != 0:
+            print("playground-agent: cluster-secrets: run as root", file=sys.stderr)
+            return 1
+        try:
+            sys.stdout.write(cluster.handover())
+        except (cluster.ClusterError, OSError) as exc:
+            print("playground-agent: cluster-secrets: %s" % exc, file=sys.stderr)
+            return 1
         return 0
     if args.command == "project":
         if os.geteuid() != 0:

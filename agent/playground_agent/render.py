@@ -95,6 +95,8 @@ def airflow_env(cfg: Config, cpus: int, airflow: Airflow, slow: bool = False) ->
         "GOOGLE_CLOUD_PROJECT": cfg.project_id,
     }
     env.update(no_telemetry(cfg))  # tasks use MLflow's client
+    if cfg.airflow_executor == "CeleryExecutor":
+        env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(cfg.worker_concurrency)
     if airflow.get("timer_unit_consistency"):
         # Airflow 2.11 warns in every process until this is set (Airflow 3's behaviour: timers in ms). No
         # metrics are sent, so it changes nothing else.
@@ -172,6 +174,9 @@ def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None,
         wants.append("cloud-sql-proxy.service")
     if cfg.backup_to:
         wants.append("playground-backup.timer")
+    from .cluster import units
+
+    wants += units(cfg)  # a main with workers: the broker and MLflow's forward
     files[paths.SYSTEMD_DIR + "/playground.target.d/10-agent.conf"] = FileSpec(
         "# written by playground-agent: the units this instance's settings ask for\n[Unit]\n"
         + "".join("Wants=%s\n" % w for w in wants), 0o644, "")

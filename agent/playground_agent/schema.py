@@ -12,6 +12,7 @@ shell character never gets through. Errors name the attribute and what was expec
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -44,7 +45,8 @@ TZ_RE = re.compile(r"^[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+){0,2}$")
 LOCAL_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]*$")
 SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 SSH_KEY_RE = re.compile(r"^(ssh-(?:ed25519|rsa)|ecdsa-sha2-nistp(?:256|384|521)) [A-Za-z0-9+/=]+(?: [^\x00-\x1f]*)?$")
-EXECUTORS = ("LocalExecutor", "SequentialExecutor")
+EXECUTORS = ("LocalExecutor", "SequentialExecutor", "CeleryExecutor")
+ROLES = ("main", "worker")
 BACKENDS = ("local", "cloudsql")
 POSTGRES_PORT = 5432
 AUTOSTOP_MAX_MIN = 1440  # a day: longer than that, the nightly stop comes first
@@ -145,6 +147,24 @@ def _backup_at(attr: str, value: str, ctx: "Context") -> str:
     if zone != "UTC" and (not TZ_RE.match(zone) or not ctx.known_zone(zone)):
         raise ConfigError(attr, "an IANA time zone such as Europe/London after the time", value)
     return ("%s *-*-* %s:%s:00 %s" % (weekdays, found.group(1), found.group(2), zone)).strip()
+
+
+def _subnet(attr: str, value: str, ctx: "Context") -> str:
+    """A private IPv4 network, /16 to /29 (RFC 1918): where the main and its workers talk."""
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError:
+        net = None
+    if net is None or not net.is_private or not 16 <= net.prefixlen <= 29 or "/" not in value:
+        raise ConfigError(attr, "a private IPv4 network such as 10.214.3.0/24 (/16 to /29)", value)
+    return str(net)
+
+
+def _address(attr: str, value: str, ctx: "Context") -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ConfigError(attr, "an IPv4 address such as 10.214.3.2", value) from None
 
 
 def _gs_url(attr: str, value: str, ctx: "Context") -> str:
@@ -250,6 +270,18 @@ ATTRIBUTES: Tuple[Attribute, ...] = (
               _matching(USER_RE, "a user name of letters, digits, _ . -")),
     Attribute("airflow-executor", "airflow_executor", "LocalExecutor", ", ".join("`%s`" % e for e in EXECUTORS),
               "Airflow's executor", _one_of(*EXECUTORS)),
+    # Worker machines (issue 17): one image, two roles. A worker runs `airflow celery worker` only, with the
+    # main's database, broker and DAGs, over the playground's private network.
+    Attribute("role", "role", "main", "`main`, `worker`",
+              "main: the database, web UIs, schedulers and broker; worker: Celery tasks only (see Workers)",
+              _one_of(*ROLES)),
+    Attribute("private-subnet", "private_subnet", "", "private IPv4 network, /16-/29",
+              "the network of the main and its workers (CeleryExecutor): the broker, PostgreSQL and MLflow's "
+              "port listen on the main's address in it, for it only", _subnet, shown="none"),
+    Attribute("main-address", "main_address", "", "IPv4 address in `private-subnet`",
+              "a worker's main machine", _address, shown="none (required on a worker)"),
+    Attribute("worker-concurrency", "worker_concurrency", 8, "1-64", "task slots of a worker (Celery's concurrency)",
+              _between(1, 64)),
     Attribute("airflow-schedulers", "airflow_schedulers", 1, "1-4", "scheduler processes", _between(1, 4)),
     # LocalExecutor starts this many worker processes up front: 8 keeps an idle machine light.
     Attribute("airflow-parallelism", "airflow_parallelism", 8, "1-512",
@@ -334,6 +366,8 @@ def check_together(values: Dict[str, Any]) -> Dict[str, Any]:
             raise ConfigError("cloudsql-instance", "a connection name when mlflow-backend is cloudsql")
         if not out.get("mlflow_db_password_secret"):
             raise ConfigError("mlflow-db-password-secret", "a Secret Manager secret when mlflow-backend is cloudsql")
+    if out.get("role") == "worker" or out.get("airflow_executor") == "CeleryExecutor":
+        _check_cluster(out)
     named = (("airflow-port", "airflow_port"), ("mlflow-port", "mlflow_port"),
              ("cloudsql-proxy-port", "cloudsql_proxy_port"))
     ports = [out.get(f, default(n)) for n, f in named] + [POSTGRES_PORT]
@@ -344,6 +378,19 @@ def check_together(values: Dict[str, Any]) -> Dict[str, Any]:
         name = next((n for n, f in clashing if f in values), clashing[0][0])
         raise ConfigError(name, "web, MLflow, proxy (and %d) ports all different" % POSTGRES_PORT, str(ports))
     return out
+
+
+def _check_cluster(out: Dict[str, Any]) -> None:
+    if out.get("role") == "worker" and out.get("airflow_executor") != "CeleryExecutor":
+        raise ConfigError("airflow-executor", "CeleryExecutor on a worker (role worker)")
+    if not out.get("private_subnet"):
+        raise ConfigError("private-subnet", "a private network when airflow-executor is CeleryExecutor")
+    if out.get("role") == "worker":
+        if not out.get("main_address"):
+            raise ConfigError("main-address", "the main machine's address on a worker (role worker)")
+        if ipaddress.IPv4Address(out["main_address"]) not in ipaddress.IPv4Network(out["private_subnet"]):
+            raise ConfigError("main-address", "an address in private-subnet %s" % out["private_subnet"],
+                              out["main_address"])
 
 
 def parse_attributes(attrs: Dict[str, str], ctx: Context, strict: bool = True) -> Dict[str, Any]:

@@ -219,6 +219,10 @@ def launch(
                                            help="Power the machine off after this many idle minutes (no task "
                                            "running or queued, no SSH session or tunnel); the attribute autostop. "
                                            "Change it later with `playground autostop`."),
+    workers: int = typer.Option(0, "--workers", min=0, max=8, help="Celery worker machines beside the main, from "
+                                "the same image (local nspawn for now): the main runs CeleryExecutor with Redis "
+                                "as the broker on a private network of the playground's own; each worker runs "
+                                "`airflow celery worker` (see Workers in the README)."),
 ) -> None:
     """Create a playground instance from the newest image and wait until it is healthy.
 
@@ -246,10 +250,17 @@ def launch(
             if any(pair.partition("=")[0] == "autostop" for pair in set_):
                 raise PlaygroundError("--autostop: given twice (also as --set autostop=...)")
             set_ = [*set_, "autostop=" + attributes.autostop_value(autostop)]
+        if workers and chosen.name != "local":
+            raise PlaygroundError("--workers: local instances only for now (GCE workers are not built yet)")
+        if workers and any(pair.partition("=")[0] in ("role", "main-address", "private-subnet", "airflow-executor")
+                           for pair in set_):
+            raise PlaygroundError("--workers: sets role, main-address, private-subnet and airflow-executor itself; "
+                                  "do not --set them too")
         attrs = attributes.parse_sets(set_, project)
         req = LaunchRequest(name=name or project, project=project, attributes=attrs,
                             profile=chosen.profile(profile), wait=wait, timeout=timeout, build=build,
-                            runtime=runtime or "nspawn", data_disk_gb=data_disk if chosen.name == "local" else 0)
+                            runtime=runtime or "nspawn", data_disk_gb=data_disk if chosen.name == "local" else 0,
+                            workers=workers)
         with progress() as bar:
             task = bar.add_task("starting", total=None)
             t0 = time.monotonic()

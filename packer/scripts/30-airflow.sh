@@ -22,6 +22,14 @@ if ! AIRFLOW_HOME="$check_home" /opt/airflow/bin/python -c \
   tail -3 "$check_home/err" >&2
   exit 1
 fi
+# Where the lock carries the Celery provider (worker machines, issue 17), its executor must import too.
+if grep -q '^apache-airflow-providers-celery==' "$PLAYGROUND_SRC/locks/airflow.txt" && \
+    ! AIRFLOW_HOME="$check_home" /opt/airflow/bin/python -c \
+    'from airflow.providers.celery.executors.celery_executor import CeleryExecutor' 2>"$check_home/err"; then
+  echo "30-airflow: the lock does not carry what Airflow's CeleryExecutor imports:" >&2
+  tail -3 "$check_home/err" >&2
+  exit 1
+fi
 rm -rf "$check_home"
 
 # Airflow 2.1+ schedulers serve task logs on [::]:8793 with no bind-address
@@ -48,6 +56,7 @@ cat > /usr/local/bin/airflow <<'WRAP'
 set -a
 . /etc/playground/airflow.env
 . /var/lib/playground/secrets/airflow.env
+[ -r /var/lib/playground/secrets/celery.env ] && . /var/lib/playground/secrets/celery.env
 set +a
 cd /var/lib/airflow || exit 1
 exec runuser -u airflow -- /opt/airflow/bin/airflow "$@"

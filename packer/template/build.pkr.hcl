@@ -70,6 +70,7 @@ build {
       "${path.root}/../scripts/10-base.sh",
       "${path.root}/../scripts/15-boot.sh",
       "${path.root}/../scripts/20-postgresql.sh",
+      "${path.root}/../scripts/25-redis.sh",
       "${path.root}/../scripts/30-airflow.sh",
       "${path.root}/../scripts/35-lineage.sh",
       "${path.root}/../scripts/40-mlflow.sh",

@@ -46,7 +46,7 @@ def test_instance_attributes_win_over_project_ones():
     ("airflow-schedulers", "9", "integer from 1 to 4"),
     ("airflow-schedulers", "two", "integer from 1 to 4"),
     ("airflow-port", "80", "integer from 1024 to 65535"),
-    ("airflow-executor", "CeleryExecutor", "one of LocalExecutor"),
+    ("airflow-executor", "KubernetesExecutor", "one of LocalExecutor"),
     ("lineage", "yes", "one of on, off"),
     ("cloudsql-instance", "just-a-name", "PROJECT:REGION:INSTANCE"),
     ("timezone", "Mars/Olympus", "IANA time zone"),

@@ -77,6 +77,11 @@ class Instance:
     # "file" (nspawn with --data-disk: data.img, an ext4 of that size loop-mounted at data/, so it can fill),
     # "disk" (vm: data.qcow2), "" (on the boot disk: a vm without a data disk, records from before volumes).
     data_volume: str = ""
+    # A playground with workers (issue 17): its private network (netns.private_names(net)), this machine's
+    # host number on it, and for a worker the main it works for.
+    private_net: int = 0
+    private_host: int = 0
+    main: str = ""
 
     @property
     def dir(self) -> Path:
@@ -310,6 +315,8 @@ def _boot(inst: Instance) -> None:
         _mount_overlay(inst)
     if not netns.exists(inst.slot):
         netns.create(inst.slot, HOST_PORTS)
+    if inst.private_net:
+        netns.attach_private(inst.slot, inst.private_net, inst.private_host)
     doc = inst.dir / "metadata.json"
     tmp = doc.with_name("metadata.json.tmp")
     tmp.write_text(json.dumps(metadata_document(inst), indent=2))
@@ -357,6 +364,7 @@ def _start_container(inst: Instance) -> None:
              f"--network-namespace-path={netns.NETNS_DIR / net['netns']}", "--console=read-only",
              "--resolv-conf=off",
              *([f"--bind={_data_folder(inst)}:{DATA_MOUNT}"] if inst.data_volume in ("folder", "file") else []),
+             *_shared_from_main(inst),
              # systemd in a container reads its arguments like a kernel command line:
              # this points every unit at the local metadata server without changing the image.
              # google-auth reads both: HOST for its requests, IP for the ping that tells it it is
@@ -368,6 +376,23 @@ def _start_container(inst: Instance) -> None:
     inst.state = "running"
     inst.save()
     _wait_exec(proc, str(inst.dir), "systemd-nspawn")
+
+
+# What a worker shares with its main, bound over its own data volume's folders (the agent's data.py then
+# binds them where Airflow reads): the DAGs, as GCE's workers read the same bucket, and the task logs, so
+# the main's webserver reads a task's log wherever it ran.
+SHARED_WITH_MAIN = ("dags", "airflow-logs")
+
+
+def _shared_from_main(inst: Instance) -> list[str]:
+    if not inst.main:
+        return []
+    main_data = paths.instances_dir() / inst.main / "data"
+    binds = []
+    for sub in SHARED_WITH_MAIN:
+        (_data_folder(inst) / sub).mkdir(exist_ok=True)
+        binds.append(f"--bind={main_data / sub}:{DATA_MOUNT}/{sub}")
+    return binds
 
 
 def _data_folder(inst: Instance) -> Path:
@@ -552,8 +577,11 @@ def check_runtime(runtime: str, data_disk_gb: int) -> None:
 
 def launch(name: str, project: str, attributes: dict[str, str], image: Path, profile: str,
            report: Report, timeout: float = 300, wait: bool = True, runtime: str = "nspawn",
-           data_disk_gb: int = 0) -> tuple[Instance, Optional[dict]]:
-    """Boot a new instance and (unless wait is False) wait until it is healthy; on failure remove it."""
+           data_disk_gb: int = 0, with_workers: bool = False, worker_of: Optional[Instance] = None,
+           worker_host: int = 0) -> tuple[Instance, Optional[dict]]:
+    """Boot a new instance and (unless wait is False) wait until it is healthy; on failure remove it.
+    with_workers: a main on a private network of its own, CeleryExecutor; worker_of: a worker of that main
+    (its host number worker_host on the main's network)."""
     validate_name(name, project)
     check_runtime(runtime, data_disk_gb)
     require_root("a local instance")
@@ -575,8 +603,21 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
                     runtime=runtime, data_disk_gb=data_disk_gb,
                     data_volume=("file" if data_disk_gb else "folder") if runtime == "nspawn"
                     else "disk" if data_disk_gb else "")
+    if (with_workers or worker_of) and runtime != "nspawn":
+        raise PlaygroundError("--workers: nspawn instances only for now (the VM runtime has no private network)")
+    if with_workers:
+        inst.private_net, inst.private_host = inst.slot, MAIN_HOST
+        inst.attributes.update({"airflow-executor": "CeleryExecutor",
+                                "private-subnet": netns.private_names(inst.slot)["subnet"]})
+    if worker_of is not None:
+        inst.private_net, inst.private_host, inst.main = worker_of.private_net, worker_host, worker_of.name
+        inst.attributes.update({"role": "worker", "airflow-executor": "CeleryExecutor",
+                                "private-subnet": netns.private_names(worker_of.private_net)["subnet"],
+                                "main-address": netns.private_ip(worker_of.private_net, worker_of.private_host)})
     inst.save()
     try:
+        if worker_of is not None:
+            _hand_over(worker_of, inst)
         if runtime == "vm":
             from . import vm
 
@@ -595,6 +636,33 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
             raise PlaygroundError(f"{exc} (console log kept at {kept})") from exc
         raise
     return inst, rep
+
+
+MAIN_HOST = 1  # the main's host number on its private network; workers count from WORKER_HOST_0
+WORKER_HOST_0 = 10
+
+
+def _hand_over(main: Instance, worker: Instance) -> None:
+    """Before the worker's first boot: the main's passwords and keys into the worker's secrets (root only, on
+    its data volume, never in its metadata), and the record of the image's DAG files, so the worker's agent
+    takes the shared DAG folder as the main left it."""
+    proc = remote(main, "sudo -n playground-agent cluster-secrets", timeout=30)
+    if proc.returncode != 0:
+        raise PlaygroundError(f"the secrets of {main.name} for its workers: "
+                              f"{(proc.stderr.strip().splitlines() or ['ssh exit %d' % proc.returncode])[-1]}")
+    secrets = _data_folder(worker) / "secrets"
+    secrets.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(secrets, 0o700)
+    fd = os.open(secrets / "cluster.env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(proc.stdout)
+    record = paths.instances_dir() / main.name / "data" / "image-dags.json"
+    if record.is_file():
+        shutil.copy(record, _data_folder(worker) / "image-dags.json")
+
+
+def workers_of(name: str) -> list[Instance]:
+    return [i for i in all_instances() if i.main == name]
 
 
 def _keep_logs(inst: Instance) -> Optional[Path]:
@@ -640,7 +708,12 @@ def stop(name: str) -> list[str]:
 def destroy(name: str) -> list[str]:
     require_root("a local instance")
     inst = load(name)
-    removed = halt(inst, timeout=60)
+    removed = []
+    for worker in workers_of(name):  # a playground's workers go with it
+        removed += [f"{worker.name}: {what}" for what in destroy(worker.name)]
+    removed += halt(inst, timeout=60)
+    if inst.private_net and not inst.main:
+        removed += netns.remove_private(inst.private_net)
     for mount in (inst.dir / "rootfs", inst.dir / "data"):
         if mount.exists() and _mounted(mount):
             raise PlaygroundError(f"{mount} is still mounted; nothing deleted")

@@ -118,3 +118,40 @@ def remove(slot: int) -> list[str]:
     if _nft(f"delete table inet {table(slot)}\n", check=False).returncode == 0:
         removed.append("nftables table " + table(slot))
     return removed
+
+
+# A playground with workers (issue 17): its machines share a bridge of their own, in a namespace of its own,
+# as GCE VMs share a VPC subnet. Nothing of it is on this machine's side: no address, no route, no filter
+# to pass (the per-instance filter above sees only the instance's link to this machine).
+def private_names(net: int) -> dict[str, str]:
+    return {"netns": f"playground-net-{net}", "subnet": f"10.214.{net}.0/24", "bridge": "br0"}
+
+
+def private_ip(net: int, host: int) -> str:
+    return f"10.214.{net}.{host}"
+
+
+def attach_private(slot: int, net: int, host: int) -> str:
+    """The instance's second link, on the playground's bridge, with address 10.214.NET.HOST/24 (idempotent)."""
+    n, p = names(slot), private_names(net)
+    if not (NETNS_DIR / p["netns"]).exists():
+        _ip("netns", "add", p["netns"])
+        _ip("-n", p["netns"], "link", "add", p["bridge"], "type", "bridge")
+        _ip("-n", p["netns"], "link", "set", p["bridge"], "up")
+    inst_if, br_if = f"pgp{slot}c", f"pgp{slot}b"
+    address = private_ip(net, host)
+    if _ip("-n", n["netns"], "link", "show", inst_if, check=False).returncode == 0:
+        return address
+    _ip("link", "add", inst_if, "netns", n["netns"], "type", "veth", "peer", "name", br_if, "netns", p["netns"])
+    _ip("-n", p["netns"], "link", "set", br_if, "master", p["bridge"], "up")
+    _ip("-n", n["netns"], "addr", "add", address + "/24", "dev", inst_if)
+    _ip("-n", n["netns"], "link", "set", inst_if, "up")
+    return address
+
+
+def remove_private(net: int) -> list[str]:
+    p = private_names(net)
+    if (NETNS_DIR / p["netns"]).exists():
+        _ip("netns", "del", p["netns"], check=False)
+        return ["netns " + p["netns"]]
+    return []

@@ -56,6 +56,7 @@ class LaunchRequest:
     build: bool = True  # local: build the image when there is none
     runtime: str = "nspawn"  # local: nspawn or vm
     data_disk_gb: int = 0  # local vm: a data disk of this size
+    workers: int = 0  # Celery worker machines beside the main (issue 17)
 
 
 class Provider(ABC):

@@ -10,6 +10,11 @@ from ..errors import PlaygroundError
 from .base import Launched, LaunchRequest, Provider, Reach, Report, Upgraded
 
 
+def worker_name(main: str, k: int) -> str:
+    """A worker is named after its playground (and so listed, labelled and destroyed with it)."""
+    return f"{main}-w{k}"
+
+
 class LocalProvider(Provider):
     name = "local"
 
@@ -66,9 +71,25 @@ class LocalProvider(Provider):
                                       f"{'' if req.profile == 'local' else ' --profile ' + req.profile}`")
             report(f"no {req.profile} image yet: building it")
             image = local_build.build_local(req.profile, report=report)
+        if req.workers and not req.wait:
+            raise PlaygroundError("--workers: the workers launch once the main is healthy, so it needs --wait")
         inst, rep = instance.launch(req.name, req.project, req.attributes, image, req.profile, report, req.timeout,
-                                    wait=req.wait, runtime=req.runtime, data_disk_gb=req.data_disk_gb)
-        return self._launched(inst, rep)
+                                    wait=req.wait, runtime=req.runtime, data_disk_gb=req.data_disk_gb,
+                                    with_workers=bool(req.workers))
+        launched = self._launched(inst, rep)
+        for k in range(1, req.workers + 1):
+            name = worker_name(req.name, k)
+            report(f"worker {k} of {req.workers}: {name}")
+            try:
+                winst, wrep = instance.launch(name, req.project, dict(req.attributes), image, req.profile, report,
+                                              req.timeout, worker_of=inst,
+                                              worker_host=instance.WORKER_HOST_0 + k - 1)
+            except PlaygroundError as exc:
+                raise PlaygroundError(f"{exc}; {req.name} and its other workers are up: "
+                                      f"`playground destroy --name {req.name}` removes them all") from exc
+            launched.warnings += [] if (wrep or {}).get("healthy") else [f"worker {name} is not healthy yet"]
+            launched.detail += f"; worker {name} at {winst.address}"
+        return launched
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
         from ..local import instance
