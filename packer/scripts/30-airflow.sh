@@ -25,7 +25,8 @@ fi
 # Where the lock carries the Celery provider (worker machines, issue 17), its executor must import too.
 if grep -q '^apache-airflow-providers-celery==' "$PLAYGROUND_SRC/locks/airflow.txt" && \
     ! AIRFLOW_HOME="$check_home" /opt/airflow/bin/python -c \
-    'from airflow.providers.celery.executors.celery_executor import CeleryExecutor' 2>"$check_home/err"; then
+    'from airflow.providers.celery.executors.celery_executor import CeleryExecutor; import kombu.transport.redis, redis' \
+    2>"$check_home/err"; then
   echo "30-airflow: the lock does not carry what Airflow's CeleryExecutor imports:" >&2
   tail -3 "$check_home/err" >&2
   exit 1
