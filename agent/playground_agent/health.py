@@ -385,6 +385,8 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
             units.append("airflow-triggerer.service")
     if cfg and cfg.get("cloudsql_instance"):
         units.append("cloud-sql-proxy.service")
+    if cfg and cfg.get("airflow_executor") == "CeleryExecutor":  # a main with workers (cluster.py)
+        units += ["playground-redis.service", "playground-mlflow-forward.service"]
     states = unit_states(units)
     report: Dict[str, Any] = {
         "schema": 1,

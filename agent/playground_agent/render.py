@@ -97,6 +97,12 @@ def airflow_env(cfg: Config, cpus: int, airflow: Airflow, slow: bool = False) ->
     env.update(no_telemetry(cfg))  # tasks use MLflow's client
     if cfg.airflow_executor == "CeleryExecutor":
         env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(cfg.worker_concurrency)
+        # A worker machine that dies leaves its running tasks without a heartbeat (every 5 s): failed and
+        # retried per their retries after 90 s, not Airflow's 5 minutes. Its unacknowledged messages come
+        # back from Redis after the visibility timeout (Airflow's default: a day); a task's second message
+        # finds its task instance already running or retried and does nothing.
+        env["AIRFLOW__SCHEDULER__SCHEDULER_ZOMBIE_TASK_THRESHOLD"] = "90"
+        env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"] = "600"
     if airflow.get("timer_unit_consistency"):
         # Airflow 2.11 warns in every process until this is set (Airflow 3's behaviour: timers in ms). No
         # metrics are sent, so it changes nothing else.

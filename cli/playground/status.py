@@ -77,6 +77,8 @@ def services_from_report(rep: dict) -> list[dict]:
                  "level": "green" if cfg.get("state") == "ok" else "red",
                  "reason": f"generation {cfg.get('generation')}" if cfg.get("state") == "ok"
                  else (cfg.get("error") or "not applied")})
+    if rep.get("role") == "worker":
+        return rows + worker_rows(rep, unit_row)
     # The cluster unit where the agent reports it (Debian's postgresql.service stays active without it).
     cluster = next((u for u in sorted(units) if u.startswith("postgresql@")), "postgresql.service")
     pg = rep.get("postgresql", {})
@@ -117,8 +119,30 @@ def services_from_report(rep: dict) -> list[dict]:
             continue
         rows.append({"name": label, "unit": unit, "level": "green" if info.get("ok") else "red",
                      "reason": info.get("state") or info.get("reason", "")})
+    if "playground-redis.service" in units:  # a main with workers: the broker and MLflow's port for them
+        rows.append(unit_row("celery broker", "playground-redis.service", True, "redis on the private network"))
+        rows.append(unit_row("mlflow for workers", "playground-mlflow-forward.service", True,
+                             "MLflow's port on the private network"))
     if rep.get("backup"):
         rows.append(backup_row(rep["backup"]))
+    if rep.get("disk"):
+        rows.append(disk_row(rep["disk"]))
+    return rows
+
+
+def worker_rows(rep: dict, unit_row) -> list[dict]:
+    """A worker machine (role worker): its Celery worker, the main's broker, MLflow through the forward,
+    lineage delivery, its disk."""
+    broker, ml = rep.get("broker", {}), rep.get("mlflow", {})
+    rows = [unit_row("celery worker", "airflow-worker.service", True, f"works for {rep.get('main_address')}"),
+            {"name": "broker", "unit": None, "level": "green" if broker.get("ok") else "red",
+             "reason": broker.get("state") if broker.get("ok") else broker.get("reason", "not checked")},
+            unit_row("mlflow (main's)", "playground-mlflow-forward.service", ml.get("ok", False),
+                     ml.get("reason") or "/health OK through the forward")]
+    lineage = rep.get("lineage")
+    if lineage is not None:
+        rows.append(unit_row("lineage delivery", "playground-lineage.service", lineage.get("ok", False),
+                             lineage.get("state", "")))
     if rep.get("disk"):
         rows.append(disk_row(rep["disk"]))
     return rows

@@ -1,0 +1,181 @@
+"""Worker machines (issue 17): `playground launch --workers 2` makes a main (CeleryExecutor, Redis, its
+PostgreSQL and MLflow open to the playground's private network only) and two workers from the same image.
+
+What runs for real: Airflow's CeleryExecutor and `airflow celery worker` on each worker machine, Redis from
+Debian's package as the broker, the main's PostgreSQL reached over the private bridge with a password, the
+DAG folder and the task logs shared from the main, MLflow reached through each worker's forward. Checked:
+60 independent tasks spread over both workers (their hostnames in Airflow's database), each recorded in
+MLflow once by lineage, their logs readable through the main's webserver; a worker machine killed mid-run
+(its container SIGKILLed, as a VM that dies) and the run still ending in success, the lost tasks retried on
+the other worker; the broker, PostgreSQL and MLflow's forward listening on the private address and
+127.0.0.1 only; destroy taking the workers and the network with the main.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+
+import pytest
+from playground.local import instance, netns
+from playground.main import app
+from support import eventually, need_local, remove_instance
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.image
+
+NAME = "pgw"
+WORKERS = ("pgw-w1", "pgw-w2")
+DAG_ID = "fanout_workers"
+TASKS = 60
+DAG = '''"""{tasks} independent tasks, each a second or two of work: spread over the workers."""
+from datetime import datetime, timedelta
+import time
+
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+
+def work(n):
+    time.sleep(1.5)
+    return n
+
+
+with DAG(dag_id="{dag_id}", start_date=datetime(2024, 1, 1), schedule_interval=None, catchup=False,
+         default_args={{"retries": 2, "retry_delay": timedelta(seconds=5)}}) as dag:
+    for n in range({tasks}):
+        PythonOperator(task_id="t%02d" % n, python_callable=work, op_args=[n])
+'''.format(tasks=TASKS, dag_id=DAG_ID)
+
+
+def sh(inst, command: str, timeout: float = 120) -> str:
+    proc = instance.remote(inst, command, timeout=timeout)
+    assert proc.returncode == 0, f"{command[:100]} on {inst.name}: {proc.stderr[-1500:]}"
+    return proc.stdout
+
+
+def psql(main, sql: str) -> str:
+    return sh(main, f"sudo -n -u postgres psql -d airflow -Atc {shlex.quote(sql)}").strip()
+
+
+def api(main, method: str, path: str, body: dict | None = None) -> dict:
+    auth = "admin:" + sh(main, "sudo -n playground-agent admin-password").strip()
+    cmd = (f"curl -s -X {method} -u {shlex.quote(auth)} -H 'Content-Type: application/json' "
+           f"http://127.0.0.1:8080/api/v1/{path}")
+    if body is not None:
+        cmd += " -d " + shlex.quote(json.dumps(body))
+    out = sh(main, cmd)
+    return json.loads(out) if out.strip().startswith("{") else {"raw": out}
+
+
+@pytest.fixture(scope="module")
+def playground(request, image_profile):
+    if request.config.getoption("hosts"):
+        pytest.skip("needs local instances (workers and their private network)")
+    if image_profile != "local":
+        pytest.skip("CeleryExecutor needs the Celery provider, which the local and current profiles carry")
+    need_local()
+    request.getfixturevalue("image")
+    for name in (*WORKERS, NAME):
+        remove_instance(name)
+    res = CliRunner().invoke(app, ["launch", "--project", "playground-workers", "--name", NAME, "--workers", "2",
+                                   "--no-build"], catch_exceptions=False)
+    try:
+        assert res.exit_code == 0, res.output
+        main = instance.load(NAME)
+        code = DAG.replace("'", "'\\''")
+        sh(main, f"printf %s '{code}' | sudo -n -u airflow tee /var/lib/airflow/dags/{DAG_ID}.py >/dev/null")
+        sh(main, "sudo -n airflow dags reserialize", timeout=180)
+        eventually(lambda: api(main, "GET", f"dags/{DAG_ID}").get("dag_id"), 180)
+        api(main, "PATCH", f"dags/{DAG_ID}?update_mask=is_paused", {"is_paused": False})
+        yield main
+    finally:
+        CliRunner().invoke(app, ["destroy", "--name", NAME, "--yes"], catch_exceptions=False)
+
+
+def finished(main, run_id: str):
+    state = psql(main, f"SELECT state FROM dag_run WHERE dag_id = '{DAG_ID}' AND run_id = '{run_id}'")
+    return state if state in ("success", "failed") else None
+
+
+def hosts(main, run_id: str) -> dict[str, str]:
+    rows = psql(main, f"SELECT task_id, hostname, try_number FROM task_instance WHERE dag_id = '{DAG_ID}' "
+                      f"AND run_id = '{run_id}' AND state = 'success'")
+    return {r.split("|")[0]: r.split("|")[1] for r in rows.splitlines() if r}
+
+
+def test_sixty_tasks_spread_over_both_workers_each_recorded_once_with_its_log(playground):
+    main = playground
+    api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "spread"})
+    assert eventually(lambda: finished(main, "spread"), 400, 3) == "success"
+    ran = hosts(main, "spread")
+    assert len(ran) == TASKS
+    assert set(ran.values()) == set(WORKERS), ran  # both workers, and never the main (it runs no worker)
+    assert min(list(ran.values()).count(w) for w in WORKERS) >= 10, ran
+    # Lineage delivered from each worker through its forward to the main's MLflow: one run per task.
+    exp = json.loads(sh(main, "curl -s 'http://127.0.0.1:5000/api/2.0/mlflow/experiments/get-by-name?"
+                              f"experiment_name=airflow/{DAG_ID}'"))["experiment"]["experiment_id"]
+
+    def recorded():
+        body = json.dumps({"experiment_ids": [exp], "max_results": 500,
+                           "filter": "tags.`airflow.run_id` = 'spread'"})
+        runs = json.loads(sh(main, "curl -s -X POST -H 'Content-Type: application/json' "
+                                   f"http://127.0.0.1:5000/api/2.0/mlflow/runs/search -d {shlex.quote(body)}"))
+        tasks = [{t["key"]: t["value"] for t in r["data"]["tags"]}["airflow.task_id"] for r in runs.get("runs", [])]
+        return tasks if len(tasks) >= TASKS else None
+
+    tasks = eventually(recorded, 180, 5)
+    assert sorted(tasks) == sorted(ran), "each task recorded in MLflow exactly once"
+    # A task's log, written on the worker, read by the main's webserver.
+    task = next(t for t, h in ran.items() if h == WORKERS[1])
+    log = api(main, "GET", f"dags/{DAG_ID}/dagRuns/spread/taskInstances/{task}/logs/1?full_content=true")
+    text = json.dumps(log)
+    assert WORKERS[1] in text and "Marking task as SUCCESS" in text, text[-1500:]
+
+
+def test_a_worker_killed_mid_run_and_the_run_still_succeeds_on_the_other(playground):
+    main = playground
+    w1 = instance.load(WORKERS[0])
+    api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "killed"})
+    eventually(lambda: psql(main, f"SELECT count(*) FROM task_instance WHERE run_id = 'killed' AND state = 'running' "
+                                  f"AND hostname = '{WORKERS[0]}'") not in ("", "0"), 120, 0.5)
+    os.kill(w1.pids["nspawn"], signal.SIGKILL)  # the whole machine, at once: no warm shutdown
+    assert eventually(lambda: finished(main, "killed"), 600, 5) == "success"
+    ran = hosts(main, "killed")
+    assert len(ran) == TASKS
+    retried = psql(main, "SELECT count(*) FROM task_instance WHERE run_id = 'killed' AND try_number > 1")
+    assert int(retried) >= 1, "the killed worker's tasks were retried"
+    assert int(psql(main, f"SELECT count(*) FROM task_instance WHERE run_id = 'killed' AND try_number > 1 "
+                          f"AND hostname = '{WORKERS[1]}'")) == int(retried)
+
+
+def test_the_broker_database_and_mlflow_listen_on_the_private_network_only(playground):
+    main = playground
+    private = netns.private_ip(main.private_net, main.private_host)
+    listening = sh(main, "ss -Hltn")
+    for port in (6379, 5432, 5000):
+        addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()
+                     if line.split()[3].endswith(f":{port}")}
+        assert addresses <= {"127.0.0.1", private}, (port, addresses)
+    # The main's address toward this machine reaches none of them (the per-instance filter, and nothing there).
+    for port in (6379, 5432):
+        probe = subprocess.run(["timeout", "3", "bash", "-c", f"echo > /dev/tcp/{main.address}/{port}"],
+                               capture_output=True)
+        assert probe.returncode != 0, port
+    # The broker refuses a client without the password, from a worker on the private network.
+    w2 = instance.load(WORKERS[1])
+    said = sh(w2, f"printf 'PING\\r\\n' | timeout 3 socat - TCP:{private}:6379 || true")
+    assert "NOAUTH" in said, said
+
+
+def test_status_shows_each_worker_and_destroy_takes_them_with_the_main(playground):
+    res = CliRunner().invoke(app, ["status", "--name", WORKERS[1], "--json"], catch_exceptions=False)
+    rows = {s["name"]: s for s in json.loads(res.output)["instances"][0]["services"]}
+    assert rows["celery worker"]["level"] in ("green", "amber") and rows["broker"]["level"] == "green", rows
+    res = CliRunner().invoke(app, ["destroy", "--name", NAME, "--yes"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    for name in (NAME, *WORKERS):
+        assert not (instance.paths.instances_dir() / name).exists()
+    assert not (netns.NETNS_DIR / netns.private_names(playground.private_net)["netns"]).exists()
