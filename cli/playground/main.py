@@ -219,7 +219,7 @@ def launch(
                                            help="Power the machine off after this many idle minutes (no task "
                                            "running or queued, no SSH session or tunnel); the attribute autostop. "
                                            "Change it later with `playground autostop`."),
-    workers: int = typer.Option(0, "--workers", min=0, max=8, help="Celery worker machines beside the main, from "
+    workers: int = typer.Option(0, "--workers", help="Celery worker machines beside the main, from "
                                 "the same image (local nspawn for now): the main runs CeleryExecutor with Redis "
                                 "as the broker on a private network of the playground's own; each worker runs "
                                 "`airflow celery worker` (see Workers in the README)."),
@@ -250,6 +250,8 @@ def launch(
             if any(pair.partition("=")[0] == "autostop" for pair in set_):
                 raise PlaygroundError("--autostop: given twice (also as --set autostop=...)")
             set_ = [*set_, "autostop=" + attributes.autostop_value(autostop)]
+        if not 0 <= workers <= MAX_WORKERS:
+            raise PlaygroundError(f"--workers: expected 0-{MAX_WORKERS} worker machines, got {workers}")
         if workers and chosen.name != "local":
             raise PlaygroundError("--workers: local instances only for now (GCE workers are not built yet)")
         if workers and any(pair.partition("=")[0] in ("role", "main-address", "private-subnet", "airflow-executor")
@@ -272,6 +274,9 @@ def launch(
     _how_to_reach(launched)
     if proj is not None:
         _deploy(chosen, launched.name, None, proj, as_json=False)
+
+
+MAX_WORKERS = 8  # each worker is a machine of its own: past that, a team wants Composer (README, Workers)
 
 
 @app.command()
