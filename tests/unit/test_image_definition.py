@@ -13,7 +13,7 @@ PACKER = REPO / "packer"
 PROFILES = sorted(p.name.removesuffix(".pkrvars.hcl") for p in (PACKER / "profiles").glob("*.pkrvars.hcl"))
 # Binaries the image provides; the host running the tests does not have them.
 IMAGE_BINARIES = ("/opt/airflow/bin/airflow", "/opt/airflow/bin/python", "/usr/local/bin/playground-agent",
-                  "/bin/fusermount")
+                  "/bin/fusermount", "/usr/bin/redis-server", "/usr/bin/socat")  # the last two: 25-redis.sh
 
 
 def need(tool: str) -> None:
