@@ -252,6 +252,9 @@ def launch(
             set_ = [*set_, "autostop=" + attributes.autostop_value(autostop)]
         if not 0 <= workers <= MAX_WORKERS:
             raise PlaygroundError(f"--workers: expected 0-{MAX_WORKERS} worker machines, got {workers}")
+        if workers and len(name or project) > 28:
+            raise PlaygroundError(f"--name: expected at most 28 characters with --workers (its workers are "
+                                  f"NAME-wK), got {(name or project)!r}")
         if workers and chosen.name != "local":
             raise PlaygroundError("--workers: local instances only for now (GCE workers are not built yet)")
         if workers and any(pair.partition("=")[0] in ("role", "main-address", "private-subnet", "airflow-executor")
@@ -277,6 +280,33 @@ def launch(
 
 
 MAX_WORKERS = 8  # each worker is a machine of its own: past that, a team wants Composer (README, Workers)
+
+
+@app.command()
+def scale(
+    name: str = typer.Option(..., help="The playground (its main machine)."),
+    workers: int = typer.Option(..., "--workers", help=f"How many Celery worker machines it should have, "
+                                f"0-{MAX_WORKERS}. 0: none, and the main runs its tasks itself again "
+                                "(LocalExecutor); more than 0 after that: CeleryExecutor again."),
+    force: bool = typer.Option(False, "--force", help="Remove workers at once instead of a warm shutdown (their "
+                               "running tasks then fail and are retried per their retries)."),
+    provider: Optional[str] = PROVIDER,
+    project: Optional[str] = GCE_PROJECT,
+    zone: Optional[str] = ZONE,
+) -> None:
+    """Add or remove a playground's Celery worker machines (launched with --workers). Fewer: each removed
+    worker's running tasks finish first (Celery's warm shutdown), stopped workers go first."""
+    try:
+        if not 0 <= workers <= MAX_WORKERS:
+            raise PlaygroundError(f"--workers: expected 0-{MAX_WORKERS} worker machines, got {workers}")
+        chosen = _provider(provider, project, zone)
+        with progress() as bar:
+            task = bar.add_task(f"scaling {name} to {workers} worker(s)", total=None)
+            done = chosen.scale(name, workers, force, lambda m: bar.update(task, description=m))
+    except PlaygroundError as exc:
+        fail(exc)
+    for line in done or [f"{name} has {workers} worker(s) already"]:
+        console.print(line, highlight=False)
 
 
 @app.command()

@@ -173,10 +173,38 @@ def test_the_broker_database_and_mlflow_listen_on_the_private_network_only(playg
     assert "NOAUTH" in said, said
 
 
-def test_status_shows_each_worker_and_destroy_takes_them_with_the_main(playground):
+def test_status_shows_each_worker_with_its_broker(playground):
     res = CliRunner().invoke(app, ["status", "--name", WORKERS[1], "--json"], catch_exceptions=False)
     rows = {s["name"]: s for s in json.loads(res.output)["instances"][0]["services"]}
     assert rows["celery worker"]["level"] in ("green", "amber") and rows["broker"]["level"] == "green", rows
+    assert rows["mlflow (main's)"]["level"] in ("green", "amber"), rows
+
+
+def scale(*args: str) -> str:
+    res = CliRunner().invoke(app, ["scale", "--name", *args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_scale_removes_stopped_workers_first_adds_them_back_and_at_0_the_main_runs_its_tasks(playground):
+    main = playground
+    refused = CliRunner().invoke(app, ["scale", "--name", WORKERS[1], "--workers", "1"], catch_exceptions=False)
+    assert refused.exit_code == 1 and f"is a worker of {NAME}" in refused.output
+    said = scale(NAME, "--workers", "1")  # the killed worker (stopped) goes, the running one stays
+    assert f"removed worker {WORKERS[0]}" in said and not (instance.paths.instances_dir() / WORKERS[0]).exists()
+    said = scale(NAME, "--workers", "2")
+    assert f"launched worker {WORKERS[0]}" in said
+    assert '"healthy": true' in sh(instance.load(WORKERS[0]), "sudo -n playground-agent status --json")
+    said = scale(NAME, "--workers", "0")  # warm shutdown of both, then LocalExecutor on the main
+    assert f"removed worker {WORKERS[0]}" in said and f"removed worker {WORKERS[1]}" in said and "LocalExecutor" in said
+    eventually(lambda: 'AIRFLOW__CORE__EXECUTOR="LocalExecutor"' in sh(main, "cat /etc/playground/airflow.env"), 60)
+    eventually(lambda: '"healthy": true' in instance.remote(main, "sudo -n playground-agent status --json").stdout, 180)
+    api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "alone"})
+    assert eventually(lambda: finished(main, "alone"), 400, 3) == "success"
+    assert set(hosts(main, "alone").values()) == {NAME}
+
+
+def test_destroy_takes_the_workers_and_the_network_with_the_main(playground):
     res = CliRunner().invoke(app, ["destroy", "--name", NAME, "--yes"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     for name in (NAME, *WORKERS):

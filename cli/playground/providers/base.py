@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
+from ..errors import PlaygroundError
+
 Report = Callable[[str], None]
 
 
@@ -108,6 +110,11 @@ class Provider(ABC):
     def set_attributes(self, name: str, attributes: dict[str, str], report: Report) -> None:
         """Change metadata attributes of an instance, running or stopped (checked with the schema already);
         the machine's agent reads what it watches live (autostop) and the rest at its next boot."""
+
+    def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
+        """A playground's Celery workers to `workers` (0: none, the main runs its tasks itself); fewer is a warm
+        shutdown of each removed worker unless force. What was done, for the user."""
+        raise PlaygroundError(f"scale: workers are built for local instances only so far, not {self.name}")
 
     @abstractmethod
     def list(self) -> list[dict]:

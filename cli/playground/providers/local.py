@@ -9,10 +9,16 @@ from ..attributes import admin_user
 from ..errors import PlaygroundError
 from .base import Launched, LaunchRequest, Provider, Reach, Report, Upgraded
 
+MAX_WORKER_NUMBER = 200  # worker host numbers 10-209 on the playground's /24
+
 
 def worker_name(main: str, k: int) -> str:
     """A worker is named after its playground (and so listed, labelled and destroyed with it)."""
     return f"{main}-w{k}"
+
+
+def worker_number(name: str) -> int:
+    return int(name.rsplit("-w", 1)[1])
 
 
 class LocalProvider(Provider):
@@ -77,19 +83,70 @@ class LocalProvider(Provider):
                                     wait=req.wait, runtime=req.runtime, data_disk_gb=req.data_disk_gb,
                                     with_workers=bool(req.workers))
         launched = self._launched(inst, rep)
-        for k in range(1, req.workers + 1):
-            name = worker_name(req.name, k)
-            report(f"worker {k} of {req.workers}: {name}")
-            try:
-                winst, wrep = instance.launch(name, req.project, dict(req.attributes), image, req.profile, report,
-                                              req.timeout, worker_of=inst,
-                                              worker_host=instance.WORKER_HOST_0 + k - 1)
-            except PlaygroundError as exc:
-                raise PlaygroundError(f"{exc}; {req.name} and its other workers are up: "
-                                      f"`playground destroy --name {req.name}` removes them all") from exc
-            launched.warnings += [] if (wrep or {}).get("healthy") else [f"worker {name} is not healthy yet"]
-            launched.detail += f"; worker {name} at {winst.address}"
+        try:
+            for winst, wrep in self._add_workers(inst, image, req.workers, report, req.timeout):
+                launched.warnings += [] if (wrep or {}).get("healthy") else [f"worker {winst.name} is not healthy yet"]
+                launched.detail += f"; worker {winst.name} at {winst.address}"
+        except PlaygroundError as exc:
+            raise PlaygroundError(f"{exc}; {req.name} and its other workers are up: "
+                                  f"`playground destroy --name {req.name}` removes them all") from exc
         return launched
+
+    def _add_workers(self, main, image: Path, count: int, report: Report, timeout: float = 300) -> list:
+        """count more workers for main, numbered from the lowest free number; [(instance, health)]."""
+        from ..local import instance
+
+        used = {worker_number(w.name) for w in instance.workers_of(main.name)}
+        free = [k for k in range(1, MAX_WORKER_NUMBER + 1) if k not in used][:count]
+        attrs = {k: v for k, v in main.attributes.items() if k not in ("ssh-keys", "gcp-project")}
+        made = []
+        for i, k in enumerate(free, 1):
+            name = worker_name(main.name, k)
+            report(f"worker {i} of {count}: {name}")
+            made.append(instance.launch(name, main.project, dict(attrs), image, main.profile, report, timeout,
+                                        worker_of=main, worker_host=instance.WORKER_HOST_0 + k - 1))
+        return made
+
+    def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
+        from ..local import instance
+
+        main = instance.load(name)
+        if main.main:
+            raise PlaygroundError(f"--name: {name} is a worker of {main.main}: scale {main.main}")
+        if not main.private_net:
+            raise PlaygroundError(f"{name} was launched without --workers (LocalExecutor, no private network): "
+                                  "launch a playground with --workers (`playground backup` this one and "
+                                  "`playground restore` onto it to keep its runs)")
+        if not instance.is_running(main):
+            raise PlaygroundError(f"{name} is not running: `playground start --name {name}` first")
+        have = instance.workers_of(name)
+        done: list[str] = []
+        if workers and main.attributes.get("airflow-executor") != "CeleryExecutor":
+            report(f"{name}: back to CeleryExecutor")
+            instance.set_attributes(name, {"airflow-executor": "CeleryExecutor"})
+            done.append(f"{name}: CeleryExecutor again (its workers run the tasks)")
+            instance.wait_healthy(instance.load(name), 180, report)
+        if workers > len(have):
+            for winst, _ in self._add_workers(main, Path(main.image), workers - len(have), report):
+                done.append(f"launched worker {winst.name} at {winst.address}")
+            return done
+        # Stopped ones go first, then the highest numbers.
+        doomed = sorted(have, key=lambda w: (instance.is_running(w), worker_number(w.name)))[:len(have) - workers]
+        for w in doomed:
+            if instance.is_running(w) and not force:
+                report(f"{w.name}: warm shutdown, its running tasks finish first (--force does not wait)")
+                proc = instance.remote(w, "sudo -n systemctl stop airflow-worker.service", timeout=660)
+                if proc.returncode != 0:
+                    raise PlaygroundError(f"{w.name}: the worker did not stop cleanly ({proc.stderr.strip()[-200:]})"
+                                          f"; it is kept: `playground scale --force` removes it anyway")
+            report(f"removing {w.name}")
+            instance.destroy(w.name)
+            done.append(f"removed worker {w.name}")
+        if workers == 0 and main.attributes.get("airflow-executor") == "CeleryExecutor":
+            # No worker left: the main runs its tasks itself again, as a one-machine playground does.
+            instance.set_attributes(name, {"airflow-executor": "LocalExecutor"})
+            done.append(f"{name}: LocalExecutor (no workers: it runs its tasks itself; Redis idles)")
+        return done
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
         from ..local import instance
