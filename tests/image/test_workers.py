@@ -202,6 +202,7 @@ def test_scale_removes_stopped_workers_first_adds_them_back_and_at_0_the_main_ru
     api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "alone"})
     assert eventually(lambda: finished(main, "alone"), 400, 3) == "success"
     assert set(hosts(main, "alone").values()) == {NAME}
+    assert "CeleryExecutor again" in scale(NAME, "--workers", "1")  # and one for destroy to take along
 
 
 def test_destroy_takes_the_workers_and_the_network_with_the_main(playground):
