@@ -190,14 +190,18 @@ def test_scale_removes_stopped_workers_first_adds_them_back_and_at_0_the_main_ru
     main = playground
     refused = CliRunner().invoke(app, ["scale", "--name", WORKERS[1], "--workers", "1"], catch_exceptions=False)
     assert refused.exit_code == 1 and f"is a worker of {NAME}" in refused.output
-    said = scale(NAME, "--workers", "1")  # the killed worker (stopped) goes, the running one stays
-    assert f"removed worker {WORKERS[0]}" in said and not (instance.paths.instances_dir() / WORKERS[0]).exists()
-    said = scale(NAME, "--workers", "2")
-    assert f"launched worker {WORKERS[0]}" in said
-    assert '"healthy": true' in sh(instance.load(WORKERS[0]), "sudo -n playground-agent status --json")
+    # A stopped worker goes first (the one killed above), else the highest number; the other stays.
+    gone = WORKERS[0] if not instance.is_running(instance.load(WORKERS[0])) else WORKERS[1]
+    said = scale(NAME, "--workers", "1")
+    assert f"removed worker {gone}" in said and not (instance.paths.instances_dir() / gone).exists()
+    assert len(instance.workers_of(NAME)) == 1
+    said = scale(NAME, "--workers", "2")  # the lowest free number again
+    assert f"launched worker {gone}" in said
+    assert '"healthy": true' in sh(instance.load(gone), "sudo -n playground-agent status --json")
     said = scale(NAME, "--workers", "0")  # warm shutdown of both, then LocalExecutor on the main
     assert f"removed worker {WORKERS[0]}" in said and f"removed worker {WORKERS[1]}" in said and "LocalExecutor" in said
-    eventually(lambda: 'AIRFLOW__CORE__EXECUTOR="LocalExecutor"' in sh(main, "cat /etc/playground/airflow.env"), 60)
+    env = "sudo -n cat /etc/playground/airflow.env"
+    eventually(lambda: 'AIRFLOW__CORE__EXECUTOR="LocalExecutor"' in sh(main, env), 60)
     eventually(lambda: '"healthy": true' in instance.remote(main, "sudo -n playground-agent status --json").stdout, 180)
     api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "alone"})
     assert eventually(lambda: finished(main, "alone"), 400, 3) == "success"

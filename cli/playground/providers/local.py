@@ -131,7 +131,7 @@ class LocalProvider(Provider):
                 done.append(f"launched worker {winst.name} at {winst.address}")
             return done
         # Stopped ones go first, then the highest numbers.
-        doomed = sorted(have, key=lambda w: (instance.is_running(w), worker_number(w.name)))[:len(have) - workers]
+        doomed = sorted(have, key=lambda w: (instance.is_running(w), -worker_number(w.name)))[:len(have) - workers]
         for w in doomed:
             if instance.is_running(w) and not force:
                 report(f"{w.name}: warm shutdown, its running tasks finish first (--force does not wait)")
