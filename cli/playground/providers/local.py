@@ -107,6 +107,19 @@ class LocalProvider(Provider):
                                         worker_of=main, worker_host=instance.WORKER_HOST_0 + k - 1))
         return made
 
+    @staticmethod
+    def _set_executor(main, executor: str) -> None:
+        """The attribute, then the agent's apply at once (its metadata watch is optional): the scheduler
+        restarts on the new executor; healthy again before going on."""
+        from ..local import instance
+
+        instance.set_attributes(main.name, {"airflow-executor": executor})
+        proc = instance.remote(main, "sudo -n playground-agent apply", timeout=300)
+        if proc.returncode != 0:
+            said = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            raise PlaygroundError(f"{main.name}: the agent did not apply airflow-executor={executor}: {said}")
+        instance.wait_healthy(instance.load(main.name), 180, lambda m: None)
+
     def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
         from ..local import instance
 
@@ -123,9 +136,8 @@ class LocalProvider(Provider):
         done: list[str] = []
         if workers and main.attributes.get("airflow-executor") != "CeleryExecutor":
             report(f"{name}: back to CeleryExecutor")
-            instance.set_attributes(name, {"airflow-executor": "CeleryExecutor"})
+            self._set_executor(main, "CeleryExecutor")
             done.append(f"{name}: CeleryExecutor again (its workers run the tasks)")
-            instance.wait_healthy(instance.load(name), 180, report)
         if workers > len(have):
             for winst, _ in self._add_workers(main, Path(main.image), workers - len(have), report):
                 done.append(f"launched worker {winst.name} at {winst.address}")
@@ -144,7 +156,7 @@ class LocalProvider(Provider):
             done.append(f"removed worker {w.name}")
         if workers == 0 and main.attributes.get("airflow-executor") == "CeleryExecutor":
             # No worker left: the main runs its tasks itself again, as a one-machine playground does.
-            instance.set_attributes(name, {"airflow-executor": "LocalExecutor"})
+            self._set_executor(main, "LocalExecutor")
             done.append(f"{name}: LocalExecutor (no workers: it runs its tasks itself; Redis idles)")
         return done
 
