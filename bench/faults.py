@@ -32,8 +32,17 @@ KILLED = ("airflow-webserver.service", "airflow-scheduler@1.service", "mlflow-se
 # unified hierarchy beside v1 (nspawn instances on this host, Ubuntu 18.04), or cgroup2 alone (Ubuntu 24.04).
 KILL_AND_WAIT = r"""
 unit="$1"; who="${2:-main}"
+# The unit running, with a control group of its own, before anything is killed: an empty ControlGroup (a
+# unit between a crash and its restart) would make the path below the root's, and `tree` would kill every
+# process of the machine, sshd included (seen once in CI as SSH's exit 255).
+for _ in $(seq 1 100); do
+  cg="$(systemctl show -p ControlGroup --value "$unit")"
+  if [ "$(systemctl is-active "$unit")" = active ] && [ -n "$cg" ] && [ "$cg" != / ]; then break; fi
+  cg=""
+  sleep 0.3
+done
+if [ -z "$cg" ]; then echo "$unit is not running in a control group of its own: not killed"; exit 1; fi
 old="$(systemctl show -p MainPID --value "$unit")"
-cg="$(systemctl show -p ControlGroup --value "$unit")"
 for base in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd /sys/fs/cgroup; do
   if [ -f "$base$cg/cgroup.procs" ]; then procs="$base$cg/cgroup.procs"; break; fi
 done
