@@ -49,8 +49,10 @@ done
 if [ "$who" = tree ] && [ -z "${procs:-}" ]; then echo "no cgroup.procs for $unit ($cg)"; exit 1; fi
 t0="$(cut -d' ' -f1 /proc/uptime)"
 if [ "$who" = tree ]; then
+  # Without 0: a process of another PID namespace in the same cgroup (here every container's units share
+  # their paths) reads as 0, and `kill -9 0` would kill this very shell's process group.
   # shellcheck disable=SC2046 # one PID per word
-  kill -9 $(cat "$procs")
+  kill -9 $(grep -vx 0 "$procs")
 else
   systemctl kill -s KILL --kill-who=main "$unit"
 fi
