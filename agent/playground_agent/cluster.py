@@ -75,7 +75,7 @@ def ensure_main_secrets() -> Dict[str, str]:
     from .render import write_atomic
 
     have = {"BROKER_PASSWORD": new_password(32), "DB_PASSWORD": new_password(32)}
-    write_atomic(CLUSTER_ENV, "".join('%s="%s"\n' % kv for kv in sorted(have.items())), 0o600, 0)
+    write_atomic(CLUSTER_ENV, _env(have), 0o600, 0)
     return have
 
 
@@ -97,7 +97,7 @@ def handover(airflow_env_path: str = paths.SECRETS_DIR + "/airflow.env") -> str:
     missing = [k for k in WORKER_KEYS if not have.get(k)]
     if missing:
         raise ClusterError("this machine has no %s yet: has the agent applied a config?" % ", ".join(missing))
-    return "".join('%s="%s"\n' % (k, have[k]) for k in WORKER_KEYS)
+    return _env({k: have[k] for k in WORKER_KEYS})
 
 
 def _hba(current: str, subnet: Optional[str]) -> str:
@@ -115,10 +115,10 @@ def _hba(current: str, subnet: Optional[str]) -> str:
     return "\n".join(kept) + "\n"
 
 
-def pg_files(cfg: Config) -> Dict[str, FileSpec]:
-    """Every cluster's listen addresses and pg_hba block, for a main with workers."""
+def pg_files(cfg: Config, address: str) -> Dict[str, FileSpec]:
+    """Every cluster's listen addresses (127.0.0.1 and this main's private address) and pg_hba block."""
     files: Dict[str, FileSpec] = {}
-    listen = "127.0.0.1,%s" % own_address(cfg.private_subnet)
+    listen = "127.0.0.1,%s" % address
     for hba in sorted(glob.glob(paths.p("/etc/postgresql/*/main/pg_hba.conf"))):
         with open(hba, encoding="utf-8") as fh:
             current = fh.read()
@@ -136,9 +136,9 @@ def files(cfg: Config) -> Dict[str, FileSpec]:
     out: Dict[str, FileSpec] = {}
     port = cfg.mlflow_port
     if cfg.role == "main":
-        out.update(pg_files(cfg))
-        pw = ensure_main_secrets()
         address = own_address(cfg.private_subnet)
+        out.update(pg_files(cfg, address))
+        pw = ensure_main_secrets()
         out[REDIS_CONF] = FileSpec(
             "# written by playground-agent: the Celery broker, on 127.0.0.1 and the private address only\n"
             "bind 127.0.0.1 %s\nport %d\nprotected-mode yes\nrequirepass %s\ndaemonize no\nsupervised no\n"
