@@ -114,6 +114,17 @@ def test_local_executor_machines_get_none_of_it(machine):
     assert not any("redis" in spec.content for spec in wants.values())
 
 
+def test_a_lost_task_is_requeued_within_minutes_and_a_long_one_is_never_handed_out_twice():
+    env = render.airflow_env(config(**MAIN), 2, Airflow("2.11.2"))
+    # Taken by a worker that died before starting it: revoked and queued again by the scheduler.
+    assert float(env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"]) + float(
+        env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL"]) <= 360
+    # No visibility timeout of ours: Redis would hand a task running longer to a second worker, and
+    # Airflow's runner then kills the first (hostname mismatch). Airflow's own (84600 s) applies.
+    assert not any("VISIBILITY_TIMEOUT" in key for key in env)
+    assert "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT" not in render.airflow_env(config(), 2, Airflow("2.11.2"))
+
+
 class FakeRedis:
     """A listener speaking Redis's protocol for AUTH and PING."""
 
