@@ -324,8 +324,17 @@ def memory() -> Dict[str, Any]:
 WORKER_UNITS = ["airflow-worker.service", "playground-mlflow-forward.service", "playground-lineage.service"]
 
 
+# Airflow's [operators] default_queue: every task's, and the one each worker consumes (we set no other).
+QUEUE = "default"
+
+
+def _redis_command(*args: str) -> str:
+    return "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a.encode()), a) for a in args)
+
+
 def broker_state(host: str, port: int = 6379, timeout: float = 3.0) -> Dict[str, Any]:
-    """Can this worker use the main's Redis: AUTH with its password and PING, in Redis's own protocol."""
+    """Can this worker use the main's Redis: AUTH with its password and PING, in Redis's own protocol; and
+    how many tasks wait in the queue (kombu keeps a queue as a Redis list of that name)."""
     import socket
 
     from .bootstrap import read_env
@@ -337,20 +346,49 @@ def broker_state(host: str, port: int = 6379, timeout: float = 3.0) -> Dict[str,
     where = "%s:%d" % (host, port)
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n"
-                          % (len(password), password)).encode())
+            sock.sendall((_redis_command("AUTH", password) + _redis_command("PING")
+                          + _redis_command("LLEN", QUEUE)).encode())
             said = b""
-            while said.count(b"\r\n") < 2 and len(said) < 4096:
+            while said.count(b"\r\n") < 3 and len(said) < 4096:
                 chunk = sock.recv(4096)
                 if not chunk:
                     break
                 said += chunk
     except OSError as exc:
         return {"ok": False, "reason": "broker %s not reachable: %s" % (where, exc), "state": "unreachable"}
-    if said.startswith(b"+OK\r\n+PONG"):
-        return {"ok": True, "reason": "", "state": "connected to %s" % where}
-    first = said.split(b"\r\n", 1)[0].decode(errors="replace")[:80]
-    return {"ok": False, "reason": "broker %s refused: %s" % (where, first), "state": "refused"}
+    replies = said.split(b"\r\n")
+    if replies[:2] != [b"+OK", b"+PONG"]:
+        first = replies[0].decode(errors="replace")[:80]
+        return {"ok": False, "reason": "broker %s refused: %s" % (where, first), "state": "refused"}
+    waiting = int(replies[2][1:]) if len(replies) > 2 and replies[2][:1] == b":" else None
+    return {"ok": True, "reason": "", "state": "connected to %s" % where, "queue": QUEUE, "waiting": waiting}
+
+
+def running_here(cfg: Dict[str, Any], timeout: float = 5.0) -> Dict[str, Any]:
+    """The task instances running on this worker, from the main's database: Airflow records each one's
+    hostname (socket.getfqdn(), its default hostname_callable). The password goes to psql in its
+    environment, never in argv."""
+    import socket
+
+    from .bootstrap import read_env
+
+    try:
+        password = read_env(paths.SECRETS_DIR + "/cluster.env").get("DB_PASSWORD", "")
+    except OSError:
+        return {"ok": False, "reason": "no cluster.env: the main's secrets were never handed over", "tasks": []}
+    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT=str(int(timeout)))
+    sql = ("SELECT dag_id || '.' || task_id FROM task_instance WHERE state = 'running' AND hostname = :'here' "
+           "ORDER BY start_date;\n")
+    try:
+        proc = subprocess.run(["psql", "-h", str(cfg.get("main_address")), "-U", "airflow", "-d", "airflow",
+                               "-X", "-At", "-v", "here=" + socket.getfqdn(), "-v", "ON_ERROR_STOP=1"],
+                              input=sql, env=env, capture_output=True, text=True, timeout=timeout + 5)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"ok": False, "reason": "the main's database: %s" % exc, "tasks": []}
+    if proc.returncode != 0:
+        said = (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]
+        return {"ok": False, "reason": "the main's database: %s" % said[:160], "tasks": []}
+    return {"ok": True, "reason": "", "tasks": [t for t in proc.stdout.splitlines() if t]}
 
 
 def collect_worker(cfg: Dict[str, Any], config_state: Dict[str, Any]) -> Dict[str, Any]:
@@ -361,11 +399,12 @@ def collect_worker(cfg: Dict[str, Any], config_state: Dict[str, Any]) -> Dict[st
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config_state, "units": states, "disk": disk(), "memory": memory(),
         "broker": broker_state(str(cfg.get("main_address"))),
+        "running": running_here(cfg),
         "mlflow": mlflow_health(int(cfg.get("mlflow_port", 5000))),
         "lineage": lineage_state(cfg, states["playground-lineage.service"]),
     }
     problems = [u + " is " + st["active"] for u, st in states.items() if st["active"] != "active"]
-    problems += [report[p]["reason"] for p in ("broker", "mlflow") if not report[p]["ok"]]
+    problems += [report[p]["reason"] for p in ("broker", "running", "mlflow") if not report[p]["ok"]]
     if config_state.get("state") != "ok":
         problems.insert(0, "config: %s" % config_state.get("error", "not applied"))
     report.update(problems=problems, healthy=not problems,

@@ -133,12 +133,20 @@ def services_from_report(rep: dict) -> list[dict]:
 def worker_rows(rep: dict, unit_row) -> list[dict]:
     """A worker machine (role worker): its Celery worker, the main's broker, MLflow through the forward,
     lineage delivery, its disk."""
-    broker, ml = rep.get("broker", {}), rep.get("mlflow", {})
-    rows = [unit_row("celery worker", "airflow-worker.service", True, f"works for {rep.get('main_address')}"),
+    broker, ml, running = rep.get("broker", {}), rep.get("mlflow", {}), rep.get("running", {})
+    tasks = running.get("tasks", [])
+    doing = f"runs {len(tasks)}: " + ", ".join(tasks[:3]) + (f" and {len(tasks) - 3} more" if len(tasks) > 3 else "") \
+        if tasks else "runs no task"
+    queue = f"queue {broker['queue']} ({broker.get('waiting')} waiting)" if broker.get("queue") else ""
+    rows = [unit_row("celery worker", "airflow-worker.service", True,
+                     "; ".join(p for p in (f"works for {rep.get('main_address')}", queue,
+                                           doing if running.get("ok") else "") if p)),
             {"name": "broker", "unit": None, "level": "green" if broker.get("ok") else "red",
              "reason": broker.get("state") if broker.get("ok") else broker.get("reason", "not checked")},
             unit_row("mlflow (main's)", "playground-mlflow-forward.service", ml.get("ok", False),
                      ml.get("reason") or "/health OK through the forward")]
+    if running and not running.get("ok"):  # the worker's tasks cannot record their state
+        rows.insert(2, {"name": "database (main's)", "unit": None, "level": "red", "reason": running.get("reason")})
     lineage = rep.get("lineage")
     if lineage is not None:
         rows.append(unit_row("lineage delivery", "playground-lineage.service", lineage.get("ok", False),

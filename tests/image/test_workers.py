@@ -115,11 +115,13 @@ def test_sixty_tasks_spread_over_both_workers_each_recorded_once_with_its_log(pl
     assert set(ran.values()) == set(WORKERS), ran  # both workers, and never the main (it runs no worker)
     assert min(list(ran.values()).count(w) for w in WORKERS) >= 10, ran
     # Lineage delivered from each worker through its forward to the main's MLflow: one run per task.
-    exp = json.loads(sh(main, "curl -s 'http://127.0.0.1:5000/api/2.0/mlflow/experiments/get-by-name?"
-                              f"experiment_name=airflow/{DAG_ID}'"))["experiment"]["experiment_id"]
-
+    # Delivery is asynchronous (a spool on each worker): the experiment itself may come after the run ends.
     def recorded():
-        body = json.dumps({"experiment_ids": [exp], "max_results": 500,
+        found = json.loads(sh(main, "curl -s 'http://127.0.0.1:5000/api/2.0/mlflow/experiments/get-by-name?"
+                                    f"experiment_name=airflow/{DAG_ID}'"))
+        if "experiment" not in found:
+            return None
+        body = json.dumps({"experiment_ids": [found["experiment"]["experiment_id"]], "max_results": 500,
                            "filter": "tags.`airflow.run_id` = 'spread'"})
         runs = json.loads(sh(main, "curl -s -X POST -H 'Content-Type: application/json' "
                                    f"http://127.0.0.1:5000/api/2.0/mlflow/runs/search -d {shlex.quote(body)}"))
@@ -173,11 +175,20 @@ def test_the_broker_database_and_mlflow_listen_on_the_private_network_only(playg
     assert "NOAUTH" in said, said
 
 
-def test_status_shows_each_worker_with_its_broker(playground):
-    res = CliRunner().invoke(app, ["status", "--name", WORKERS[1], "--json"], catch_exceptions=False)
-    rows = {s["name"]: s for s in json.loads(res.output)["instances"][0]["services"]}
-    assert rows["celery worker"]["level"] in ("green", "amber") and rows["broker"]["level"] == "green", rows
-    assert rows["mlflow (main's)"]["level"] in ("green", "amber"), rows
+def test_status_shows_each_worker_with_its_broker_queue_and_the_tasks_it_runs(playground):
+    main = playground
+
+    def rows():
+        res = CliRunner().invoke(app, ["status", "--name", WORKERS[1], "--json"], catch_exceptions=False)
+        return {s["name"]: s for s in json.loads(res.output)["instances"][0]["services"]}
+
+    api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "watched"})
+    # While the run goes, the worker names tasks of it from the main's database, and the broker its queue.
+    busy = eventually(lambda: (lambda r: r if f"{DAG_ID}.t" in r["celery worker"]["reason"] else None)(rows()), 120, 1)
+    assert "queue default (" in busy["celery worker"]["reason"] and busy["broker"]["level"] == "green", busy
+    assert busy["mlflow (main's)"]["level"] in ("green", "amber"), busy
+    assert eventually(lambda: finished(main, "watched"), 300, 3) == "success"
+    assert "runs no task" in rows()["celery worker"]["reason"]
 
 
 def scale(*args: str) -> str:
@@ -192,15 +203,18 @@ def test_scale_removes_stopped_workers_first_adds_them_back_and_at_0_the_main_ru
     assert refused.exit_code == 1 and f"is a worker of {NAME}" in refused.output
     # A stopped worker goes first (the one killed above), else the highest number; the other stays.
     gone = WORKERS[0] if not instance.is_running(instance.load(WORKERS[0])) else WORKERS[1]
+    env = "sudo -n cat /etc/playground/airflow.env"
+    assert 'AIRFLOW__CORE__PARALLELISM="16"' in sh(main, env)  # launch: 2 workers of 8 slots
     said = scale(NAME, "--workers", "1")
     assert f"removed worker {gone}" in said and not (instance.paths.instances_dir() / gone).exists()
     assert len(instance.workers_of(NAME)) == 1
+    # The main hands out no more tasks than the workers left can take (else they wait in the broker).
+    assert "airflow-parallelism 8" in said and 'AIRFLOW__CORE__PARALLELISM="8"' in sh(main, env)
     said = scale(NAME, "--workers", "2")  # the lowest free number again
-    assert f"launched worker {gone}" in said
+    assert f"launched worker {gone}" in said and 'AIRFLOW__CORE__PARALLELISM="16"' in sh(main, env)
     assert '"healthy": true' in sh(instance.load(gone), "sudo -n playground-agent status --json")
     said = scale(NAME, "--workers", "0")  # warm shutdown of both, then LocalExecutor on the main
     assert f"removed worker {WORKERS[0]}" in said and f"removed worker {WORKERS[1]}" in said and "LocalExecutor" in said
-    env = "sudo -n cat /etc/playground/airflow.env"
     eventually(lambda: 'AIRFLOW__CORE__EXECUTOR="LocalExecutor"' in sh(main, env), 60)
     eventually(lambda: '"healthy": true' in instance.remote(main, "sudo -n playground-agent status --json").stdout, 180)
     api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "alone"})

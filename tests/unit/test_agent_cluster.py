@@ -126,7 +126,7 @@ def test_a_lost_task_is_requeued_within_minutes_and_a_long_one_is_never_handed_o
 
 
 class FakeRedis:
-    """A listener speaking Redis's protocol for AUTH and PING."""
+    """A listener speaking Redis's protocol for AUTH, PING and LLEN (4 tasks waiting in `default`)."""
 
     def __init__(self, password: str):
         self.sock = socket.socket()
@@ -139,10 +139,12 @@ class FakeRedis:
         conn, _ = self.sock.accept()
         with conn:
             data = b""
-            while data.count(b"\r\n") < 8:  # AUTH (5 lines) and PING (3)
+            while data.count(b"\r\n") < 13:  # AUTH (5 lines), PING (3), LLEN (5)
                 data += conn.recv(4096)
             good = ("$%d\r\n%s\r\n" % (len(password), password)).encode() in data
-            conn.sendall(b"+OK\r\n+PONG\r\n" if good else b"-WRONGPASS invalid username-password pair\r\n")
+            waiting = b":4\r\n" if data.endswith(b"$4\r\nLLEN\r\n$7\r\ndefault\r\n") else b"-ERR\r\n"
+            conn.sendall(b"+OK\r\n+PONG\r\n" + waiting if good else
+                         b"-WRONGPASS invalid username-password pair\r\n-NOAUTH\r\n-NOAUTH\r\n")
 
 
 @pytest.mark.parametrize("given,ok,said", [("s3cret", True, "connected"), ("wrong", False, "refused: -WRONGPASS")])
@@ -152,6 +154,8 @@ def test_the_broker_check_authenticates_and_says_why_not(machine, monkeypatch, g
     redis = FakeRedis("s3cret")
     state = health.broker_state("127.0.0.1", redis.port)
     assert state["ok"] is ok and said in (state["state"] + state["reason"])
+    if ok:  # the queue every task goes to, and how many wait in it
+        assert (state["queue"], state["waiting"]) == ("default", 4)
 
 
 def test_an_unreachable_broker_is_said_so():

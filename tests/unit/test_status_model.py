@@ -216,3 +216,31 @@ def test_disk_row_is_amber_from_80_and_red_from_95_percent_naming_what_uses_it()
     assert by_name(status.services_from_report(rep))["disk"]["level"] == "red"
     model = {"instances": [row_from(rep)]}
     assert status.exit_code(model) == 1
+
+
+def worker_report(**parts) -> dict:
+    report = {"role": "worker", "main_address": "10.214.1.1", "config": {"state": "ok"},
+              "units": {u: {"active": "active", "sub": "running", "result": "success", "restarts": "0"}
+                        for u in ("airflow-worker.service", "playground-mlflow-forward.service",
+                                  "playground-lineage.service")},
+              "broker": {"ok": True, "state": "connected to 10.214.1.1:6379", "queue": "default", "waiting": 3},
+              "running": {"ok": True, "tasks": ["etl.t01", "etl.t02", "etl.t03", "etl.t04", "etl.t05"]},
+              "mlflow": {"ok": True, "reason": ""}, "disk": {"total_gb": 20.0, "used_pct": 31.5}}
+    report.update(parts)
+    return report
+
+
+def test_a_worker_shows_its_queue_and_the_tasks_it_runs():
+    rows = {s["name"]: s for s in status.services_from_report(worker_report())}
+    said = rows["celery worker"]["reason"]
+    assert "queue default (3 waiting)" in said and "runs 5: etl.t01, etl.t02, etl.t03 and 2 more" in said
+    assert "database (main's)" not in rows
+    idle = {s["name"]: s for s in status.services_from_report(worker_report(running={"ok": True, "tasks": []}))}
+    assert "runs no task" in idle["celery worker"]["reason"]
+
+
+def test_a_worker_that_cannot_reach_the_main_database_is_red_saying_why():
+    lost = {"ok": False, "reason": "the main's database: connection refused", "tasks": []}
+    rows = {s["name"]: s for s in status.services_from_report(worker_report(running=lost))}
+    assert rows["database (main's)"]["level"] == "red" and "connection refused" in rows["database (main's)"]["reason"]
+    assert "runs" not in rows["celery worker"]["reason"]

@@ -82,6 +82,8 @@ class Instance:
     private_net: int = 0
     private_host: int = 0
     main: str = ""
+    # A main whose airflow-parallelism the launcher keeps at its workers' slots (the user set none at launch).
+    slots_follow_workers: bool = False
 
     @property
     def dir(self) -> Path:

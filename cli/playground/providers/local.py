@@ -21,6 +21,13 @@ def worker_number(name: str) -> int:
     return int(name.rsplit("-w", 1)[1])
 
 
+def worker_slots(attributes: dict) -> int:
+    """A worker's task slots: its worker-concurrency, else the schema's default."""
+    from playground_agent import schema
+
+    return int(attributes.get("worker-concurrency") or schema.default("worker-concurrency"))
+
+
 class LocalProvider(Provider):
     name = "local"
 
@@ -79,9 +86,15 @@ class LocalProvider(Provider):
             image = local_build.build_local(req.profile, report=report)
         if req.workers and not req.wait:
             raise PlaygroundError("--workers: the workers launch once the main is healthy, so it needs --wait")
-        inst, rep = instance.launch(req.name, req.project, req.attributes, image, req.profile, report, req.timeout,
+        attrs, follow = dict(req.attributes), bool(req.workers) and "airflow-parallelism" not in req.attributes
+        if follow:
+            attrs["airflow-parallelism"] = str(req.workers * worker_slots(attrs))
+        inst, rep = instance.launch(req.name, req.project, attrs, image, req.profile, report, req.timeout,
                                     wait=req.wait, runtime=req.runtime, data_disk_gb=req.data_disk_gb,
                                     with_workers=bool(req.workers))
+        if follow:
+            inst.slots_follow_workers = True
+            inst.save()
         launched = self._launched(inst, rep)
         try:
             for winst, wrep in self._add_workers(inst, image, req.workers, report, req.timeout):
@@ -108,17 +121,31 @@ class LocalProvider(Provider):
         return made
 
     @staticmethod
-    def _set_executor(main, executor: str) -> None:
-        """The attribute, then the agent's apply at once (its metadata watch is optional): the scheduler
-        restarts on the new executor; healthy again before going on."""
+    def _set_main(main, changes: dict[str, str]) -> None:
+        """The attributes, then the agent's apply at once (its metadata watch is optional): the scheduler
+        restarts on them; healthy again before going on."""
         from ..local import instance
 
-        instance.set_attributes(main.name, {"airflow-executor": executor})
+        if not changes:
+            return
+        instance.set_attributes(main.name, changes)
         proc = instance.remote(main, "sudo -n playground-agent apply", timeout=300)
         if proc.returncode != 0:
             said = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-            raise PlaygroundError(f"{main.name}: the agent did not apply airflow-executor={executor}: {said}")
+            given = " ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+            raise PlaygroundError(f"{main.name}: the agent did not apply {given}: {said}")
         instance.wait_healthy(instance.load(main.name), 180, lambda m: None)
+
+    @staticmethod
+    def _main_changes(main, workers: int) -> dict[str, str]:
+        """What the main's attributes become with this many workers: CeleryExecutor with any, LocalExecutor
+        with none; and, unless the user set it at launch, airflow-parallelism at the workers' slots (more
+        would leave tasks waiting in the broker, where task_queued_timeout requeues them; fewer idles
+        slots), or the default again with none."""
+        want = {"airflow-executor": "CeleryExecutor" if workers else "LocalExecutor"}
+        if main.slots_follow_workers:
+            want["airflow-parallelism"] = str(workers * worker_slots(main.attributes)) if workers else ""
+        return {k: v for k, v in want.items() if main.attributes.get(k, "") != v}
 
     def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
         from ..local import instance
@@ -134,11 +161,12 @@ class LocalProvider(Provider):
             raise PlaygroundError(f"{name} is not running: `playground start --name {name}` first")
         have = instance.workers_of(name)
         done: list[str] = []
-        if workers and main.attributes.get("airflow-executor") != "CeleryExecutor":
-            report(f"{name}: back to CeleryExecutor")
-            self._set_executor(main, "CeleryExecutor")
-            done.append(f"{name}: CeleryExecutor again (its workers run the tasks)")
-        if workers > len(have):
+        changes = self._main_changes(main, workers)
+        if workers > len(have):  # the main's new settings first: tasks wait in the broker for the new workers
+            if changes:
+                report(f"{name}: " + ", ".join(f"{k} {v or 'default'}" for k, v in changes.items()))
+            self._set_main(main, changes)
+            done += self._said(name, changes)
             for winst, _ in self._add_workers(main, Path(main.image), workers - len(have), report):
                 done.append(f"launched worker {winst.name} at {winst.address}")
             return done
@@ -154,11 +182,24 @@ class LocalProvider(Provider):
             report(f"removing {w.name}")
             instance.destroy(w.name)
             done.append(f"removed worker {w.name}")
-        if workers == 0 and main.attributes.get("airflow-executor") == "CeleryExecutor":
-            # No worker left: the main runs its tasks itself again, as a one-machine playground does.
-            self._set_executor(main, "LocalExecutor")
-            done.append(f"{name}: LocalExecutor (no workers: it runs its tasks itself; Redis idles)")
-        return done
+        # Fewer slots only once the workers are gone; with none left the main runs its tasks itself again,
+        # as a one-machine playground does.
+        self._set_main(main, changes)
+        return done + self._said(name, changes)
+
+    @staticmethod
+    def _said(name: str, changes: dict[str, str]) -> list[str]:
+        said = []
+        if changes.get("airflow-executor") == "CeleryExecutor":
+            said.append(f"{name}: CeleryExecutor again (its workers run the tasks)")
+        if changes.get("airflow-executor") == "LocalExecutor":
+            said.append(f"{name}: LocalExecutor (no workers: it runs its tasks itself; Redis idles)")
+        if "airflow-parallelism" in changes:
+            from playground_agent import schema
+
+            value = changes["airflow-parallelism"] or f"{schema.default('airflow-parallelism')}, the default"
+            said.append(f"{name}: airflow-parallelism {value} (its workers' slots)")
+        return said
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
         from ..local import instance
