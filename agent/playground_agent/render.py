@@ -103,11 +103,11 @@ def airflow_env(cfg: Config, cpus: int, airflow: Airflow, slow: bool = False) ->
         # The tasks it had taken from the broker but not yet started stay queued: Airflow revokes them and
         # queues them again (twice, then fails them) after task_queued_timeout, checked every 30 s instead
         # of 120. 300 s, not Airflow's 600: a lost task is back within about 5.5 minutes. A task waits in the
-        # broker for a free slot only when airflow-parallelism exceeds the live workers' slots (default 8
-        # against 8 per worker: never while they live). The visibility timeout stays Airflow's (84600 s): a shorter one
-        # hands a task that runs longer a second time, and that second `airflow tasks run` records its own
-        # hostname on the task instance, which makes the first one kill its task ("Hostname of job runner
-        # does not match", airflow/jobs/local_task_job_runner.py).
+        # broker for a free slot only when airflow-parallelism exceeds the live workers' slots, and the
+        # launcher keeps it at their slots (providers/local.py). The visibility timeout stays Airflow's
+        # (84600 s): a shorter one hands a task that runs longer a second time, and that second `airflow
+        # tasks run` records its own hostname on the task instance, which makes the first one kill its task
+        # ("Hostname of job runner does not match", airflow/jobs/local_task_job_runner.py).
         env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] = "300"
         env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL"] = "30"
     if airflow.get("timer_unit_consistency"):
