@@ -20,7 +20,7 @@ import time
 from common import Row, bench_instance, print_rows
 from playground.image import local_build
 from playground.local import instance
-from playground.providers.local import worker_name
+from playground.providers.local import worker_name, worker_slots
 from throughput import PG_SPAN, Api, dag_code, healthy, psql, put_dag, span_of, spool_empty, wait
 
 FANOUT = "bench_workers_fanout"
@@ -70,7 +70,10 @@ def measure(tasks: int = 60, repeat: int = 1) -> list[Row]:
     if (instance.paths.instances_dir() / name).exists():
         instance.destroy(name)
     try:
-        main, _ = instance.launch(name, "playground-bench", {}, image, "local", lambda s: None, 300, with_workers=True)
+        # As `launch --workers 2` makes it: the main hands out as many tasks as the two workers have slots.
+        slots = str(2 * worker_slots({}))
+        main, _ = instance.launch(name, "playground-bench", {"airflow-parallelism": slots}, image, "local",
+                                  lambda s: None, 300, with_workers=True)
         launch_s = []
         for k in (1, 2):
             t0 = time.monotonic()
@@ -85,8 +88,8 @@ def measure(tasks: int = 60, repeat: int = 1) -> list[Row]:
     local_rate = [tasks * 60 / s for s in local_spans]
     celery_rate = [tasks * 60 / s for s in celery_spans]
     return [Row("worker: launch to healthy, main up (s)", launch_s),
-            Row(f"one machine, LocalExecutor, {tasks} tasks (tasks/min)", local_rate),
-            Row(f"main + 2 workers, CeleryExecutor, {tasks} tasks (tasks/min)", celery_rate),
+            Row(f"one machine, LocalExecutor, parallelism 8, {tasks} tasks (tasks/min)", local_rate),
+            Row(f"main + 2 workers, CeleryExecutor, parallelism {slots}, {tasks} tasks (tasks/min)", celery_rate),
             Row("Celery / Local, same host (x)", [statistics.median(celery_rate) / statistics.median(local_rate)]),
             Row(f"LocalExecutor: a task's latency in a chain of {CHAIN_LEN} (s)", local_chain),
             Row(f"CeleryExecutor: a task's latency in a chain of {CHAIN_LEN} (s)", celery_chain),
