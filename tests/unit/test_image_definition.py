@@ -81,7 +81,10 @@ def test_web_units_bind_loopback_and_gcsfuse_is_not_sandboxed():
         assert not re.search(rf"^{option}=", mount, re.M), option
     for unit in ("airflow-webserver.service", "airflow-scheduler@.service", "mlflow-server.service"):
         text = (REPO / "units" / unit).read_text()
-        assert "Restart=on-failure" in text and re.search(r"^User=(airflow|mlflow)$", text, re.M), unit
+        assert re.search(r"^Restart=(on-failure|always)$", text, re.M), unit
+        assert re.search(r"^User=(airflow|mlflow)$", text, re.M), unit
+    # The scheduler comes back even after a clean exit: Airflow 2.0's exits 0 when its database is lost.
+    assert re.search(r"^Restart=always$", (REPO / "units" / "airflow-scheduler@.service").read_text(), re.M)
 
 
 @pytest.mark.parametrize("unit", ["airflow-webserver.service", "airflow-scheduler@.service",
