@@ -40,8 +40,10 @@ def new_password(length: int = 24) -> str:
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
 
 
-def ensure_secrets(instance_id: str, log=lambda msg: None) -> Dict[str, str]:
-    """Create the per-instance secrets once; they are never logged and stay 0600 root."""
+def ensure_secrets(instance_id: str, log=lambda msg: None, given: Optional[Dict[str, str]] = None) \
+        -> Dict[str, str]:
+    """Create the per-instance secrets once; they are never logged and stay 0600 root. given: the Fernet
+    and webserver keys to hold instead (a GCE main takes its cluster-secret's, cluster.adopted_keys)."""
     os.makedirs(paths.SECRETS_DIR, mode=0o700, exist_ok=True)
     env_path = paths.SECRETS_DIR + "/airflow.env"
     pw_path = paths.SECRETS_DIR + "/admin-password"
@@ -59,7 +61,13 @@ def ensure_secrets(instance_id: str, log=lambda msg: None) -> Dict[str, str]:
         write_atomic(pw_path, new_password() + "\n", 0o600, 0)
         write_atomic(marker, instance_id + "\n", 0o600, 0)
         log("per-instance secrets created (Fernet key, webserver secret, admin password)")
-    return read_env(env_path)
+    have = read_env(env_path)
+    if given and any(have.get(k) != v for k, v in given.items()):
+        have.update(given)
+        write_atomic(env_path, 'AIRFLOW__CORE__FERNET_KEY="%s"\nAIRFLOW__WEBSERVER__SECRET_KEY="%s"\n' % (
+            have["AIRFLOW__CORE__FERNET_KEY"], have["AIRFLOW__WEBSERVER__SECRET_KEY"]), 0o600, 0)
+        log("the Fernet and webserver keys are the cluster secret's (its workers hold the same)")
+    return have
 
 
 def admin_password() -> str:
@@ -68,16 +76,21 @@ def admin_password() -> str:
 
 
 def read_env(path: str) -> Dict[str, str]:
-    env: Dict[str, str] = {}
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            key, value = line.split("=", 1)
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-            env[key] = value
+        return parse_env(fh.read())
+
+
+def parse_env(text: str) -> Dict[str, str]:
+    """KEY=VALUE lines (as render._env writes them, values in double quotes); comments skipped."""
+    env: Dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        env[key] = value
     return env
 
 
@@ -186,7 +199,9 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
     if first:
         # A new machine, or this machine on a new boot disk (an upgrade): its secrets on the data volume stay.
         log("first boot of instance %s on this boot disk" % cfg.instance_id)
-    secret_env = ensure_secrets(cfg.instance_id, log)
+    from .cluster import adopted_keys
+
+    secret_env = ensure_secrets(cfg.instance_id, log, adopted_keys(cfg))
     ensure_dirs(cfg)
     ensure_ssh_keys(cfg.ssh_keys)
     if cfg.role == "worker":

@@ -7,6 +7,10 @@ password (scram-sha-256), and socat carries MLflow's port from that address to 1
 clients only. A worker reaches them at main-address with the same passwords and the main's Fernet and
 webserver keys, which the main makes once (SECRETS_DIR/cluster.env) and the launcher hands to each worker
 before its first boot (its own SECRETS_DIR/cluster.env): never in metadata, which the project can read.
+
+On GCE there is no SSH handover: the launcher makes all four in a Secret Manager secret (cluster-secret),
+which the main and its workers read at every apply into the same SECRETS_DIR/cluster.env; the main then
+takes the secret's Fernet and webserver keys as its own (bootstrap.ensure_secrets).
 """
 from __future__ import annotations
 
@@ -34,8 +38,40 @@ HBA_END = "# END playground workers"
 WORKER_KEYS = ("BROKER_PASSWORD", "DB_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__WEBSERVER__SECRET_KEY")
 
 
+# IAM: "Changes to allow or deny policies typically propagate in 2 minutes, but could potentially take 7
+# minutes or longer" (https://cloud.google.com/iam/docs/access-change-propagation): a VM launched right after
+# the launcher granted it the secret may be refused for a while.
+SECRET_PATIENCE_S = 600.0
+
+
 class ClusterError(Exception):
     pass
+
+
+def from_secret(cfg: Config, client, log=lambda msg: None) -> Dict[str, str]:
+    """The four keys from the cluster-secret (GCE); ConfigError naming cluster-secret when it cannot be read
+    or lacks one."""
+    from .bootstrap import parse_env
+    from .schema import ConfigError
+    from .secret_manager import access
+
+    patience = float(os.environ.get("PLAYGROUND_CLUSTER_SECRET_PATIENCE", SECRET_PATIENCE_S))
+    got = parse_env(access(client, cfg.cluster_secret, attr="cluster-secret", one_line=False, patience=patience,
+                           log=log))
+    missing = [k for k in WORKER_KEYS if not got.get(k)]
+    if missing:
+        raise ConfigError("cluster-secret", "a secret with %s (as `playground launch --workers` makes it); it "
+                          "lacks %s" % (", ".join(WORKER_KEYS), ", ".join(missing)), cfg.cluster_secret)
+    return {k: got[k] for k in WORKER_KEYS}
+
+
+def adopted_keys(cfg: Config) -> Dict[str, str]:
+    """On a main with a cluster-secret: the Fernet and webserver keys its workers were given, which it must
+    use too (a connection encrypted on one machine is read on the other). Empty otherwise."""
+    if not (celery(cfg) and cfg.role == "main" and cfg.cluster_secret):
+        return {}
+    have = _read_env(CLUSTER_ENV)
+    return {k: have[k] for k in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__WEBSERVER__SECRET_KEY") if have.get(k)}
 
 
 def celery(cfg: Config) -> bool:
@@ -129,16 +165,20 @@ def pg_files(cfg: Config, address: str) -> Dict[str, FileSpec]:
     return files
 
 
-def files(cfg: Config) -> Dict[str, FileSpec]:
-    """Every file of the cluster's settings (none without CeleryExecutor). Secrets are read or made here."""
+def files(cfg: Config, client=None, log=lambda msg: None) -> Dict[str, FileSpec]:
+    """Every file of the cluster's settings (none without CeleryExecutor). Secrets are read or made here:
+    from the cluster-secret when there is one (client: the metadata server, for the token)."""
     if not celery(cfg):
         return {}
     out: Dict[str, FileSpec] = {}
+    given = from_secret(cfg, client, log) if cfg.cluster_secret else None
+    if given:
+        out[CLUSTER_ENV] = FileSpec(_env(given), 0o600, "")
     port = cfg.mlflow_port
     if cfg.role == "main":
         address = own_address(cfg.private_subnet)
         out.update(pg_files(cfg, address))
-        pw = ensure_main_secrets()
+        pw = given or ensure_main_secrets()
         out[REDIS_CONF] = FileSpec(
             "# written by playground-agent: the Celery broker, on 127.0.0.1 and the private address only\n"
             "bind 127.0.0.1 %s\nport %d\nprotected-mode yes\nrequirepass %s\ndaemonize no\nsupervised no\n"
@@ -152,7 +192,7 @@ def files(cfg: Config) -> Dict[str, FileSpec]:
             "LISTEN": "TCP-LISTEN:%d,bind=%s,fork,reuseaddr,range=%s" % (port, address, cfg.private_subnet),
             "TO": "TCP:127.0.0.1:%d" % port}), 0o640, "airflow")
         return out
-    pw = worker_secrets()
+    pw = given or worker_secrets()
     main, db = cfg.main_address, "%s:%s@%s:5432" % ("airflow", pw["DB_PASSWORD"], cfg.main_address)
     out[CELERY_ENV] = FileSpec(_env({
         "AIRFLOW__CORE__FERNET_KEY": pw["AIRFLOW__CORE__FERNET_KEY"],

@@ -39,6 +39,7 @@ class Config:
     role: str = default("role")
     private_subnet: str = default("private-subnet")
     main_address: str = default("main-address")
+    cluster_secret: str = default("cluster-secret")
     worker_concurrency: int = default("worker-concurrency")
     airflow_schedulers: int = default("airflow-schedulers")
     airflow_parallelism: int = default("airflow-parallelism")

@@ -126,7 +126,7 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
         cfg = parse(doc)
         files = render.render(cfg)
         files.update(secret_manager.files(cfg, client))  # read before anything is written
-        files.update(cluster.files(cfg))
+        files.update(cluster.files(cfg, client, log))
     except (ConfigError, cluster.ClusterError) as exc:
         return fail(str(exc))
     volume = data.read_state()

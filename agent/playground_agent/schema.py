@@ -280,6 +280,11 @@ ATTRIBUTES: Tuple[Attribute, ...] = (
               "port listen on the main's address in it, for it only", _subnet, shown="none"),
     Attribute("main-address", "main_address", "", "IPv4 address in `private-subnet`",
               "a worker's main machine", _address, shown="none (required on a worker)"),
+    # GCE: the project can read instance metadata, so the cluster's passwords and keys travel in Secret
+    # Manager instead; the launcher makes the secret and grants the VMs' account read access to it alone.
+    Attribute("cluster-secret", "cluster_secret", "", "`projects/P/secrets/S[/versions/V]`",
+              "Secret Manager secret with the cluster's passwords and keys (GCE workers; the launcher makes it)",
+              _matching(SECRET_RE, "projects/P/secrets/S[/versions/V]"), shown="none (local: handed over by SSH)"),
     Attribute("worker-concurrency", "worker_concurrency", 8, "1-64", "task slots of a worker (Celery's concurrency)",
               _between(1, 64)),
     Attribute("airflow-schedulers", "airflow_schedulers", 1, "1-4", "scheduler processes", _between(1, 4)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,15 +39,41 @@ def _scopes(client: MetadataClient) -> List[str]:
     return [line.strip() for line in str(text).splitlines() if line.strip()]
 
 
-def access(client: MetadataClient, name: str, timeout: float = 10.0) -> str:
-    """The secret version's payload as text; ConfigError naming the attribute when it cannot be read."""
-    attr = "mlflow-db-password-secret"
+def access(client: MetadataClient, name: str, timeout: float = 10.0, attr: str = "mlflow-db-password-secret",
+           one_line: bool = True, patience: float = 0.0, log=lambda msg: None) -> str:
+    """The secret version's payload as text; ConfigError naming the attribute when it cannot be read.
+    patience: seconds to keep retrying a 403 or 404 (a grant or a version made moments ago)."""
     if "/versions/" not in name:
         name += "/versions/latest"
     scopes = _scopes(client)
     if scopes and CLOUD_PLATFORM not in scopes:
         raise ConfigError(attr, "a secret the instance can read; %s (it has %s)" % (
             SCOPE_FIX, ", ".join(s.rsplit("/", 1)[-1] for s in scopes)), name)
+    deadline, delay = time.monotonic() + patience, 5.0
+    while True:
+        try:
+            value = _access_once(client, name, timeout, attr)
+            break
+        except _Refused as exc:
+            if exc.code not in (403, 404) or exc.scopes or time.monotonic() + delay > deadline:
+                raise exc.error from None
+            log("%s: Secret Manager answered %d; retrying in %.0f s (IAM grants take minutes to reach every "
+                "server)" % (attr, exc.code, delay))
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    if not value or (one_line and "\n" in value.strip("\n")):
+        raise ConfigError(attr, "a one-line password, not %s" % ("nothing" if not value else "several lines"),
+                          name)
+    return value.strip("\n") if one_line else value
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, scopes: bool, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.code, self.scopes, self.error = code, scopes, error
+
+
+def _access_once(client: MetadataClient, name: str, timeout: float, attr: str) -> str:
     try:
         token_doc, _ = client.get("instance/service-accounts/default/token", recursive=False)
         token = json.loads(token_doc)["access_token"]
@@ -58,7 +85,7 @@ def access(client: MetadataClient, name: str, timeout: float = 10.0) -> str:
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             doc = json.loads(resp.read().decode("utf-8"))
-        value = base64.b64decode(doc["payload"]["data"]).decode("utf-8")
+        return base64.b64decode(doc["payload"]["data"]).decode("utf-8")
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read().decode("utf-8"))["error"]["message"]
@@ -66,16 +93,14 @@ def access(client: MetadataClient, name: str, timeout: float = 10.0) -> str:
             message = str(exc.reason)
         hint = {403: "grant the instance's service account roles/secretmanager.secretAccessor on it",
                 404: "create the secret and a version"}.get(exc.code, "retry later")
-        if exc.code == 403 and "insufficient authentication scopes" in message.lower():
+        scopes = exc.code == 403 and "insufficient authentication scopes" in message.lower()
+        if scopes:
             hint = SCOPE_FIX
-        raise ConfigError(attr, "a secret the instance can read; Secret Manager answered %d (%s): %s"
-                          % (exc.code, message[:120], hint), name) from None
+        raise _Refused(exc.code, scopes, ConfigError(
+            attr, "a secret the instance can read; Secret Manager answered %d (%s): %s"
+            % (exc.code, message[:120], hint), name)) from None
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(attr, "a secret Secret Manager returns (%s)" % exc, name) from None
-    if not value or "\n" in value.strip("\n"):
-        raise ConfigError(attr, "a one-line password, not %s" % ("nothing" if not value else "several lines"),
-                          name)
-    return value.strip("\n")
 
 
 def remove_unneeded(files: Dict[str, FileSpec]) -> List[str]:
