@@ -20,7 +20,7 @@ import time
 from common import Row, bench_instance, print_rows
 from playground.image import local_build
 from playground.local import instance
-from playground.providers.local import worker_name, worker_slots
+from playground.providers.workers import worker_name, worker_slots
 from throughput import PG_SPAN, Api, dag_code, healthy, psql, put_dag, span_of, spool_empty, wait
 
 FANOUT = "bench_workers_fanout"

@@ -171,6 +171,12 @@ ERRORS = {
 }
 
 
+# The subnets an auto mode network (such as `default`) starts with, one per region, named after the network
+# (https://cloud.google.com/vpc/docs/subnets#ip-ranges): a few regions' ranges.
+AUTO_MODE_RANGES = {"europe-west2": "10.154.0.0/20", "europe-west1": "10.132.0.0/20",
+                    "us-central1": "10.128.0.0/20", "us-east1": "10.142.0.0/20"}
+
+
 class FakeCompute:
     """State and handlers for the Compute methods the CLI calls."""
 
@@ -182,6 +188,7 @@ class FakeCompute:
         self.operations: dict[str, dict] = {}
         self.policies: dict[str, dict] = {}  # projects/P/regions/R/resourcePolicies/N -> policy
         self.firewalls: dict[tuple[str, str], dict] = {}  # (project, name) -> rule
+        self.subnets: dict[tuple[str, str, str], str] = {}  # (project, region, name) -> range, beyond auto mode's
         self.fail_next: dict[str, str] = {}  # method id -> key of ERRORS, or "zone-exhausted"
         self.counter = 0
         # Where images.insert reads a rawDisk.source https://storage.googleapis.com/B/O from: a storage
@@ -246,6 +253,22 @@ class FakeCompute:
                 return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/global/images/"
                                          f"family/{p['family']}' was not found", "notFound")
             return 200, image
+        if mid == "subnetworks.get":
+            found = self.subnets.get((p["project"], p["region"], p["subnetwork"])) or (
+                AUTO_MODE_RANGES.get(p["region"]) if p["subnetwork"] == "default" else None)
+            if found is None:
+                return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/regions/"
+                                         f"{p['region']}/subnetworks/{p['subnetwork']}' was not found", "notFound")
+            return 200, {"kind": "compute#subnetwork", "name": p["subnetwork"], "ipCidrRange": found,
+                         "region": p["region"], "network": f"projects/{p['project']}/global/networks/default"}
+        if mid == "firewalls.delete":
+            link = (f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/global/firewalls/"
+                    f"{p['firewall']}")
+            if (p["project"], p["firewall"]) not in self.firewalls:
+                return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/global/"
+                                         f"firewalls/{p['firewall']}' was not found", "notFound")
+            return 200, self._op(p, "delete", link,
+                                 then=lambda: self.firewalls.pop((p["project"], p["firewall"]), None))
         if mid in ("firewalls.get", "firewalls.insert"):
             name = p.get("firewall") or (body or {}).get("name")
             link = f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/global/firewalls/{name}"
@@ -290,7 +313,9 @@ class FakeCompute:
                 if sa.get("email") == "default":  # GCE resolves it to the project's default account
                     sa["email"] = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
             for i, nic in enumerate(inst.get("networkInterfaces", [])):
-                nic["networkIP"] = f"10.154.0.{10 + len(self.instances) + i}"
+                # An address of the subnet's range, as GCE gives (europe-west2's auto mode range by default).
+                base = AUTO_MODE_RANGES.get(p["zone"].rsplit("-", 1)[0], "10.154.0.0/20").split("/")[0]
+                nic["networkIP"] = base.rsplit(".", 1)[0] + f".{10 + len(self.instances) + i}"
             inst["disks"] = [self._attached_at_insert(p, name, d, i) for i, d in enumerate(inst.get("disks", []))]
             inst["metadata"] = dict(inst.get("metadata") or {}, kind="compute#metadata")
             inst["metadata"]["fingerprint"] = _fingerprint(inst["metadata"].get("items", []))
@@ -700,6 +725,8 @@ class FakeIam:
         if mid == "projects.testIamPermissions":
             granted = [x for x in body.get("permissions", []) if x not in self.denied]
             return 200, {"permissions": granted} if granted else {}
+        if mid == "projects.get":
+            return 200, {"name": f"projects/{PROJECT_NUMBER}", "projectId": p["projectsId"], "state": "ACTIVE"}
         if mid == "services.get":
             state = "DISABLED" if p["servicesId"] in self.disabled else "ENABLED"
             return 200, {"name": f"projects/{PROJECT_NUMBER}/services/{p['servicesId']}", "state": state,
@@ -718,17 +745,24 @@ class FakeSecrets:
         # account's roles (https://cloud.google.com/secret-manager/docs/accessing-the-api).
         self.token_scopes = ["https://www.googleapis.com/auth/cloud-platform"]
         self.denied: set[str] = set()  # secret ids the instance's account may not read
+        self.secrets: dict[tuple[str, str], dict] = {}  # (project, secret) -> the Secret the launcher made
+        self.policies: dict[tuple[str, str], dict] = {}  # (project, secret) -> its IAM policy
 
     def handle(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
         import base64
 
+        if mid != "projects.secrets.versions.access":
+            return self._admin(mid, p, query, body)
         if self.google.requests[-1]["headers"].get("Authorization") != f"Bearer {self.token}":
             return 401, google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
         name = f"projects/{p['projectsId']}/secrets/{p['secretsId']}"
         if "https://www.googleapis.com/auth/cloud-platform" not in self.token_scopes:
             return 403, google_error(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.",
                                      "ACCESS_TOKEN_SCOPE_INSUFFICIENT")
-        if p["secretsId"] in self.denied:
+        granted = any(b.get("role") == "roles/secretmanager.secretAccessor"
+                      for b in self.policies.get((p["projectsId"], p["secretsId"]), {}).get("bindings", []))
+        made_here = (p["projectsId"], p["secretsId"]) in self.secrets  # else a secret the test set up, readable
+        if p["secretsId"] in self.denied or (made_here and not granted):
             return 403, google_error(403, "PERMISSION_DENIED", f"Permission 'secretmanager.versions.access' "
                                      f"denied for resource '{name}/versions/{p['versionsId']}' (or it may not exist).")
         value = self.values.get((p["projectsId"], p["secretsId"]))
@@ -736,6 +770,41 @@ class FakeSecrets:
             return 404, google_error(404, "NOT_FOUND", f"Secret [{name}] not found or has no versions.")
         return 200, {"name": f"projects/{PROJECT_NUMBER}/secrets/{p['secretsId']}/versions/1",
                      "payload": {"data": base64.b64encode(value.encode()).decode()}}
+
+
+    def _admin(self, mid: str, p: dict, query: dict, body: Any) -> tuple[int, dict]:
+        """What the launcher does with its own credentials: create a secret, add a version, grant, delete."""
+        import base64
+
+        project, sid = p["projectsId"], p.get("secretsId") or (query.get("secretId") or [""])[0]
+        name = f"projects/{project}/secrets/{sid}"
+        if mid == "projects.secrets.create":
+            # secretId: "up to 255 characters ... letters, numerals, and the hyphen (-) and underscore (_)".
+            if not re.match(r"^[A-Za-z0-9_-]{1,255}$", sid):
+                return 400, google_error(400, "INVALID_ARGUMENT", f"Invalid secret id {sid!r}.")
+            if not (body or {}).get("replication"):
+                return 400, google_error(400, "INVALID_ARGUMENT", "Secret.replication is required.")
+            if (project, sid) in self.secrets:
+                return 409, google_error(409, "ALREADY_EXISTS", f"Secret [{name}] already exists.")
+            self.secrets[(project, sid)] = dict(body, name=name, createTime="2026-12-05T01:00:00Z")
+            return 200, self.secrets[(project, sid)]
+        if (project, sid) not in self.secrets:
+            return 404, google_error(404, "NOT_FOUND", f"Secret [{name}] not found.")
+        if mid == "projects.secrets.addVersion":
+            data = base64.b64decode(((body or {}).get("payload") or {}).get("data", ""))
+            if len(data) > 65536:  # a version's payload is 64 KiB at most
+                return 400, google_error(400, "INVALID_ARGUMENT", "Secret Payload cannot exceed 65536 bytes.")
+            self.values[(project, sid)] = data.decode()
+            return 200, {"name": f"{name}/versions/1", "state": "ENABLED"}
+        if mid == "projects.secrets.setIamPolicy":
+            self.policies[(project, sid)] = body["policy"]
+            return 200, dict(body["policy"], etag="BwYy")
+        if mid == "projects.secrets.delete":
+            del self.secrets[(project, sid)]
+            self.values.pop((project, sid), None)
+            self.policies.pop((project, sid), None)
+            return 200, {}
+        return 501, google_error(501, "UNIMPLEMENTED", f"the fake does not implement {mid}")
 
 
 def _matches(inst: dict, flt: str) -> bool:

@@ -220,9 +220,11 @@ def launch(
                                            "running or queued, no SSH session or tunnel); the attribute autostop. "
                                            "Change it later with `playground autostop`."),
     workers: int = typer.Option(0, "--workers", help="Celery worker machines beside the main, from "
-                                "the same image (local nspawn for now): the main runs CeleryExecutor with Redis "
-                                "as the broker on a private network of the playground's own; each worker runs "
-                                "`airflow celery worker` (see Workers in the README)."),
+                                "the same image: the main runs CeleryExecutor with Redis as the broker on a private "
+                                "network (local: a bridge of the playground's own; gce: the subnet's internal "
+                                "addresses, one firewall rule, the keys in Secret Manager, needs dags-bucket and "
+                                "logs-bucket); each worker runs `airflow celery worker` (see Workers in the "
+                                "README)."),
 ) -> None:
     """Create a playground instance from the newest image and wait until it is healthy.
 
@@ -255,12 +257,10 @@ def launch(
         if workers and len(name or project) > 28:
             raise PlaygroundError(f"--name: expected at most 28 characters with --workers (its workers are "
                                   f"NAME-wK), got {(name or project)!r}")
-        if workers and chosen.name != "local":
-            raise PlaygroundError("--workers: local instances only for now (GCE workers are not built yet)")
-        if workers and any(pair.partition("=")[0] in ("role", "main-address", "private-subnet", "airflow-executor")
-                           for pair in set_):
-            raise PlaygroundError("--workers: sets role, main-address, private-subnet and airflow-executor itself; "
-                                  "do not --set them too")
+        ours = ("role", "main-address", "private-subnet", "airflow-executor", "cluster-secret")
+        if workers and any(pair.partition("=")[0] in ours for pair in set_):
+            raise PlaygroundError("--workers: sets role, main-address, private-subnet, airflow-executor and "
+                                  "cluster-secret itself; do not --set them too")
         attrs = attributes.parse_sets(set_, project)
         req = LaunchRequest(name=name or project, project=project, attributes=attrs,
                             profile=chosen.profile(profile), wait=wait, timeout=timeout, build=build,

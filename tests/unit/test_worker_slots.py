@@ -3,7 +3,8 @@ the user set airflow-parallelism; with no worker, LocalExecutor and the default 
 from __future__ import annotations
 
 from playground.local.instance import Instance
-from playground.providers.local import LocalProvider, worker_slots
+from playground.providers.local import LocalProvider
+from playground.providers.workers import worker_slots
 
 
 def main(follow: bool = True, **attributes: str) -> Instance:

@@ -166,17 +166,17 @@ def _status(op) -> str:
     return status if isinstance(status, str) else getattr(status, "name", str(status))
 
 
-def instance_resource(s: GceSettings, name: str, image_link: str, attributes: dict[str, str]):
+def instance_resource(s: GceSettings, name: str, image_link: str, attributes: dict[str, str],
+                      tags: tuple[str, ...] = (), labels: Optional[dict[str, str]] = None, data_disk: bool = True):
+    """The VM; tags and labels beyond every playground's (a main's and its workers', gce/cluster.py); a worker
+    has no data disk (the main's database and folders are its)."""
     from google.cloud import compute_v1
 
     zone_path = f"zones/{s.zone}"
     nic = compute_v1.NetworkInterface(network=f"global/networks/{s.network}")  # no access config: no external IP
     if s.subnetwork:
         nic.subnetwork = f"regions/{s.zone[:-2]}/subnetworks/{s.subnetwork}"
-    return compute_v1.Instance(
-        name=name,
-        machine_type=f"{zone_path}/machineTypes/{s.machine_type}",
-        disks=[compute_v1.AttachedDisk(
+    disks = [compute_v1.AttachedDisk(
             boot=True, auto_delete=True, type_="PERSISTENT", device_name=BOOT_DEVICE,
             initialize_params=compute_v1.AttachedDiskInitializeParams(
                 source_image=image_link, disk_size_gb=s.disk_size_gb,
@@ -188,13 +188,17 @@ def instance_resource(s: GceSettings, name: str, image_link: str, attributes: di
                 boot=False, auto_delete=True, type_="PERSISTENT", device_name=DATA_DEVICE,
                 initialize_params=compute_v1.AttachedDiskInitializeParams(
                     disk_name=f"{name[:58]}-data", disk_size_gb=s.data_disk_gb,  # a disk name is 63 at most
-                    disk_type=f"{zone_path}/diskTypes/{s.disk_type}"))],
+                    disk_type=f"{zone_path}/diskTypes/{s.disk_type}"))]
+    return compute_v1.Instance(
+        name=name,
+        machine_type=f"{zone_path}/machineTypes/{s.machine_type}",
+        disks=disks if data_disk else disks[:1],
         network_interfaces=[nic],
         service_accounts=[compute_v1.ServiceAccount(email=s.service_account, scopes=SCOPES)],
         shielded_instance_config=compute_v1.ShieldedInstanceConfig(
             enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True),
-        labels=s.labels(),
-        tags=compute_v1.Tags(items=["playground", "allow-iap-ssh"]),
+        labels=dict(s.labels(), **(labels or {})),
+        tags=compute_v1.Tags(items=["playground", "allow-iap-ssh", *tags]),
         metadata=compute_v1.Metadata(items=[compute_v1.Items(key=k, value=v)
                                             for k, v in sorted({"gcp-project": s.project, **attributes}.items())]),
     )
@@ -206,7 +210,8 @@ def check_name(name: str) -> None:
 
 
 @reachable("compute")
-def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report) -> dict:
+def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report, tags: tuple[str, ...] = (),
+           labels: Optional[dict[str, str]] = None, data_disk: bool = True) -> dict:
     """Create the VM and wait for it; on failure remove what was made."""
     s.check()
     check_name(name)
@@ -230,7 +235,8 @@ def launch(s: GceSettings, name: str, attributes: dict[str, str], report: Report
     try:
         report(f"creating {name} in {s.zone} from {image.name}")
         op = instances.insert(project=s.project, zone=s.zone,
-                              instance_resource=instance_resource(s, name, image.self_link, attributes))
+                              instance_resource=instance_resource(s, name, image.self_link, attributes, tags,
+                                                                  labels, data_disk))
     except gex.GoogleAPICallError as exc:
         raise explain(exc, s, name) from exc
     try:
@@ -258,7 +264,8 @@ def describe(inst) -> dict:
             "profile": inst.labels.get("playground-profile", ""), "state": inst.status.lower()
             if isinstance(inst.status, str) else str(inst.status), "zone": inst.zone.rsplit("/", 1)[-1],
             "machine_type": inst.machine_type.rsplit("/", 1)[-1], "address": nic.network_i_p if nic else "",
-            "created": inst.creation_timestamp,
+            "created": inst.creation_timestamp, "main": inst.labels.get("playground-main", ""),
+            "slots": inst.labels.get("playground-slots", ""),
             "attributes": {i.key: i.value for i in inst.metadata.items if i.key != "ssh-keys"}}
 
 

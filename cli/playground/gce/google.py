@@ -14,7 +14,8 @@ from ..errors import PlaygroundError
 
 ROOTS = {"compute": "https://compute.googleapis.com", "cloudscheduler": "https://cloudscheduler.googleapis.com",
          "cloudresourcemanager": "https://cloudresourcemanager.googleapis.com",
-         "serviceusage": "https://serviceusage.googleapis.com", "storage": "https://storage.googleapis.com"}
+         "serviceusage": "https://serviceusage.googleapis.com", "storage": "https://storage.googleapis.com",
+         "secretmanager": "https://secretmanager.googleapis.com"}
 
 
 def endpoint(api: str) -> Optional[str]:

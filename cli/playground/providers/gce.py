@@ -7,10 +7,21 @@ from typing import Any, Optional
 from ..errors import PlaygroundError
 from .base import Launched, LaunchRequest, Provider, Reach, Report, Upgraded
 from .waiting import read_over_ssh, wait_healthy
+from .workers import free_numbers, main_changes, said, worker_name, worker_number, worker_slots
 
 # A VM answers SSH through IAP only once the guest has booted; poll its report less often than a
 # local instance's, each poll starts a gcloud IAP tunnel.
 POLL_S = 5.0
+
+
+def run_remote(target, command: str, timeout: float) -> tuple[int, str]:
+    """A command on a VM over SSH through IAP: (exit code, stderr)."""
+    from .. import remote
+
+    with remote.one_line_errors(target):
+        res = remote.connect(target, timeout=20).run(command, hide=True, warn=True, timeout=timeout,
+                                                     in_stream=False)
+    return res.return_code, res.stderr
 
 
 class GceProvider(Provider):
@@ -80,6 +91,8 @@ class GceProvider(Provider):
         from ..gce import compute
 
         s = dataclasses.replace(self.s, profile=req.profile)
+        if req.workers:
+            return self._launch_with_workers(s, req, report)
         if req.wait:  # the way in (gcloud, the SSH key) is checked before anything billable is made
             try:
                 compute.ssh_target(s, {"name": req.name, "zone": s.zone})
@@ -91,6 +104,138 @@ class GceProvider(Provider):
         if req.wait:
             self._wait(made, report, req.timeout)
         return self._launched(made, True if req.wait else None, warnings)
+
+    def _launch_with_workers(self, s, req: LaunchRequest, report: Report) -> Launched:
+        """The main, its firewall rule and cluster secret, then its workers (gce/cluster.py). A failure before
+        the main is up removes the rule and the secret; a worker's failure leaves the rest for `destroy`."""
+        from playground_agent import schema
+
+        from ..attributes import CONTEXT
+        from ..gce import cluster, compute
+
+        if not req.wait:
+            raise PlaygroundError("--workers: the workers' health is checked once they are up, so it needs --wait")
+        attrs = dict(req.attributes)
+        for key, why in (("dags-bucket", "DAGs reach the workers from it"),
+                         ("logs-bucket", "the web UI reads a task's log from it, wherever the task ran")):
+            if not attrs.get(key):
+                raise PlaygroundError(f"--set {key}: expected a bucket with --workers on GCE ({why})")
+        s.check()
+        compute.check_name(req.name)
+        compute.ssh_target(s, {"name": req.name, "zone": s.zone})  # the way in, before anything billable
+        follow = "airflow-parallelism" not in attrs
+        attrs.update({"airflow-executor": "CeleryExecutor", "private-subnet": cluster.subnet_range(s),
+                      "cluster-secret": cluster.secret_name(s.project, req.name)})
+        if follow:
+            attrs["airflow-parallelism"] = str(req.workers * worker_slots(attrs))
+        try:
+            schema.parse_attributes(attrs, CONTEXT)
+        except schema.ConfigError as exc:
+            raise PlaygroundError(str(exc)) from exc
+        account = cluster.account_email(s)
+        cluster.make_secret(s, req.name, account, report)
+        rule = False
+        try:
+            cluster.make_rule(s, req.name, int(attrs.get("mlflow-port") or schema.default("mlflow-port")), report)
+            rule = True
+            made = compute.launch(s, req.name, attrs, report, tags=(cluster.main_tag(req.name),),
+                                  labels={"playground-slots": "workers" if follow else "set"})
+        except BaseException:
+            report("launch failed: removing the firewall rule and the cluster secret")
+            if rule:
+                cluster.delete_rule(s, req.name, report)
+            cluster.delete_secret(s, req.name, report)
+            raise
+        launched = self._launched(made, None, [made["warning"]] if made.get("warning") else [])
+        try:
+            rows = self._add_workers(s, made, req.workers, report)
+            self._wait(made, report, req.timeout)
+            for row in rows:
+                self._wait(row, report, req.timeout)
+                launched.detail += f"; worker {row['name']} at {row['address']}"
+        except PlaygroundError as exc:
+            raise PlaygroundError(f"{exc}; `playground destroy {self._where(made)}` removes it with its workers, "
+                                  "firewall rule and secret") from exc
+        launched.healthy = True
+        return launched
+
+    def _add_workers(self, s, main: dict, count: int, report: Report) -> list[dict]:
+        """count more workers for the main: its attributes, role worker at its internal address, its workers'
+        tag, no data disk (the main's database and folders are theirs)."""
+        from ..gce import cluster, compute
+
+        attrs = {k: v for k, v in main["attributes"].items() if k not in ("ssh-keys", "gcp-project", "autostop")}
+        attrs.update({"role": "worker", "main-address": main["address"]})
+        s = dataclasses.replace(s, zone=main["zone"], zone_chosen=True, profile=main["profile"] or s.profile)
+        made = []
+        for i, k in enumerate(free_numbers([w["name"] for w in self._workers(main["name"])], count), 1):
+            name = worker_name(main["name"], k)
+            report(f"worker {i} of {count}: {name}")
+            made.append(compute.launch(s, name, attrs, report, tags=(cluster.worker_tag(main["name"]),),
+                                       labels={"playground-main": main["name"]}, data_disk=False))
+        return made
+
+    def _workers(self, main: str) -> list[dict]:
+        from ..gce import compute
+
+        return [r for r in compute.playgrounds(self.s) if r.get("main") == main]
+
+    def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
+        from ..gce import compute
+
+        main = self.describe(name)
+        if main.get("main"):
+            raise PlaygroundError(f"--name: {name} is a worker of {main['main']}: scale {main['main']}")
+        if not main["attributes"].get("cluster-secret"):
+            raise PlaygroundError(f"{name} was launched without --workers (no cluster secret, no firewall rule): "
+                                  f"launch a playground with --workers (`playground backup` this one and "
+                                  "`playground restore` onto it to keep its runs)")
+        if main["state"] != "running":
+            raise PlaygroundError(f"{name} is {main['state']}: `playground start {self._where(main)}` first")
+        s = dataclasses.replace(self.s, zone=main["zone"], zone_chosen=True)
+        have = self._workers(name)
+        changes = main_changes(main["attributes"], main.get("slots") == "workers", workers)
+        done: list[str] = []
+        if workers > len(have):  # the main's new settings first: tasks wait in the broker for the new workers
+            self._set_main(s, main, changes, report)
+            done += said(name, changes)
+            for row in self._add_workers(s, main, workers - len(have), report):
+                self._wait(row, report, 300)
+                done.append(f"launched worker {row['name']} at {row['address']}")
+            return done
+        doomed = sorted(have, key=lambda w: (w["state"] == "running", -worker_number(w["name"])))
+        for w in doomed[:len(have) - workers]:
+            if w["state"] == "running" and not force:
+                report(f"{w['name']}: warm shutdown, its running tasks finish first (--force does not wait)")
+                code, err = run_remote(compute.ssh_target(s, w), "sudo -n systemctl stop airflow-worker.service",
+                                       660)
+                if code != 0:
+                    raise PlaygroundError(f"{w['name']}: the worker did not stop cleanly ({err.strip()[-200:]}); "
+                                          "it is kept: `playground scale --force` removes it anyway")
+            report(f"removing {w['name']}")
+            compute.destroy(s, w["name"], report)
+            done.append(f"removed worker {w['name']}")
+        self._set_main(s, main, changes, report)  # fewer slots only once the workers are gone
+        return done + said(name, changes)
+
+    def _set_main(self, s, main: dict, changes: dict[str, str], report: Report) -> None:
+        """The attributes, then the agent's apply at once over SSH (it reads the rest at its next boot only)."""
+        from ..gce import compute
+
+        if not changes:
+            return
+        report(f"{main['name']}: " + ", ".join(f"{k} {v or 'default'}" for k, v in changes.items()))
+        compute.set_attributes(s, main["name"], changes, report)
+        given = " ".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        try:
+            code, err = run_remote(compute.ssh_target(s, main), "sudo -n playground-agent apply", 300)
+        except PlaygroundError as exc:
+            raise PlaygroundError(f"{main['name']}: the agent did not apply {given} ({exc}); it is in the "
+                                  "metadata, applied at the next boot or by `sudo playground-agent apply`") from exc
+        if code != 0:
+            raise PlaygroundError(f"{main['name']}: the agent did not apply {given}: "
+                                  f"{(err.strip().splitlines() or [f'exit {code}'])[-1]}")
+        self._wait(main, report, 180)
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
         from ..gce import compute
@@ -129,10 +274,24 @@ class GceProvider(Provider):
         return [f"VM {name} in {self.s.project} (disk kept; no vCPU or memory billed while stopped)"]
 
     def destroy(self, name: str, report: Report) -> list[str]:
-        from ..gce import compute
+        """The VM; a main's workers first, and after it its firewall rule and cluster secret."""
+        from ..gce import cluster, compute
 
-        compute.destroy(self.s, name, report)
-        return [f"VM {name}, its boot disk and its data disk in {self.s.project}"]
+        row = self.describe(name)
+        s = dataclasses.replace(self.s, zone=row["zone"], zone_chosen=True)
+        done = []
+        for w in [] if row.get("main") else self._workers(name):
+            report(f"removing worker {w['name']}")
+            compute.destroy(dataclasses.replace(s, zone=w["zone"]), w["name"], report)
+            done.append(f"worker VM {w['name']} and its boot disk")
+        compute.destroy(s, name, report)
+        done.append(f"VM {name}, its boot disk{'' if row.get('main') else ' and its data disk'} in {self.s.project}")
+        if row["attributes"].get("cluster-secret") and not row.get("main"):
+            if cluster.delete_rule(s, name, report):
+                done.append(f"firewall rule {cluster.rule_name(name)}")
+            if cluster.delete_secret(s, name, report):
+                done.append(f"Secret Manager secret {cluster.secret_id(name)}")
+        return done
 
     def set_attributes(self, name: str, attributes: dict[str, str], report: Report) -> None:
         from ..gce import compute

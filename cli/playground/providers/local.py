@@ -8,24 +8,7 @@ from typing import Any, Optional
 from ..attributes import admin_user
 from ..errors import PlaygroundError
 from .base import Launched, LaunchRequest, Provider, Reach, Report, Upgraded
-
-MAX_WORKER_NUMBER = 200  # worker host numbers 10-209 on the playground's /24
-
-
-def worker_name(main: str, k: int) -> str:
-    """A worker is named after its playground (and so listed, labelled and destroyed with it)."""
-    return f"{main}-w{k}"
-
-
-def worker_number(name: str) -> int:
-    return int(name.rsplit("-w", 1)[1])
-
-
-def worker_slots(attributes: dict) -> int:
-    """A worker's task slots: its worker-concurrency, else the schema's default."""
-    from playground_agent import schema
-
-    return int(attributes.get("worker-concurrency") or schema.default("worker-concurrency"))
+from .workers import free_numbers, main_changes, said, worker_name, worker_number, worker_slots
 
 
 class LocalProvider(Provider):
@@ -109,8 +92,7 @@ class LocalProvider(Provider):
         """count more workers for main, numbered from the lowest free number; [(instance, health)]."""
         from ..local import instance
 
-        used = {worker_number(w.name) for w in instance.workers_of(main.name)}
-        free = [k for k in range(1, MAX_WORKER_NUMBER + 1) if k not in used][:count]
+        free = free_numbers([w.name for w in instance.workers_of(main.name)], count)
         attrs = {k: v for k, v in main.attributes.items() if k not in ("ssh-keys", "gcp-project")}
         made = []
         for i, k in enumerate(free, 1):
@@ -131,21 +113,14 @@ class LocalProvider(Provider):
         instance.set_attributes(main.name, changes)
         proc = instance.remote(main, "sudo -n playground-agent apply", timeout=300)
         if proc.returncode != 0:
-            said = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
             given = " ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-            raise PlaygroundError(f"{main.name}: the agent did not apply {given}: {said}")
+            raise PlaygroundError(f"{main.name}: the agent did not apply {given}: {why}")
         instance.wait_healthy(instance.load(main.name), 180, lambda m: None)
 
     @staticmethod
     def _main_changes(main, workers: int) -> dict[str, str]:
-        """What the main's attributes become with this many workers: CeleryExecutor with any, LocalExecutor
-        with none; and, unless the user set it at launch, airflow-parallelism at the workers' slots (more
-        would leave tasks waiting in the broker, where task_queued_timeout requeues them; fewer idles
-        slots), or the default again with none."""
-        want = {"airflow-executor": "CeleryExecutor" if workers else "LocalExecutor"}
-        if main.slots_follow_workers:
-            want["airflow-parallelism"] = str(workers * worker_slots(main.attributes)) if workers else ""
-        return {k: v for k, v in want.items() if main.attributes.get(k, "") != v}
+        return main_changes(main.attributes, main.slots_follow_workers, workers)
 
     def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
         from ..local import instance
@@ -166,7 +141,7 @@ class LocalProvider(Provider):
             if changes:
                 report(f"{name}: " + ", ".join(f"{k} {v or 'default'}" for k, v in changes.items()))
             self._set_main(main, changes)
-            done += self._said(name, changes)
+            done += said(name, changes)
             for winst, _ in self._add_workers(main, Path(main.image), workers - len(have), report):
                 done.append(f"launched worker {winst.name} at {winst.address}")
             return done
@@ -185,21 +160,7 @@ class LocalProvider(Provider):
         # Fewer slots only once the workers are gone; with none left the main runs its tasks itself again,
         # as a one-machine playground does.
         self._set_main(main, changes)
-        return done + self._said(name, changes)
-
-    @staticmethod
-    def _said(name: str, changes: dict[str, str]) -> list[str]:
-        said = []
-        if changes.get("airflow-executor") == "CeleryExecutor":
-            said.append(f"{name}: CeleryExecutor again (its workers run the tasks)")
-        if changes.get("airflow-executor") == "LocalExecutor":
-            said.append(f"{name}: LocalExecutor (no workers: it runs its tasks itself; Redis idles)")
-        if "airflow-parallelism" in changes:
-            from playground_agent import schema
-
-            value = changes["airflow-parallelism"] or f"{schema.default('airflow-parallelism')}, the default"
-            said.append(f"{name}: airflow-parallelism {value} (its workers' slots)")
-        return said
+        return done + said(name, changes)
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
         from ..local import instance
