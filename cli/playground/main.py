@@ -262,8 +262,17 @@ def launch(
             raise PlaygroundError("--workers: sets role, main-address, private-subnet, airflow-executor and "
                                   "cluster-secret itself; do not --set them too")
         attrs = attributes.parse_sets(set_, project)
+        chosen_profile = chosen.profile(profile)
+        if workers:
+            from .image import profiles
+
+            if not profiles.has_celery(chosen_profile):
+                with_celery = [p for p in profiles.known() if profiles.has_celery(p)
+                               and bool(profiles.debian_suite(p)) == bool(profiles.debian_suite(chosen_profile))]
+                raise PlaygroundError(f"--workers: profile {chosen_profile} has no Celery provider in its Airflow "
+                                      f"lock; use --profile {' or '.join(with_celery) or 'local'}")
         req = LaunchRequest(name=name or project, project=project, attributes=attrs,
-                            profile=chosen.profile(profile), wait=wait, timeout=timeout, build=build,
+                            profile=chosen_profile, wait=wait, timeout=timeout, build=build,
                             runtime=runtime or "nspawn", data_disk_gb=data_disk if chosen.name == "local" else 0,
                             workers=workers)
         with progress() as bar:

@@ -59,7 +59,7 @@ CASES = [
     (["status", "--project", PROJECT, "--zone", "mars-1-z"], "--zone: expected a zone"),
     (["schedule", "--project", PROJECT, "--zone", "mars-1-z", "--tz", "UTC"], "--zone: expected a zone"),
     (["schedule", "show", "--project", "Demo Proj"], "--project: expected a GCP project id"),
-    (["launch", *GCE, "--workers", "2"], "--set dags-bucket: expected a bucket with --workers on GCE"),
+    (["launch", *GCE, "--workers", "2"], "--workers: profile seed has no Celery provider in its Airflow lock; use --profile current"),
     (["launch", "--project", PROJECT, "--workers", "2", "--set", "role=worker"],
      "--workers: sets role, main-address, private-subnet, airflow-executor and cluster-secret itself"),
     (["launch", "--project", PROJECT, "--workers", "9"], "--workers: expected 0-8 worker machines, got 9"),

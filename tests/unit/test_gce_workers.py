@@ -23,6 +23,8 @@ def google(fake_google, monkeypatch, tmp_path):
     from support import REPO
 
     fake_google.compute.add_image(PROJECT, "playground-seed", "playground-seed-20261124")
+    fake_google.compute.add_image(PROJECT, "playground-current", "playground-current-20261203", airflow="2-11-2",
+                                  mlflow="3-6-0", postgresql="15")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     for var in ("PLAYGROUND_PROVIDER", "PLAYGROUND_PROJECT", "PLAYGROUND_ZONE"):
@@ -44,7 +46,7 @@ def flat(text: str) -> str:
 
 def launch(*more: str, buckets=BUCKETS):
     return run("launch", "--provider", "gce", "--project", PROJECT, "--name", "pg-team", "--workers", "2",
-               "--timeout", "2", *buckets, *more)
+               "--timeout", "2", "--profile", "current", *buckets, *more)
 
 
 def metadata(inst: dict) -> dict:
@@ -126,6 +128,8 @@ def metadata_server(metadata, fake_google, monkeypatch):
     (BUCKETS[2:], "--set dags-bucket: expected a bucket with --workers on GCE"),
     ((*BUCKETS, "--no-wait"), "--workers: the workers' health is checked once they are up, so it needs --wait"),
     ((*BUCKETS, "--set", "cluster-secret=projects/x/secrets/y"), "do not --set them too"),
+    ((*BUCKETS, "--profile", "seed"), "--workers: profile seed has no Celery provider in its Airflow lock; use "
+                                      "--profile current"),
 ])
 def test_bad_input_makes_nothing(google, more, expected):
     res = launch(*more, buckets=())

@@ -44,3 +44,10 @@ def local_profiles() -> list[str]:
 
 def gce_profiles() -> list[str]:
     return [p for p in known() if not debian_suite(p)]
+
+
+def has_celery(profile: str) -> bool:
+    """Whether the profile's Airflow lock has the Celery provider that CeleryExecutor and workers need
+    (seed's Airflow 2.0.2 lock has none: its workers would fail at their first start)."""
+    lock = paths.PACKER_DIR / "locks" / profile / "airflow.txt"
+    return lock.exists() and re.search(r"(?m)^apache-airflow-providers-celery==", lock.read_text()) is not None
