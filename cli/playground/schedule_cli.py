@@ -57,7 +57,8 @@ def schedule_set(
     backup_keep: Optional[int] = typer.Option(None, "--backup-keep", metavar="N",
                                               help="Nightly backups kept (default 7); older ones are deleted."),
 ) -> None:
-    """Stop a GCE playground every night (and start it in the morning) so it costs nothing while idle.
+    """Stop a GCE playground every night (and start it in the morning) so it costs nothing while idle;
+    a playground's Celery workers get the same schedule (run it again after `scale` adds some).
 
     Without a subcommand: create or update the schedule. Idempotent: running it
     twice leaves the same jobs. `schedule show` prints the next runs in your time
@@ -86,10 +87,13 @@ def schedule_set(
             if check:
                 schedule.preflight(s, chosen, report)
             s = compute.locate(s, inst, report)
-            if chosen == "scheduler":
-                done = schedule.apply_scheduler(s, inst, spec, report, location, service_account, warnings.append)
-            else:
-                done = schedule.apply_policy(s, inst, spec, report)
+            done = []
+            for member in [inst, *(w["name"] for w in compute.workers_of(s, inst))]:  # a main's workers too
+                if chosen == "scheduler":
+                    done += schedule.apply_scheduler(s, member, spec, report, location, service_account,
+                                                     warnings.append)
+                else:
+                    done += schedule.apply_policy(s, member, spec, report)
             if backup is not None:
                 compute.set_attributes(s, inst, backup, report)
                 done.append((f"{backup['backup-to']} at {backup['backup-at']}" if backup["backup-to"]
@@ -172,10 +176,12 @@ def schedule_remove(
         s = compute.locate(s, inst)
         with progress() as bar:
             task = bar.add_task("removing", total=None)
-            if chosen == "scheduler":
-                removed = schedule.remove_scheduler(s, inst, location)
-            else:
-                removed = schedule.remove_policy(s, inst, lambda m: bar.update(task, description=m))
+            removed = []
+            for member in [inst, *(w["name"] for w in compute.workers_of(s, inst))]:
+                if chosen == "scheduler":
+                    removed += schedule.remove_scheduler(s, member, location)
+                else:
+                    removed += schedule.remove_policy(s, member, lambda m: bar.update(task, description=m))
             bar.update(task, description="done")
     except PlaygroundError as exc:
         fail(exc)

@@ -172,3 +172,26 @@ def test_scale_down_with_force_removes_the_highest_worker_then_sets_the_main(goo
     assert sorted(i["name"] for i in google.compute.instances.values()) == ["pg-team", "pg-team-w1"]
     assert metadata(google.compute.instances[(PROJECT, "europe-west2-b", "pg-team")])["airflow-parallelism"] == "8"
     assert res.exit_code == 1 and "pg-team: the agent did not apply airflow-parallelism=8" in flat(res.output)
+
+
+def test_stop_and_start_take_the_workers_along_and_the_schedule_covers_them(google):
+    """Without their main, workers can only idle, billed: stop stops them first, start starts them after it,
+    and the nightly schedule has jobs for each."""
+    launch()
+    res = run("stop", "--provider", "gce", "--project", PROJECT, "--name", "pg-team")
+    assert res.exit_code == 0, res.output
+    assert {i["name"]: i["status"] for i in google.compute.instances.values()} == {
+        "pg-team": "TERMINATED", "pg-team-w1": "TERMINATED", "pg-team-w2": "TERMINATED"}
+    order = [c["params"]["instance"] for c in google.calls("instances.stop")]
+    assert order[-1] == "pg-team", "the main stops last"
+    res = run("start", "--provider", "gce", "--project", PROJECT, "--name", "pg-team", "--no-wait")
+    assert res.exit_code == 0, res.output
+    assert {i["status"] for i in google.compute.instances.values()} == {"RUNNING"}
+    assert [c["params"]["instance"] for c in google.calls("instances.start")][0] == "pg-team"
+
+    res = run("schedule", "--project", PROJECT, "--name", "pg-team", "--stop", "21:00", "--tz", "UTC")
+    assert res.exit_code == 0, res.output
+    jobs = sorted(j.rsplit("/", 1)[-1] for j in google.scheduler.jobs)
+    assert jobs == ["playground-pg-team-stop", "playground-pg-team-w1-stop", "playground-pg-team-w2-stop"]
+    assert run("schedule", "remove", "--project", PROJECT, "--name", "pg-team").exit_code == 0
+    assert not google.scheduler.jobs

@@ -385,6 +385,13 @@ def playgrounds(s: GceSettings, name: Optional[str] = None) -> list[dict]:
             and (not s.zone_chosen or r["zone"] == s.zone)]
 
 
+def workers_of(s: GceSettings, main: str) -> list[dict]:
+    """The rows of a main's Celery workers (labelled playground-main=MAIN), in any zone."""
+    import dataclasses
+
+    return [r for r in playgrounds(dataclasses.replace(s, zone_chosen=False)) if r.get("main") == main]
+
+
 def list_images(s: GceSettings, profile: str) -> list[dict]:
     """The profile's images in the image project (the family playground-PROFILE), oldest first; the
     newest is the one `launch` takes."""

@@ -178,7 +178,7 @@ class GceProvider(Provider):
     def _workers(self, main: str) -> list[dict]:
         from ..gce import compute
 
-        return [r for r in compute.playgrounds(self.s) if r.get("main") == main]
+        return compute.workers_of(self.s, main)
 
     def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
         from ..gce import compute
@@ -238,13 +238,20 @@ class GceProvider(Provider):
         self._wait(main, report, 180)
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
+        """The VM; a main's stopped workers after it."""
         from ..gce import compute
 
         compute.start(self.s, name, report)
         row = self.describe(name)
+        workers = [] if row.get("main") else [w for w in self._workers(name) if w["state"] != "running"]
+        for w in workers:
+            compute.start(dataclasses.replace(self.s, zone=w["zone"], zone_chosen=True), w["name"], report)
         if wait:
-            self._wait(row, report, timeout)
-        return self._launched(row, True if wait else None, [])
+            for machine in [row, *workers]:
+                self._wait(machine, report, timeout)
+        launched = self._launched(row, True if wait else None, [])
+        launched.detail += "".join(f"; worker {w['name']} started" for w in workers)
+        return launched
 
     def upgrade(self, name: str, image: Optional[str], report: Report, timeout: float = 300) -> Upgraded:
         """The VM gets a new boot disk of the image, its data disk stays; the old boot disk is deleted once the
@@ -268,10 +275,17 @@ class GceProvider(Provider):
                         seconds=round(time.monotonic() - t0, 1))
 
     def stop(self, name: str, report: Report) -> list[str]:
+        """The VM; a main's workers first (without their main they could only idle, billed)."""
         from ..gce import compute
 
+        row = self.describe(name)
+        done = []
+        for w in [] if row.get("main") else self._workers(name):
+            if w["state"] == "running":
+                compute.stop(dataclasses.replace(self.s, zone=w["zone"], zone_chosen=True), w["name"], report)
+                done.append(f"worker VM {w['name']}")
         compute.stop(self.s, name, report)
-        return [f"VM {name} in {self.s.project} (disk kept; no vCPU or memory billed while stopped)"]
+        return done + [f"VM {name} in {self.s.project} (disk kept; no vCPU or memory billed while stopped)"]
 
     def destroy(self, name: str, report: Report) -> list[str]:
         """The VM; a main's workers first, and after it its firewall rule and cluster secret."""
