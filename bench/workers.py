@@ -21,6 +21,7 @@ from common import Row, bench_instance, print_rows
 from playground.image import local_build
 from playground.local import instance
 from playground.providers.workers import worker_name, worker_slots
+from playground_agent import schema
 from throughput import PG_SPAN, Api, dag_code, healthy, psql, put_dag, span_of, spool_empty, wait
 
 FANOUT = "bench_workers_fanout"
@@ -88,7 +89,8 @@ def measure(tasks: int = 60, repeat: int = 1) -> list[Row]:
     local_rate = [tasks * 60 / s for s in local_spans]
     celery_rate = [tasks * 60 / s for s in celery_spans]
     return [Row("worker: launch to healthy, main up (s)", launch_s),
-            Row(f"one machine, LocalExecutor, parallelism 8, {tasks} tasks (tasks/min)", local_rate),
+            Row(f"one machine, LocalExecutor, parallelism {schema.default('airflow-parallelism')}, {tasks} tasks "
+                "(tasks/min)", local_rate),
             Row(f"main + 2 workers, CeleryExecutor, parallelism {slots}, {tasks} tasks (tasks/min)", celery_rate),
             Row("Celery / Local, same host (x)", [statistics.median(celery_rate) / statistics.median(local_rate)]),
             Row(f"LocalExecutor: a task's latency in a chain of {CHAIN_LEN} (s)", local_chain),

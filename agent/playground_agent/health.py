@@ -332,17 +332,21 @@ def _redis_command(*args: str) -> str:
     return "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a.encode()), a) for a in args)
 
 
-def broker_state(host: str, port: int = 6379, timeout: float = 3.0) -> Dict[str, Any]:
+def cluster_secrets() -> Optional[Dict[str, str]]:
+    """The worker's copy of its main's passwords (cluster.env, root-only); None when it has none."""
+    from .bootstrap import read_env
+
+    try:
+        return read_env(paths.SECRETS_DIR + "/cluster.env")
+    except OSError:
+        return None
+
+
+def broker_state(host: str, password: str, port: int = 6379, timeout: float = 3.0) -> Dict[str, Any]:
     """Can this worker use the main's Redis: AUTH with its password and PING, in Redis's own protocol; and
     how many tasks wait in the queue (kombu keeps a queue as a Redis list of that name)."""
     import socket
 
-    from .bootstrap import read_env
-
-    try:
-        password = read_env(paths.SECRETS_DIR + "/cluster.env").get("BROKER_PASSWORD", "")
-    except OSError:
-        password = ""
     where = "%s:%d" % (host, port)
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -364,18 +368,12 @@ def broker_state(host: str, port: int = 6379, timeout: float = 3.0) -> Dict[str,
     return {"ok": True, "reason": "", "state": "connected to %s" % where, "queue": QUEUE, "waiting": waiting}
 
 
-def running_here(cfg: Dict[str, Any], timeout: float = 5.0) -> Dict[str, Any]:
+def running_here(cfg: Dict[str, Any], password: str, timeout: float = 5.0) -> Dict[str, Any]:
     """The task instances running on this worker, from the main's database: Airflow records each one's
     hostname (socket.getfqdn(), its default hostname_callable). The password goes to psql in its
     environment, never in argv."""
     import socket
 
-    from .bootstrap import read_env
-
-    try:
-        password = read_env(paths.SECRETS_DIR + "/cluster.env").get("DB_PASSWORD", "")
-    except OSError:
-        return {"ok": False, "reason": "no cluster.env: the main's secrets were never handed over", "tasks": []}
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT=str(int(timeout)))
     sql = ("SELECT dag_id || '.' || task_id FROM task_instance WHERE state = 'running' AND hostname = :'here' "
            "ORDER BY start_date;\n")
@@ -394,12 +392,15 @@ def running_here(cfg: Dict[str, Any], timeout: float = 5.0) -> Dict[str, Any]:
 def collect_worker(cfg: Dict[str, Any], config_state: Dict[str, Any]) -> Dict[str, Any]:
     """A worker machine's report: its Celery worker, the broker and MLflow through the forward, lineage."""
     states = unit_states(WORKER_UNITS)
+    secrets = cluster_secrets()
+    missing = {"ok": False, "reason": "no cluster.env: the main's secrets were never handed over"}
     report: Dict[str, Any] = {
         "schema": 1, "role": "worker", "main_address": cfg.get("main_address"),
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config_state, "units": states, "disk": disk(), "memory": memory(),
-        "broker": broker_state(str(cfg.get("main_address"))),
-        "running": running_here(cfg),
+        "broker": broker_state(str(cfg.get("main_address")), secrets["BROKER_PASSWORD"])
+        if secrets and secrets.get("BROKER_PASSWORD") else dict(missing, state="no password"),
+        "running": running_here(cfg, secrets.get("DB_PASSWORD", "")) if secrets else dict(missing, tasks=[]),
         "mlflow": mlflow_health(int(cfg.get("mlflow_port", 5000))),
         "lineage": lineage_state(cfg, states["playground-lineage.service"]),
     }

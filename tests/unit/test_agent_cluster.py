@@ -152,7 +152,7 @@ def test_the_broker_check_authenticates_and_says_why_not(machine, monkeypatch, g
     monkeypatch.setattr(health.paths, "SECRETS_DIR", str(machine / "secrets"))
     (machine / "secrets/cluster.env").write_text('BROKER_PASSWORD="%s"\n' % given)
     redis = FakeRedis("s3cret")
-    state = health.broker_state("127.0.0.1", redis.port)
+    state = health.broker_state("127.0.0.1", health.cluster_secrets()["BROKER_PASSWORD"], redis.port)
     assert state["ok"] is ok and said in (state["state"] + state["reason"])
     if ok:  # the queue every task goes to, and how many wait in it
         assert (state["queue"], state["waiting"]) == ("default", 4)
@@ -162,5 +162,5 @@ def test_an_unreachable_broker_is_said_so():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    state = health.broker_state("127.0.0.1", port, timeout=1)
+    state = health.broker_state("127.0.0.1", "any", port, timeout=1)
     assert not state["ok"] and "not reachable" in state["reason"]

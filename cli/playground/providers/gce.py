@@ -199,9 +199,20 @@ class GceProvider(Provider):
         if workers > len(have):  # the main's new settings first: tasks wait in the broker for the new workers
             self._set_main(s, main, changes, report)
             done += said(name, changes)
-            for row in self._add_workers(s, main, workers - len(have), report):
-                self._wait(row, report, 300)
-                done.append(f"launched worker {row['name']} at {row['address']}")
+            try:
+                for row in self._add_workers(s, main, workers - len(have), report):
+                    done.append(f"launched worker {row['name']} at {row['address']}")
+                    self._wait(row, report, 300)
+            except PlaygroundError as exc:
+                now = self._workers(name)  # the main's settings follow the workers it has
+                fresh = self.describe(name)
+                back = main_changes(fresh["attributes"], fresh.get("slots") == "workers", len(now))
+                try:
+                    self._set_main(s, fresh, back, report)
+                except PlaygroundError as again:
+                    raise PlaygroundError(f"{exc}; and {again}") from exc
+                raise PlaygroundError(f"{exc}; {name} has {len(now)} worker(s) now: "
+                                      f"`playground status {self._where(main)}`") from exc
             return done
         doomed = sorted(have, key=lambda w: (w["state"] == "running", -worker_number(w["name"])))
         for w in doomed[:len(have) - workers]:

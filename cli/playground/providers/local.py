@@ -142,8 +142,17 @@ class LocalProvider(Provider):
                 report(f"{name}: " + ", ".join(f"{k} {v or 'default'}" for k, v in changes.items()))
             self._set_main(main, changes)
             done += said(name, changes)
-            for winst, _ in self._add_workers(main, Path(main.image), workers - len(have), report):
-                done.append(f"launched worker {winst.name} at {winst.address}")
+            try:
+                for winst, _ in self._add_workers(main, Path(main.image), workers - len(have), report):
+                    done.append(f"launched worker {winst.name} at {winst.address}")
+            except PlaygroundError as exc:  # the main's settings back to the workers it has
+                now = instance.workers_of(name)
+                try:
+                    self._set_main(instance.load(name), self._main_changes(instance.load(name), len(now)))
+                except PlaygroundError as again:
+                    raise PlaygroundError(f"{exc}; and {again}") from exc
+                raise PlaygroundError(f"{exc}; {name} keeps {len(now)} worker(s) and its settings for them") \
+                    from exc
             return done
         # Stopped ones go first, then the highest numbers.
         doomed = sorted(have, key=lambda w: (instance.is_running(w), -worker_number(w.name)))[:len(have) - workers]
