@@ -15,7 +15,7 @@ import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 
 class ConfigError(Exception):
@@ -110,21 +110,40 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAYS_RE = re.compile(r"^(?:daily|[a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)*)$")
 
 
-def calendar_days(value: str) -> str:
-    """mon-fri, mon,wed,fri, sat-sun or daily -> systemd's day list (Mon..Fri, Mon,Wed,Fri; "" for daily);
-    ValueError for anything else."""
-    if not DAYS_RE.match(value):
+def day_set(value: str) -> Set[int]:
+    """daily, mon-fri, mon,wed,fri, fri-mon (a range wraps past Sunday) -> day numbers, Monday 0; ValueError
+    for anything else. The CLI's --days reads days this way too (playground.gce.schedule.parse_days)."""
+    text = value.strip().lower()
+    if text == "daily":
+        return set(range(7))
+    if not DAYS_RE.match(text):
         raise ValueError(value)
-    if value == "daily":
-        return ""
-    out = []
-    for part in value.split(","):
-        first, _, last = part.partition("-")
-        backwards = last in DAY_NAMES and first in DAY_NAMES and DAY_NAMES.index(last) <= DAY_NAMES.index(first)
-        if first not in DAY_NAMES or (last and (last not in DAY_NAMES or backwards)):
+    days = set()  # type: Set[int]
+    for part in text.split(","):
+        first, sep, last = part.partition("-")
+        if first not in DAY_NAMES or (sep and last not in DAY_NAMES):
             raise ValueError(value)
-        out.append(first.capitalize() + (".." + last.capitalize() if last else ""))
-    return ",".join(out)
+        a = DAY_NAMES.index(first)
+        b = DAY_NAMES.index(last) if sep else a
+        days.update(range(a, b + 1) if a <= b else list(range(a, 7)) + list(range(0, b + 1)))
+    return days
+
+
+def calendar_days(value: str) -> str:
+    """Days as day_set reads them -> systemd's day list (Mon..Fri, Mon,Wed,Fri; "" for every day);
+    ValueError for anything else."""
+    days = sorted(day_set(value))
+    if len(days) == 7:
+        return ""
+    runs = []  # type: List[List[int]]
+    for d in days:
+        if runs and runs[-1][-1] == d - 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    names = [DAY_NAMES[d].capitalize() for d in range(7)]
+    return ",".join(names[r[0]] + ".." + names[r[-1]] if len(r) > 2 else ",".join(names[d] for d in r)
+                    for r in runs)
 
 
 def _backup_at(attr: str, value: str, ctx: "Context") -> str:

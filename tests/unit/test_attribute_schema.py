@@ -74,3 +74,22 @@ def test_agent_ignores_google_keys_and_logs_a_misspelt_one(monkeypatch):
     monkeypatch.setattr(main.bootstrap, "ensure_ssh_keys", lambda keys: None)
     main.apply(Client())
     assert any("'airflow-shedulers'" in line and "did you mean 'airflow-schedulers'" in line for line in logged)
+
+
+@pytest.mark.parametrize("days,calendar,cron", [
+    ("mon-fri", "Mon..Fri", "1-5"), ("mon,tue,wed,thu,fri", "Mon..Fri", "1-5"), ("sat-sun", "Sat,Sun", "0,6"),
+    ("fri-mon", "Mon,Fri..Sun", "0,1,5,6"), ("daily", "", "*"), ("mon,wed,fri", "Mon,Wed,Fri", "1,3,5"),
+])
+def test_backup_at_and_the_schedule_read_days_alike(days, calendar, cron):
+    """One reading of days for the nightly backup's systemd timer (agent) and the nightly stop's cron (CLI):
+    `schedule --days fri-mon --backup-to` hands the agent days it must accept."""
+    from playground.gce.schedule import parse_days
+
+    ctx = schema.Context(known_zone=lambda z: True)
+    assert schema.parse_value("backup-at", f"{days} 20:45", ctx) == f"{calendar} *-*-* 20:45:00 UTC".strip()
+    assert parse_days(days) == cron
+    for bad in ("mon-xyz", "monday", "mon-"):
+        with pytest.raises(schema.ConfigError, match="backup-at"):
+            schema.parse_value("backup-at", f"{bad} 20:45", ctx)
+        with pytest.raises(PlaygroundError, match="--days"):
+            parse_days(bad)

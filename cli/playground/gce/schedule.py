@@ -65,18 +65,17 @@ def parse_time(flag: str, value: str) -> tuple[int, int]:
 
 
 def parse_days(value: str) -> str:
-    """'mon-fri', 'mon,wed,fri', 'sat-sun', 'daily' -> cron's day-of-week field."""
+    """'mon-fri', 'mon,wed,fri', 'sat-sun', 'fri-mon', 'daily' (the agent's day_set, which backup-at reads
+    too) -> cron's day-of-week field."""
+    from playground_agent import schema
+
     text = value.strip().lower()
-    if text in ("daily", "every-day", "all", "*"):
-        return "*"
-    days: set[int] = set()
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        if lo not in DAY_NAMES or (sep and hi not in DAY_NAMES):
-            raise PlaygroundError(f"--days: expected day names like mon-fri, mon,wed,fri or daily, got {value!r}")
-        a, b = DAY_NAMES.index(lo), DAY_NAMES.index(hi) if sep else DAY_NAMES.index(lo)
-        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])  # fri-mon wraps
-    ordered = sorted(days)
+    try:
+        monday_first = schema.day_set("daily" if text in ("every-day", "all", "*") else text)
+    except ValueError:
+        raise PlaygroundError(f"--days: expected day names like mon-fri, mon,wed,fri or daily, got {value!r}") \
+            from None
+    ordered = sorted((d + 1) % 7 for d in monday_first)  # cron counts from Sunday, 0
     if len(ordered) == 7:
         return "*"
     if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
