@@ -78,7 +78,26 @@ def services_from_report(rep: dict) -> list[dict]:
                  "reason": f"generation {cfg.get('generation')}" if cfg.get("state") == "ok"
                  else (cfg.get("error") or "not applied")})
     if rep.get("role") == "worker":
-        return rows + worker_rows(rep, unit_row)
+        rows += worker_rows(rep, unit_row) + lineage_rows(rep, unit_row)
+    else:
+        rows += main_rows(rep, unit_row)
+    if rep.get("disk"):
+        rows.append(disk_row(rep["disk"]))
+    return rows
+
+
+def lineage_rows(rep: dict, unit_row) -> list[dict]:
+    lineage = rep.get("lineage")
+    if lineage is None:  # agents before the lineage row report none
+        return []
+    return [unit_row("lineage delivery", "playground-lineage.service", lineage.get("ok", False),
+                     lineage.get("state", ""))]
+
+
+def main_rows(rep: dict, unit_row) -> list[dict]:
+    """A main machine (or the one machine): its database, Airflow's parts, MLflow, lineage, deploys, mounts,
+    the broker when it has workers, the nightly backup."""
+    units, rows = rep.get("units", {}), []
     # The cluster unit where the agent reports it (Debian's postgresql.service stays active without it).
     cluster = next((u for u in sorted(units) if u.startswith("postgresql@")), "postgresql.service")
     pg = rep.get("postgresql", {})
@@ -103,10 +122,7 @@ def services_from_report(rep: dict) -> list[dict]:
     ml = rep.get("mlflow", {})
     rows.append(unit_row("mlflow", "mlflow-server.service", ml.get("ok", False),
                          ml.get("reason") or "/health OK"))
-    lineage = rep.get("lineage")
-    if lineage is not None:  # agents before the lineage row report none
-        rows.append(unit_row("lineage delivery", "playground-lineage.service", lineage.get("ok", False),
-                             lineage.get("state", "")))
+    rows += lineage_rows(rep, unit_row)
     for part in ("dags", "packages"):  # agents before deploy report neither
         info = rep.get(part)
         if info is not None:
@@ -125,14 +141,12 @@ def services_from_report(rep: dict) -> list[dict]:
                              "MLflow's port on the private network"))
     if rep.get("backup"):
         rows.append(backup_row(rep["backup"]))
-    if rep.get("disk"):
-        rows.append(disk_row(rep["disk"]))
     return rows
 
 
 def worker_rows(rep: dict, unit_row) -> list[dict]:
-    """A worker machine (role worker): its Celery worker, the main's broker, MLflow through the forward,
-    lineage delivery, its disk."""
+    """A worker machine (role worker): its Celery worker, the main's broker and database, MLflow through the
+    forward."""
     broker, ml, running = rep.get("broker", {}), rep.get("mlflow", {}), rep.get("running", {})
     tasks = running.get("tasks", [])
     doing = f"runs {len(tasks)}: " + ", ".join(tasks[:3]) + (f" and {len(tasks) - 3} more" if len(tasks) > 3 else "") \
@@ -147,12 +161,6 @@ def worker_rows(rep: dict, unit_row) -> list[dict]:
                      ml.get("reason") or "/health OK through the forward")]
     if running and not running.get("ok"):  # the worker's tasks cannot record their state
         rows.insert(2, {"name": "database (main's)", "unit": None, "level": "red", "reason": running.get("reason")})
-    lineage = rep.get("lineage")
-    if lineage is not None:
-        rows.append(unit_row("lineage delivery", "playground-lineage.service", lineage.get("ok", False),
-                             lineage.get("state", "")))
-    if rep.get("disk"):
-        rows.append(disk_row(rep["disk"]))
     return rows
 
 
