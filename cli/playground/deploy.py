@@ -35,6 +35,7 @@ class Deployed:
     import_errors: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # in the bucket but not (yet) on the machine
     packages: Optional[dict] = None  # what receive said of requirements.txt (None: unchanged or none)
+    workers: dict = field(default_factory=dict)  # worker name -> what its receive said of the packages
 
     def as_json(self) -> dict:
         return dict(self.__dict__)
@@ -164,11 +165,29 @@ def _packages(conn, target, project: Project, manifest: dict, report: Report) ->
             "wheels": remote_dir}
 
 
-def deploy(target, project: Project, report: Report, storage: Callable[[str], object]) -> Deployed:
-    """project onto the machine at target (remote.Target); storage(gcp_project) makes a google-cloud-storage
-    client."""
+def to_worker(target, project: Project, report: Report) -> Optional[dict]:
+    """The project's packages onto a Celery worker (its tasks import them as the main's do); the DAGs and
+    settings are the main's. What its agent said, or None when it has them already."""
     from . import remote
 
+    conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
+    with remote.one_line_errors(target):
+        report(f"reading {target.name}'s packages")
+        pkgs = _packages(conn, target, project, _agent(conn, "manifest", timeout=60), report)
+        if pkgs:
+            report(f"{target.name}: installing the project's packages beside Airflow's")
+            pkgs = _agent(conn, "receive", {"packages": pkgs, "check": False}).get("packages")
+    conn.close()
+    return pkgs
+
+
+def deploy(target, project: Project, report: Report, storage: Callable[[str], object], workers=()) -> Deployed:
+    """project onto the machine at target (remote.Target); storage(gcp_project) makes a google-cloud-storage
+    client. workers: the targets of its Celery workers, which get the packages first (before a DAG that
+    imports them reaches the DAG folder they share)."""
+    from . import remote
+
+    on_workers = {w.name: to_worker(w, project, report) for w in workers}
     conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
     with remote.one_line_errors(target):
         report(f"reading {target.name}'s DAG folder")
@@ -207,7 +226,7 @@ def deploy(target, project: Project, report: Report, storage: Callable[[str], ob
     return Deployed(name=target.name, where=where, added=added, changed=changed, removed=removed,
                     unchanged=unchanged, settings=settings, dags=answer.get("dags") or [],
                     import_errors=answer.get("import_errors") or {}, missing=answer.get("missing") or [],
-                    packages=packages)
+                    packages=packages, workers=on_workers)
 
 
 def _bucket(storage, bucket: str, project: Project, report: Report):

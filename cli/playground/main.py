@@ -662,6 +662,11 @@ def _print_deployed(done, as_json: bool) -> None:
             how = "installed" if pk.get("installed") else "switched back to (kept from before)"
             console.print(f"  packages: {how}: {', '.join(pk.get('requirements') or []) or '(none listed)'}",
                           highlight=False, soft_wrap=True)
+    for worker, pk in sorted(done.workers.items()):
+        said = ("packages up to date" if pk is None else "packages removed (requirements.txt is gone)"
+                if pk.get("cleared") else "packages installed" if pk.get("installed") else
+                "packages switched back (kept from before)")
+        console.print(f"  worker {worker}: {said}", highlight=False)
     if done.missing:
         console.print(f"[yellow]not on the machine yet[/yellow] (the bucket's sync is behind): "
                       f"{', '.join(done.missing)}", highlight=False, soft_wrap=True)
@@ -712,7 +717,8 @@ def _deploy(chosen, name: Optional[str], project: Optional[str], proj, as_json: 
         target = chosen.reach(name, project).target
         with progress() as bar:
             task = bar.add_task("deploying", total=None)
-            done = deploy_mod.deploy(target, proj, lambda m: bar.update(task, description=m), storage_client)
+            done = deploy_mod.deploy(target, proj, lambda m: bar.update(task, description=m), storage_client,
+                                     chosen.worker_targets(target.name))
             bar.update(task, description=f"deployed to {done.name}")
     except PlaygroundError as exc:
         fail(exc)

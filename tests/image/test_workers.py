@@ -191,6 +191,24 @@ def test_status_shows_each_worker_with_its_broker_queue_and_the_tasks_it_runs(pl
     assert "runs no task" in rows()["celery worker"]["reason"]
 
 
+def test_a_worker_stopped_mid_run_and_the_run_still_succeeds(playground):
+    """The other fault: a machine stopped (`playground stop`, a poweroff). Its Celery worker's warm shutdown
+    lets its running tasks finish; what it had taken and not started goes back to the broker; the run ends
+    in success on the other worker, started again after the kill above."""
+    main = playground
+    if not instance.is_running(instance.load(WORKERS[0])):
+        res = CliRunner().invoke(app, ["start", "--name", WORKERS[0]], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+    api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "stopped"})
+    eventually(lambda: psql(main, f"SELECT count(*) FROM task_instance WHERE run_id = 'stopped' AND state = "
+                                  f"'running' AND hostname = '{WORKERS[1]}'") not in ("", "0"), 120, 0.5)
+    res = CliRunner().invoke(app, ["stop", "--name", WORKERS[1]], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert eventually(lambda: finished(main, "stopped"), 600, 5) == "success"
+    ran = hosts(main, "stopped")
+    assert len(ran) == TASKS and WORKERS[0] in ran.values()
+
+
 def scale(*args: str) -> str:
     res = CliRunner().invoke(app, ["scale", "--name", *args], catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -201,7 +219,7 @@ def test_scale_removes_stopped_workers_first_adds_them_back_and_at_0_the_main_ru
     main = playground
     refused = CliRunner().invoke(app, ["scale", "--name", WORKERS[1], "--workers", "1"], catch_exceptions=False)
     assert refused.exit_code == 1 and f"is a worker of {NAME}" in refused.output
-    # A stopped worker goes first (the one killed above), else the highest number; the other stays.
+    # A stopped worker goes first (the one stopped above), else the highest number; the other stays.
     gone = WORKERS[0] if not instance.is_running(instance.load(WORKERS[0])) else WORKERS[1]
     env = "sudo -n cat /etc/playground/airflow.env"
     assert 'AIRFLOW__CORE__PARALLELISM="16"' in sh(main, env)  # launch: 2 workers of 8 slots
@@ -221,6 +239,31 @@ def test_scale_removes_stopped_workers_first_adds_them_back_and_at_0_the_main_ru
     assert eventually(lambda: finished(main, "alone"), 400, 3) == "success"
     assert set(hosts(main, "alone").values()) == {NAME}
     assert "CeleryExecutor again" in scale(NAME, "--workers", "1")  # and one for destroy to take along
+
+
+def test_deploy_gives_the_workers_the_projects_packages_before_its_dags(playground):
+    """A project with a requirements.txt (humanize, imported by a task): its worker gets the packages too,
+    first, and the task that imports them succeeds there."""
+    from support import REPO
+
+    main = playground
+    res = CliRunner().invoke(app, ["deploy", str(REPO / "examples" / "project"), "--name", NAME, "--json"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    done = json.loads(res.output)
+    (worker,) = [w.name for w in instance.workers_of(NAME)]
+    assert list(done["workers"]) == [worker] and done["workers"][worker]["installed"], done["workers"]
+    assert done["dags"] == ["orders_pipeline"] and done["import_errors"] == {}
+    api(main, "PATCH", "dags/orders_pipeline?update_mask=is_paused", {"is_paused": False})
+    api(main, "POST", "dags/orders_pipeline/dagRuns", {"dag_run_id": "on-a-worker"})
+    state = eventually(lambda: psql(main, "SELECT state FROM dag_run WHERE dag_id = 'orders_pipeline' AND "
+                                          "run_id = 'on-a-worker' AND state IN ('success', 'failed')") or None, 300, 3)
+    ran = psql(main, "SELECT hostname FROM task_instance WHERE dag_id = 'orders_pipeline' AND run_id = 'on-a-worker' "
+                     "AND task_id = 'read_settings'")
+    assert (state, ran) == ("success", worker), "humanize imported by the task on the worker"
+    again = CliRunner().invoke(app, ["deploy", str(REPO / "examples" / "project"), "--name", NAME, "--json"],
+                               catch_exceptions=False)
+    assert json.loads(again.output)["workers"] == {worker: None}, "the same requirements.txt sends nothing"
 
 
 def test_destroy_takes_the_workers_and_the_network_with_the_main(playground):

@@ -116,6 +116,11 @@ class Provider(ABC):
         shutdown of each removed worker unless force. What was done, for the user."""
         raise PlaygroundError(f"scale: workers are built for local instances only so far, not {self.name}")
 
+    def worker_targets(self, name: str) -> list:
+        """remote.Target of each running Celery worker of the playground name (deploy gives them the project's
+        packages); none for a machine without workers."""
+        return []
+
     @abstractmethod
     def list(self) -> list[dict]:
         """Rows: name, provider, project, profile, state, address, zone, age_s or created."""

@@ -213,6 +213,8 @@ class GceProvider(Provider):
                     raise PlaygroundError(f"{exc}; and {again}") from exc
                 raise PlaygroundError(f"{exc}; {name} has {len(now)} worker(s) now: "
                                       f"`playground status {self._where(main)}`") from exc
+            done.append("new workers have the image's packages only: `playground deploy` your project again if "
+                        "it has a requirements.txt")
             return done
         doomed = sorted(have, key=lambda w: (w["state"] == "running", -worker_number(w["name"])))
         for w in doomed[:len(have) - workers]:
@@ -322,6 +324,11 @@ class GceProvider(Provider):
         from ..gce import compute
 
         compute.set_attributes(self.s, name, attributes, report)
+
+    def worker_targets(self, name: str) -> list:
+        from ..gce import compute
+
+        return [compute.ssh_target(self.s, w) for w in self._workers(name) if w["state"] == "running"]
 
     def list(self) -> list[dict]:
         from ..gce import compute

@@ -153,6 +153,8 @@ class LocalProvider(Provider):
                     raise PlaygroundError(f"{exc}; and {again}") from exc
                 raise PlaygroundError(f"{exc}; {name} keeps {len(now)} worker(s) and its settings for them") \
                     from exc
+            done.append("new workers have the image's packages only: `playground deploy` your project again if "
+                        "it has a requirements.txt")
             return done
         # Stopped ones go first, then the highest numbers.
         doomed = sorted(have, key=lambda w: (instance.is_running(w), -worker_number(w.name)))[:len(have) - workers]
@@ -172,10 +174,17 @@ class LocalProvider(Provider):
         return done + said(name, changes)
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
+        """The instance; a main's stopped workers after it."""
         from ..local import instance
 
         inst, rep = instance.start(name, report, timeout, wait=wait)
-        return self._launched(inst, rep)
+        launched = self._launched(inst, rep)
+        for w in [] if inst.main else instance.workers_of(name):
+            if not instance.is_running(w):
+                report(f"starting worker {w.name}")
+                instance.start(w.name, report, timeout, wait=wait)
+                launched.detail += f"; worker {w.name} started"
+        return launched
 
     def upgrade(self, name: str, image: Optional[str], report: Report, timeout: float = 300) -> Upgraded:
         from ..image import local_build
@@ -200,9 +209,15 @@ class LocalProvider(Provider):
                         seconds=round(time.monotonic() - t0, 1))
 
     def stop(self, name: str, report: Report) -> list[str]:
+        """The instance; a main's workers first (without their main they could only idle)."""
         from ..local import instance
 
-        return instance.stop(name)
+        done = []
+        for w in [] if instance.load(name).main else instance.workers_of(name):
+            if instance.is_running(w):
+                report(f"stopping worker {w.name} (its running tasks finish first)")
+                done += [f"{w.name}: {what}" for what in instance.stop(w.name)]
+        return done + instance.stop(name)
 
     def destroy(self, name: str, report: Report) -> list[str]:
         from ..local import instance
@@ -213,6 +228,11 @@ class LocalProvider(Provider):
         from ..local import instance
 
         instance.set_attributes(name, attributes)
+
+    def worker_targets(self, name: str) -> list:
+        from ..local import instance
+
+        return [instance.target(w) for w in instance.workers_of(name) if instance.is_running(w)]
 
     def list(self) -> list[dict]:
         from ..local import instance
