@@ -164,8 +164,10 @@ class GceProvider(Provider):
         tag, no data disk (the main's database and folders are theirs)."""
         from ..gce import cluster, compute
 
-        attrs = {k: v for k, v in main["attributes"].items() if k not in ("ssh-keys", "gcp-project", "autostop")}
-        attrs.update({"role": "worker", "main-address": main["address"]})
+        attrs = {k: v for k, v in main["attributes"].items()
+                 if k not in ("ssh-keys", "gcp-project", "autostop", "airflow-parallelism")}
+        # CeleryExecutor whatever the main said when read (scale from 0 switches it back just before).
+        attrs.update({"role": "worker", "main-address": main["address"], "airflow-executor": "CeleryExecutor"})
         s = dataclasses.replace(s, zone=main["zone"], zone_chosen=True, profile=main["profile"] or s.profile)
         made = []
         for i, k in enumerate(free_numbers([w["name"] for w in self._workers(main["name"])], count), 1):
