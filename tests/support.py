@@ -26,6 +26,17 @@ def metadata_doc(**attributes: str) -> dict:
     }
 
 
+def agent_config(**attributes: str):
+    """The agent's Config of a machine with these attributes (checked by the schema)."""
+    from playground_agent import schema
+    from playground_agent.config import Config
+
+    cfg = Config(instance_id="1", instance_name="n", project_id="p", zone="z", region="r")
+    for key, value in schema.parse_attributes(attributes, schema.Context(known_zone=lambda z: True)).items():
+        setattr(cfg, key, value)
+    return cfg
+
+
 SERVICE_ACCOUNT_EMAIL = "123456789-compute@developer.gserviceaccount.com"
 
 

@@ -11,6 +11,7 @@ import pytest
 from playground_agent import cluster, health, render, schema
 from playground_agent.config import Config
 from playground_agent.versions import Airflow
+from support import agent_config
 
 CTX = schema.Context(known_zone=lambda z: True)
 MAIN = {"airflow-executor": "CeleryExecutor", "private-subnet": "10.214.7.0/24"}
@@ -41,10 +42,7 @@ def test_good_main_and_worker_settings_parse():
 
 
 def config(**attrs) -> Config:
-    cfg = Config(instance_id="1", instance_name="n", project_id="p", zone="z", region="r")
-    for key, value in schema.parse_attributes(attrs, CTX).items():
-        setattr(cfg, key, value)
-    return cfg
+    return agent_config(**attrs)
 
 
 @pytest.fixture

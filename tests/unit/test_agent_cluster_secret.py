@@ -5,17 +5,14 @@ the secret's Fernet and webserver keys as its own; a secret that lacks one, or s
 naming cluster-secret."""
 from __future__ import annotations
 
-import json
-
 import pytest
-from playground_agent import bootstrap, cluster, schema, secret_manager
+from playground_agent import bootstrap, cluster, secret_manager
 from playground_agent.config import Config, ConfigError
 from playground_agent.metadata import MetadataClient
 from playground_agent.render import _env
 from playground_agent.versions import Airflow
-from support import metadata_doc
+from support import agent_config, metadata_doc, service_accounts
 
-CTX = schema.Context(known_zone=lambda z: True)
 SECRET = "projects/team/secrets/playground-demo-cluster"
 KEYS = {"BROKER_PASSWORD": "b" * 32, "DB_PASSWORD": "d" * 32, "AIRFLOW__CORE__FERNET_KEY": "f" * 43 + "=",
         "AIRFLOW__WEBSERVER__SECRET_KEY": "s" * 64}
@@ -24,10 +21,7 @@ WORKER = dict(MAIN, **{"role": "worker", "main-address": "10.154.0.10"})
 
 
 def config(**attrs) -> Config:
-    cfg = Config(instance_id="1", instance_name="n", project_id="team", zone="z", region="r")
-    for key, value in schema.parse_attributes(attrs, CTX).items():
-        setattr(cfg, key, value)
-    return cfg
+    return agent_config(**attrs)
 
 
 @pytest.fixture
@@ -44,8 +38,7 @@ def machine(tmp_path, monkeypatch, fake_google, metadata):
     monkeypatch.setenv("PLAYGROUND_CLUSTER_SECRET_PATIENCE", "0")
     fake_google.secrets.values[("team", "playground-demo-cluster")] = _env(KEYS)
     doc = metadata_doc()
-    token = {"access_token": fake_google.secrets.token, "expires_in": 3599, "token_type": "Bearer"}
-    doc["instance"]["service-accounts"] = {"default": {"token": json.dumps(token)}}
+    doc["instance"]["service-accounts"] = service_accounts(fake_google.secrets.token)
     metadata.set(doc)
     return MetadataClient(metadata.host, retries=1)
 

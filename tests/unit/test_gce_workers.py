@@ -95,15 +95,12 @@ def test_a_main_and_two_workers_with_their_rule_and_secret_then_destroy_removes_
 
 def test_the_agent_reads_the_launchers_secret_with_the_instance_token(google, metadata_server):
     from playground_agent import cluster, schema
-    from playground_agent.config import Config
     from playground_agent.metadata import MetadataClient
+    from support import agent_config
 
     launch()
     attrs = metadata(google.compute.instances[(PROJECT, "europe-west2-b", "pg-team-w1")])
-    cfg = Config(instance_id="1", instance_name="pg-team-w1", project_id=PROJECT, zone="z", region="r")
-    for key, value in schema.parse_attributes({k: v for k, v in attrs.items() if k != "gcp-project"},
-                                              schema.Context(known_zone=lambda z: True)).items():
-        setattr(cfg, key, value)
+    cfg = agent_config(**{k: v for k, v in attrs.items() if k != "gcp-project"})  # what the worker's agent reads
     got = cluster.from_secret(cfg, MetadataClient(metadata_server, retries=1))
     assert sorted(got) == sorted(cluster.WORKER_KEYS) and len(got["BROKER_PASSWORD"]) == 32
     google.secrets.policies.clear()  # no grant: Google answers 403, and so does the fake
@@ -113,11 +110,10 @@ def test_the_agent_reads_the_launchers_secret_with_the_instance_token(google, me
 
 @pytest.fixture
 def metadata_server(metadata, fake_google, monkeypatch):
-    from support import metadata_doc
+    from support import metadata_doc, service_accounts
 
     doc = metadata_doc()
-    token = {"access_token": fake_google.secrets.token, "expires_in": 3599, "token_type": "Bearer"}
-    doc["instance"]["service-accounts"] = {"default": {"token": json.dumps(token)}}
+    doc["instance"]["service-accounts"] = service_accounts(fake_google.secrets.token)
     metadata.set(doc)
     monkeypatch.setenv("PLAYGROUND_CLUSTER_SECRET_PATIENCE", "0")
     return metadata.host
