@@ -189,6 +189,7 @@ class FakeCompute:
         self.policies: dict[str, dict] = {}  # projects/P/regions/R/resourcePolicies/N -> policy
         self.firewalls: dict[tuple[str, str], dict] = {}  # (project, name) -> rule
         self.subnets: dict[tuple[str, str, str], str] = {}  # (project, region, name) -> range, beyond auto mode's
+        self.google_access: set[tuple[str, str, str]] = set()  # subnets with Private Google Access on
         self.fail_next: dict[str, str] = {}  # method id -> key of ERRORS, or "zone-exhausted"
         self.counter = 0
         # Where images.insert reads a rawDisk.source https://storage.googleapis.com/B/O from: a storage
@@ -259,8 +260,10 @@ class FakeCompute:
             if found is None:
                 return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/regions/"
                                          f"{p['region']}/subnetworks/{p['subnetwork']}' was not found", "notFound")
+            # An auto mode network's subnets start without Private Google Access.
             return 200, {"kind": "compute#subnetwork", "name": p["subnetwork"], "ipCidrRange": found,
-                         "region": p["region"], "network": f"projects/{p['project']}/global/networks/default"}
+                         "region": p["region"], "network": f"projects/{p['project']}/global/networks/default",
+                         "privateIpGoogleAccess": (p["project"], p["region"], p["subnetwork"]) in self.google_access}
         if mid == "firewalls.delete":
             link = (f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/global/firewalls/"
                     f"{p['firewall']}")

@@ -191,3 +191,19 @@ def test_stop_and_start_take_the_workers_along_and_the_schedule_covers_them(goog
     assert jobs == ["playground-pg-team-stop", "playground-pg-team-w1-stop", "playground-pg-team-w2-stop"]
     assert run("schedule", "remove", "--project", PROJECT, "--name", "pg-team").exit_code == 0
     assert not google.scheduler.jobs
+
+
+def test_the_subnet_gives_the_range_and_says_when_it_lacks_private_google_access(google):
+    """VMs without an external IP reach Secret Manager and the buckets through Private Google Access (or a
+    Cloud NAT): launch says so, with the command that turns it on."""
+    from playground.gce import cluster
+    from playground.gce.compute import GceSettings
+
+    s = GceSettings(project=PROJECT)
+    subnet, warning = cluster.subnet_range(s)
+    assert subnet == "10.154.0.0/20" and "--enable-private-ip-google-access" in warning
+    google.compute.google_access.add((PROJECT, "europe-west2", "default"))
+    assert cluster.subnet_range(s) == ("10.154.0.0/20", "")
+    res = launch("--zone", "asia-east1-a")  # no such subnet in the fake's project
+    assert res.exit_code == 1 and "subnetwork: no subnet default in asia-east1" in flat(res.output)
+    assert not google.compute.instances and not google.secrets.secrets

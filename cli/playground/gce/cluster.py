@@ -54,9 +54,13 @@ def region(zone: str) -> str:
 
 
 @reachable("compute")
-def subnet_range(s: GceSettings) -> str:
+def subnet_range(s: GceSettings) -> tuple[str, str]:
     """The IPv4 range the playground's VMs get addresses from: the subnetwork given, else the network's
-    subnet of the zone's region, which an auto mode network (such as `default`) names after itself."""
+    subnet of the zone's region, which an auto mode network (such as `default`) names after itself. And a
+    warning when the subnet lacks Private Google Access: "When enabled, VMs in this subnetwork without external
+    IP addresses can access Google APIs and services" (Subnetwork.privateIpGoogleAccess,
+    https://cloud.google.com/vpc/docs/private-google-access); without it (or Cloud NAT) the agents cannot
+    read the cluster secret nor the buckets."""
     from google.api_core import exceptions as gex
     from google.cloud import compute_v1
     from playground_agent import schema
@@ -78,7 +82,11 @@ def subnet_range(s: GceSettings) -> str:
     except schema.ConfigError as exc:
         raise PlaygroundError(f"subnetwork {name}: its range {got.ip_cidr_range} cannot be a playground's "
                               f"private network ({exc}); use a subnet of /16 to /29") from exc
-    return got.ip_cidr_range
+    warning = "" if got.private_ip_google_access else (
+        f"subnet {name} in {region(s.zone)} has no Private Google Access: unless a Cloud NAT serves it, the "
+        "VMs (no external IP) cannot reach Secret Manager or the buckets; gcloud compute networks subnets "
+        f"update {name} --region {region(s.zone)} --project {s.project} --enable-private-ip-google-access")
+    return got.ip_cidr_range, warning
 
 
 def _http(verb: str, api: str, path: str, body: Optional[dict] = None) -> tuple[int, dict]:

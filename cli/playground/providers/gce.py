@@ -124,7 +124,8 @@ class GceProvider(Provider):
         compute.check_name(req.name)
         compute.ssh_target(s, {"name": req.name, "zone": s.zone})  # the way in, before anything billable
         follow = "airflow-parallelism" not in attrs
-        attrs.update({"airflow-executor": "CeleryExecutor", "private-subnet": cluster.subnet_range(s),
+        subnet, access_warning = cluster.subnet_range(s)
+        attrs.update({"airflow-executor": "CeleryExecutor", "private-subnet": subnet,
                       "cluster-secret": cluster.secret_name(s.project, req.name)})
         if follow:
             attrs["airflow-parallelism"] = str(req.workers * worker_slots(attrs))
@@ -146,7 +147,9 @@ class GceProvider(Provider):
                 cluster.delete_rule(s, req.name, report)
             cluster.delete_secret(s, req.name, report)
             raise
-        launched = self._launched(made, None, [made["warning"]] if made.get("warning") else [])
+        launched = self._launched(made, None, [w for w in (made.get("warning"), access_warning) if w])
+        if access_warning:
+            report(access_warning)
         try:
             rows = self._add_workers(s, made, req.workers, report)
             self._wait(made, report, req.timeout)
