@@ -55,19 +55,22 @@ def ensure_secrets(instance_id: str, log=lambda msg: None, given: Optional[Dict[
         made_for = ""
     if made_for != instance_id or not (os.path.exists(env_path) and os.path.exists(pw_path)):
         fernet = base64.urlsafe_b64encode(os.urandom(32)).decode()
-        content = 'AIRFLOW__CORE__FERNET_KEY="%s"\nAIRFLOW__WEBSERVER__SECRET_KEY="%s"\n' % (
-            fernet, secrets.token_hex(32))
-        write_atomic(env_path, content, 0o600, 0)
+        write_atomic(env_path, _keys_env(fernet, secrets.token_hex(32)), 0o600, 0)
         write_atomic(pw_path, new_password() + "\n", 0o600, 0)
         write_atomic(marker, instance_id + "\n", 0o600, 0)
         log("per-instance secrets created (Fernet key, webserver secret, admin password)")
     have = read_env(env_path)
     if given and any(have.get(k) != v for k, v in given.items()):
         have.update(given)
-        write_atomic(env_path, 'AIRFLOW__CORE__FERNET_KEY="%s"\nAIRFLOW__WEBSERVER__SECRET_KEY="%s"\n' % (
-            have["AIRFLOW__CORE__FERNET_KEY"], have["AIRFLOW__WEBSERVER__SECRET_KEY"]), 0o600, 0)
+        write_atomic(env_path, _keys_env(have["AIRFLOW__CORE__FERNET_KEY"], have["AIRFLOW__WEBSERVER__SECRET_KEY"]),
+                     0o600, 0)
         log("the Fernet and webserver keys are the cluster secret's (its workers hold the same)")
     return have
+
+
+def _keys_env(fernet: str, secret_key: str) -> str:
+    """SECRETS_DIR/airflow.env: the Fernet key and the webserver's secret key."""
+    return 'AIRFLOW__CORE__FERNET_KEY="%s"\nAIRFLOW__WEBSERVER__SECRET_KEY="%s"\n' % (fernet, secret_key)
 
 
 def admin_password() -> str:
