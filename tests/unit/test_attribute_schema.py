@@ -32,6 +32,7 @@ def test_every_attribute_fills_a_config_field_with_the_schema_default():
     ("artifacts-root", "gs://b/../x"), ("mlflow-db-user", "root;drop"), ("airflow-executor", "KubernetesExecutor"),
     ("cloudsql-instance", "not-a-connection"), ("logs-bucket", "a"), ("airflow-admin-user", "-rf"),
     ("retention-days", "0"), ("retention-days", "30d"), ("retention-days", "3651"),
+    ("cluster-secret", "playground-demo-cluster"), ("cluster-secret", "projects/p/secrets/a b"),
 ])
 def test_cli_and_agent_refuse_the_same_values_naming_the_same_attribute(key, value):
     with pytest.raises(PlaygroundError) as cli:
