@@ -64,6 +64,8 @@ CASES = [
     (["launch", "--project", PROJECT, "--workers", "2", "--set", "role=worker"],
      "--workers: sets role, main-address, private-subnet, airflow-executor and cluster-secret itself"),
     (["launch", "--project", PROJECT, "--workers", "9"], "--workers: expected 0-8 worker machines, got 9"),
+    (["scale", "--name", "pgw", "--workers", "-1"], "--workers: expected 0-8 worker machines, got -1"),
+    (["scale", *GCE, "--name", "pgw", "--workers", "9"], "--workers: expected 0-8 worker machines, got 9"),
     (["launch", *GCE, "--set", "role=worker"], "--set airflow-executor: expected CeleryExecutor on a worker"),
     (["schedule", "--project", PROJECT, "--tz", "UTC", "--backup-to", "team-backups"],
      "--backup-to: expected gs://BUCKET[/PREFIX]"),
