@@ -44,7 +44,6 @@ def connect(target: Target, timeout: float = 5.0):
     """A fabric Connection; nothing is opened until first use."""
     import logging
 
-    import paramiko
     from fabric import Config, Connection
 
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # failures become one line (explain), not a trace
@@ -52,7 +51,7 @@ def connect(target: Target, timeout: float = 5.0):
     kwargs = {"key_filename": target.key_file, "look_for_keys": False, "allow_agent": False,
               "banner_timeout": timeout, "auth_timeout": timeout}
     if target.proxy_command:
-        kwargs["sock"] = paramiko.ProxyCommand(target.proxy_command)
+        kwargs["sock"] = gateway(target.proxy_command)
     conn = Connection(target.host, user=target.user, connect_timeout=timeout, connect_kwargs=kwargs,
                       config=Config(overrides={"load_ssh_configs": False}))
     if target.known_hosts:
@@ -64,12 +63,59 @@ def connect(target: Target, timeout: float = 5.0):
     return conn
 
 
+def gateway(command: str):
+    """paramiko's ProxyCommand, except that a gateway that has exited (gcloud refused: no such VM, no IAP
+    permission) fails at once with what it said. paramiko's own reads an exited command's stdout as b''
+    over and over until its timeout, a CPU busy the whole 20 s banner wait."""
+    import select
+
+    import paramiko
+
+    class Gateway(paramiko.ProxyCommand):
+        def failure(self) -> paramiko.ProxyCommandFailure:
+            said = b""
+            with contextlib.suppress(Exception):
+                self.process.wait(2)
+                said = self.process.stderr.read() or b""
+            return paramiko.ProxyCommandFailure(" ".join(self.cmd), said.decode("utf-8", "replace").strip()
+                                                or f"exited {self.process.returncode}")
+
+        def send(self, content: bytes) -> int:
+            try:
+                return super().send(content)
+            except paramiko.ProxyCommandFailure:
+                raise self.failure() from None
+
+        def recv(self, size: int) -> bytes:
+            start = time.monotonic()
+            while True:
+                left = None if self.timeout is None else self.timeout - (time.monotonic() - start)
+                if left is not None and left <= 0:
+                    raise socket.timeout()
+                ready, _, _ = select.select([self.process.stdout], [], [], left)
+                if not ready:
+                    continue
+                data = os.read(self.process.stdout.fileno(), size)
+                if data:
+                    return data  # paramiko's packetizer reads on until it has what it asked for
+                raise self.failure()
+
+        def close(self) -> None:
+            if self.process.poll() is None:  # paramiko's own kills the pid, reaped or not
+                super().close()
+
+    return Gateway(command)
+
+
 def explain(exc: BaseException, target: Target) -> str:
     """One line saying why SSH to target failed and what to do next."""
     import paramiko
 
     if isinstance(exc, paramiko.AuthenticationException):
         return f"SSH key refused by {target.name}: is {target.key_file} in the instance's ssh-keys attribute?"
+    if isinstance(exc, paramiko.ProxyCommandFailure):
+        said = (exc.error or "").strip().splitlines() or ["no reason given"]
+        return f"the way in to {target.name} closed ({exc.command.split()[0]}): {said[-1]}"
     if isinstance(exc, FileNotFoundError) and exc.filename in (None, target.key_file):
         return f"SSH key missing: {target.key_file}"
     if isinstance(exc, FileNotFoundError):

@@ -35,6 +35,24 @@ def test_ssh_refused_says_so_and_what_to_do(tmp_path):
             conn.open()
 
 
+def test_a_gateway_that_exits_fails_at_once_with_what_it_said(tmp_path):
+    """gcloud's IAP tunnel refusing (no such VM, no permission) ends the attempt when gcloud exits, with its
+    words: not the 20 s banner wait (paramiko reads an exited ProxyCommand as empty, over and over)."""
+    import time
+
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    said = "ERROR: (gcloud.compute.start-iap-tunnel) instance pgx not found"
+    target = remote.Target(name="pgx", host="pgx", user="playground", key_file=str(key),
+                           proxy_command=f"sh -c 'echo \"{said}\" >&2; exit 1'")
+    t0 = time.monotonic()
+    with pytest.raises(PlaygroundError) as caught:
+        with remote.one_line_errors(target):
+            remote.connect(target, timeout=20).open()
+    assert time.monotonic() - t0 < 10
+    assert str(caught.value) == f"the way in to pgx closed (sh): {said}"
+
+
 def test_a_machine_without_the_agent_is_named_as_such():
     ran = SimpleNamespace(return_code=127, stdout="", stderr="sudo: playground-agent: command not found")
     conn = SimpleNamespace(run=lambda *a, **k: ran)

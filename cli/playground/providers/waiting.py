@@ -33,7 +33,7 @@ def wait_healthy(name: str, read: Callable[[], Optional[dict]], alive: Callable[
             if rep.get("config", {}).get("state") == "error":
                 raise PlaygroundError(f"instance {name}: the agent refused its config: {rep['config']['error']}")
             report("starting: " + (rep.get("problems") or ["..."])[0])
-        time.sleep(every)
+        time.sleep(max(0.0, min(every, deadline - time.monotonic())))
     why = (last or {}).get("problems") or ["no health report over SSH"]
     raise PlaygroundError(f"instance {name} did not turn healthy within {timeout:.0f} s: {why[0]}")
 
