@@ -51,10 +51,29 @@ def print_rows(rows: list[Row], title: str) -> None:
     Console(width=max(Console().width, 130)).print(table(rows, title))
 
 
+# The smoke run (bench/run --quick, what CI runs) boots one instance for every part that needs only "a
+# healthy local instance" and no attributes of its own, in the order bench/run gives: its figures then
+# come from an instance that earlier parts used. A full run gives each part a fresh one.
+SHARED_NAME = "pgbench-shared"
+_shared: dict = {"on": False, "launched": None}
+
+
 @contextlib.contextmanager
-def bench_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tuple]:
-    """A fresh local instance of the newest local image, and its first health report; destroyed after,
-    whatever happens (a leftover of the same name from an interrupted run is destroyed first)."""
+def shared_instances() -> Iterator[None]:
+    """Within the block, bench_instance() without attributes hands out one instance, destroyed at the end."""
+    from playground import paths
+    from playground.local import instance
+
+    _shared["on"] = True
+    try:
+        yield
+    finally:
+        _shared.update(on=False, launched=None)
+        if (paths.instances_dir() / SHARED_NAME).exists():
+            instance.destroy(SHARED_NAME)
+
+
+def _launch(name: str, attributes: Optional[dict]) -> tuple:
     from playground import paths
     from playground.image import local_build
     from playground.local import instance
@@ -64,8 +83,24 @@ def bench_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tup
         raise SystemExit("no local image: run `playground image build` first")
     if (paths.instances_dir() / name).exists():
         instance.destroy(name)
+    return instance.launch(name, "playground-bench", attributes or {}, image, "local", lambda s: None, 300)
+
+
+@contextlib.contextmanager
+def bench_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tuple]:
+    """A fresh local instance of the newest local image, and its first health report; destroyed after,
+    whatever happens (a leftover of the same name from an interrupted run is destroyed first). Inside
+    shared_instances(), without attributes: the run's one shared instance, kept for the next part."""
+    from playground import paths
+    from playground.local import instance
+
+    if _shared["on"] and not attributes:
+        if _shared["launched"] is None or not instance.is_running(instance.load(SHARED_NAME)):
+            _shared["launched"] = _launch(SHARED_NAME, None)
+        yield _shared["launched"]
+        return
     try:
-        yield instance.launch(name, "playground-bench", attributes or {}, image, "local", lambda s: None, 300)
+        yield _launch(name, attributes)
     finally:
         if (paths.instances_dir() / name).exists():
             instance.destroy(name)
