@@ -6,8 +6,9 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .errors import PlaygroundError
-from .ui import console, fail, progress
+from ..errors import PlaygroundError
+from ..ui import console
+from .common import one_line, working
 
 schedule_app = typer.Typer()
 
@@ -20,8 +21,8 @@ LOCATION = typer.Option("", help="scheduler: Cloud Scheduler location; defaults 
 
 
 def _target(project: Optional[str], zone: Optional[str], name: Optional[str], method: Optional[str]):
-    from . import settings
-    from .gce import compute, schedule
+    from .. import settings
+    from ..gce import compute, schedule
 
     s = settings.gce(project, zone)
     chosen, source = settings.resolve("schedule_method", method)
@@ -57,8 +58,10 @@ def schedule_set(
     backup_keep: Optional[int] = typer.Option(None, "--backup-keep", metavar="N",
                                               help="Nightly backups kept (default 7); older ones are deleted."),
 ) -> None:
-    """Stop a GCE playground every night (and start it in the morning) so it costs nothing while idle;
-    a playground's Celery workers get the same schedule (run it again after `scale` adds some).
+    """Stop a GCE playground every night, and start it in the morning.
+
+    It costs nothing while stopped; a playground's Celery workers get the same schedule (run it again
+    after `scale` adds some).
 
     Without a subcommand: create or update the schedule. Idempotent: running it
     twice leaves the same jobs. `schedule show` prints the next runs in your time
@@ -66,10 +69,10 @@ def schedule_set(
     """
     if ctx.invoked_subcommand:
         return
-    from . import settings
-    from .gce import compute, schedule
+    from .. import settings
+    from ..gce import compute, schedule
 
-    try:
+    with one_line():
         s, inst, chosen = _target(project, zone, name, method)
         zone_name, tz_source = settings.resolve("timezone", tz)
         tz_source = "flag --tz" if tz else tz_source
@@ -81,9 +84,7 @@ def schedule_set(
                       + f" in {spec.tz} ({tz_source if zone_name else 'this machine'}), via {chosen}",
                       highlight=False)
         warnings: list[str] = []
-        with progress() as bar:
-            task = bar.add_task("checking", total=None)
-            report = lambda m: bar.update(task, description=m)  # noqa: E731
+        with working("checking") as report:
             if check:
                 schedule.preflight(s, chosen, report)
             s = compute.locate(s, inst, report)
@@ -98,9 +99,7 @@ def schedule_set(
                 compute.set_attributes(s, inst, backup, report)
                 done.append((f"{backup['backup-to']} at {backup['backup-at']}" if backup["backup-to"]
                              else "off", "nightly backup"))
-            bar.update(task, description="schedule in place")
-    except PlaygroundError as exc:
-        fail(exc)
+            report("schedule in place")
     for what, how in done:
         console.print(f"{how}: {what}", highlight=False)
     for warning in warnings:
@@ -131,9 +130,9 @@ def schedule_show(
     from rich.console import Console
     from rich.table import Table
 
-    from .gce import compute, schedule
+    from ..gce import compute, schedule
 
-    try:
+    with one_line():
         s, inst, chosen = _target(project, zone, name, method)
         s = compute.locate(s, inst)
         rows = (schedule.show_scheduler(s, inst, location) if chosen == "scheduler"
@@ -142,8 +141,6 @@ def schedule_show(
         for row in rows:
             row["next_runs"] = [t.astimezone(ZoneInfo(mine)).isoformat()
                                 for t in schedule.next_runs(row["cron"], row["time_zone"], count)]
-    except PlaygroundError as exc:
-        fail(exc)
     if as_json:
         print(json.dumps({"instance": inst, "project": s.project, "zone": s.zone, "method": chosen,
                           "your_time_zone": mine, "entries": rows}, indent=2))
@@ -169,22 +166,19 @@ def schedule_remove(
     location: str = LOCATION,
 ) -> None:
     """Delete the schedule's jobs (or detach and delete its resource policy)."""
-    from .gce import compute, schedule
+    from ..gce import compute, schedule
 
-    try:
+    with one_line():
         s, inst, chosen = _target(project, zone, name, method)
         s = compute.locate(s, inst)
-        with progress() as bar:
-            task = bar.add_task("removing", total=None)
+        with working("removing") as report:
             removed = []
             for member in [inst, *(w["name"] for w in compute.workers_of(s, inst))]:
                 if chosen == "scheduler":
                     removed += schedule.remove_scheduler(s, member, location)
                 else:
-                    removed += schedule.remove_policy(s, member, lambda m: bar.update(task, description=m))
-            bar.update(task, description="done")
-    except PlaygroundError as exc:
-        fail(exc)
+                    removed += schedule.remove_policy(s, member, report)
+            report("done")
     for item in removed:
         console.print(f"removed {item}", highlight=False)
     if not removed:

@@ -1,0 +1,75 @@
+"""The ways onto a machine: `tunnel` to its web UIs, `ssh` to its shell."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ..ui import console
+from .common import REACH_PROVIDER, SOME_NAME, SOME_PROJECT, ZONE, one_line, provider_for
+
+
+def tunnel(
+    name: Optional[str] = SOME_NAME,
+    project: Optional[str] = SOME_PROJECT,
+    port: list[int] = typer.Option([], "--port", help="Remote port on the machine's 127.0.0.1 to forward; repeat. "
+                                   "Default: Airflow's and MLflow's."),
+    as_json: bool = typer.Option(False, "--json", help="Print the forwards as one JSON line for scripts."),
+    provider: Optional[str] = REACH_PROVIDER,
+    zone: Optional[str] = ZONE,
+) -> None:
+    """Forward the web UIs (bound to the machine's 127.0.0.1) to this machine until Ctrl-C.
+
+    A local port already in use is replaced by the next free one, and said so.
+    """
+    import json
+    import signal
+    import threading
+
+    from .. import remote
+
+    with one_line():
+        machine = provider_for(provider, project, zone).reach(name, project)
+        labels = {v: k for k, v in machine.web.items()}
+        wanted = port or list(machine.web.values())
+        target = machine.target
+        conn = remote.connect(target, timeout=20 if target.proxy_command else 5)
+        stop_event = threading.Event()
+        # Both set explicitly: a tunnel started from a script's background job inherits SIGINT ignored,
+        # and Ctrl-C (or kill -INT) must still close it.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop_event.set())
+        with remote.one_line_errors(target), remote.forwards(conn, wanted) as fws:
+            for fw in fws:
+                if fw.local_port != fw.remote_port:
+                    console.print(f"local port {fw.remote_port} is in use: using {fw.local_port}",
+                                  highlight=False)
+            if as_json:
+                print(json.dumps({"instance": target.name, "admin_user": machine.admin, "forwards": [
+                    {"service": labels.get(f.remote_port, "port"), "remote_port": f.remote_port,
+                     "local_port": f.local_port, "url": f.url} for f in fws]}), flush=True)
+            else:
+                for fw in fws:
+                    console.print(f"{labels.get(fw.remote_port, 'port').ljust(8)} {fw.url}  "
+                                  f"(machine's 127.0.0.1:{fw.remote_port})", highlight=False)
+                console.print(f"Airflow admin user: {machine.admin}  (password: {machine.ssh_command} -- sudo "
+                              "playground-agent admin-password)", highlight=False)
+                console.print("forwarding; Ctrl-C to close", highlight=False)
+            while not stop_event.wait(0.5):
+                pass
+    console.print("tunnel closed", highlight=False)
+
+
+def ssh(
+    ctx: typer.Context,
+    name: Optional[str] = typer.Option(None, help="Instance name (default: the only one, or --project's)."),
+    project: Optional[str] = typer.Option(None, help="Pick the instance of this project (gce: the GCP project)."),
+    provider: Optional[str] = typer.Option(None, help="local or gce (gce: through IAP, needs gcloud)."),
+    zone: Optional[str] = typer.Option(None, help="gce: the zone."),
+) -> None:
+    """Open a shell on an instance, or run the command given after --."""
+    import os
+
+    with one_line():
+        args = provider_for(provider, project, zone).reach(name, project).ssh_args
+    os.execvp(args[0], args + list(ctx.args))
