@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from playground.local import metadata_server
@@ -63,3 +64,94 @@ def metadata(tmp_path: Path):
     yield fx
     fx.server.shutdown()
     fx.server.server_close()
+
+
+# Where the suite's time goes (issue 35): per test file, its tests, their seconds (setup, call and teardown)
+# and the local instances it launched and booted, printed at the end of every run. Instances are sampled
+# from PLAYGROUND_HOME every half second (a boot takes seconds, so none is missed): a launch is a new
+# (name, created_at), a boot a new container or VM process of one.
+class FileTimes:
+    def __init__(self) -> None:
+        import threading
+
+        self.seconds: dict[str, float] = {}
+        self.tests: dict[str, set[str]] = {}
+        self.launches: dict[str, set[tuple]] = {}
+        self.boots: dict[str, set[tuple]] = {}
+        self.current = ""
+        self.before = {made for made, _ in self.read()}  # what ran before this session is not its cost
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def read() -> list[tuple[tuple, Optional[int]]]:
+        """((name, created_at), the pid of its container or VM) of each local instance there is."""
+        from playground import paths
+
+        found = []
+        for path in paths.instances_dir().glob("*/instance.json"):
+            try:
+                r = json.loads(path.read_text())
+            except (OSError, ValueError):  # written or removed meanwhile: the next sample has it
+                continue
+            found.append(((r["name"], r["created_at"]),
+                          r.get("pids", {}).get("nspawn" if r.get("runtime", "nspawn") == "nspawn" else "vm")))
+        return found
+
+    def sample(self) -> None:
+        while not self.done.wait(0.5):
+            for made, pid in self.read():
+                if made in self.before:
+                    continue
+                self.launches.setdefault(self.current, set()).add(made)
+                if pid:
+                    self.boots.setdefault(self.current, set()).add((*made, pid))
+
+    def rows(self) -> list[tuple[str, int, float, int, int]]:
+        # An instance belongs to the file that made it (the session's shared one to the first that asked).
+        seen_l: set = set()
+        seen_b: set = set()
+        out = []
+        for f in self.seconds:
+            new_l = self.launches.get(f, set()) - seen_l
+            new_b = self.boots.get(f, set()) - seen_b
+            seen_l |= new_l
+            seen_b |= new_b
+            out.append((f, len(self.tests[f]), self.seconds[f], len(new_l), len(new_b)))
+        return out
+
+
+_times: Optional[FileTimes] = None
+
+
+def pytest_sessionstart(session):
+    global _times
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist) keeps the table
+        _times = FileTimes()
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if _times is not None:
+        _times.current = nodeid.split("::")[0]
+
+
+def pytest_runtest_logreport(report):
+    if _times is not None:
+        f = report.nodeid.split("::")[0]
+        _times.seconds[f] = _times.seconds.get(f, 0.0) + report.duration
+        _times.tests.setdefault(f, set()).add(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _times is None or not _times.seconds:
+        return
+    _times.done.set()
+    rows = _times.rows()
+    tr = terminalreporter
+    tr.section("where the time goes: per file")
+    tr.write_line(f"{'file':48} {'tests':>5} {'seconds':>8} {'launched':>8} {'booted':>6}")
+    for f, n, secs, launched, booted in sorted(rows, key=lambda r: -r[2]):
+        tr.write_line(f"{f:48} {n:5d} {secs:8.1f} {launched:8d} {booted:6d}")
+    tr.write_line(f"{'all':48} {sum(r[1] for r in rows):5d} {sum(r[2] for r in rows):8.1f} "
+                  f"{sum(r[3] for r in rows):8d} {sum(r[4] for r in rows):6d}")
