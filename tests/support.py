@@ -123,8 +123,9 @@ def stop_process(proc, timeout: float) -> None:
         proc.wait()
 
 
-def eventually(fn, timeout: float, every: float = 3.0):
-    """fn() until it returns something true or timeout seconds pass: its last answer."""
+def eventually(fn, timeout: float, every: float = 1.0):
+    """fn() until it returns something true or timeout seconds pass: its last answer. Polled every second
+    by default: a wait ends within a second of its event, and the deadline stays generous."""
     deadline = time.monotonic() + timeout
     while True:
         got = fn()

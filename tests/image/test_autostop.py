@@ -104,7 +104,7 @@ def test_a_tunnel_then_a_task_hold_the_machine_up_and_then_it_stops_itself(launc
     assert during["state"] == "held" and not any("SSH" in h for h in during["held_by"]), during
 
     # Once the task is over, the idle minute runs out and the machine powers itself off.
-    idle = eventually(lambda: autostop_state().get("idle_since"), TASK_S + 30, every=5)
+    idle = eventually(lambda: autostop_state().get("idle_since"), TASK_S + 30, every=2)
     assert idle, "never idle after the task"
     stopped = eventually(lambda: listed_state() == "stopped", 60 + 3 * CHECK_S + 90, every=2)
     assert stopped, "did not power itself off"

@@ -90,7 +90,7 @@ def seeded(machines):
                                     shlex.quote("SELECT count(*) FROM dag_run WHERE state IN ('success', 'failed')")])
         return int(out.strip()) == 2
 
-    assert eventually(finished, 300, every=5), "the two DAG runs did not finish"
+    assert eventually(finished, 300, every=2), "the two DAG runs did not finish"
     return {"run_id": run_id, "counts": counts(source)}
 
 
@@ -147,8 +147,8 @@ def test_restore_onto_a_fresh_instance_gives_every_count_and_working_data(machin
                                     "http://127.0.0.1:8080/api/v1/dags/lineage_demo/dagRuns"])
         return out.startswith("{") and json.loads(out).get("total_entries") == 2
 
-    assert eventually(runs_listed, 120, every=3), "the target's admin does not see the two DAG runs"
-    assert eventually(lambda: (instance.health(target) or {}).get("healthy"), 180, every=5)
+    assert eventually(runs_listed, 120, every=1), "the target's admin does not see the two DAG runs"
+    assert eventually(lambda: (instance.health(target) or {}).get("healthy"), 180, every=2)
 
 
 def _rewritten(path: Path, dest: Path, change) -> Path:
@@ -186,7 +186,7 @@ def test_bad_backups_are_one_line_and_change_nothing(machines, backup_file, seed
         error = [line for line in out.stderr.splitlines() if line.startswith("error:")]
         assert len(error) == 1 and said in error[0], (bad.name, out.stderr)
     assert counts(target) == before
-    assert eventually(lambda: (instance.health(target) or {}).get("healthy"), 180, every=5)
+    assert eventually(lambda: (instance.health(target) or {}).get("healthy"), 180, every=2)
     out = cli("backup", "--name", TARGET, "--to", str(tmp_path / "nowhere"))
     assert out.returncode == 1 and "--to:" in out.stderr and "is not a folder" in out.stderr
 

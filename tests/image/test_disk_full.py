@@ -54,7 +54,7 @@ def test_a_full_data_volume_is_red_and_freed_every_committed_run_is_still_there(
     instance_ssh(inst, ["sudo", "-n", "airflow", "dags", "unpause", "lineage_demo"])
     for n in (1, 2):
         instance_ssh(inst, ["sudo", "-n", "airflow", "dags", "trigger", "lineage_demo", "-r", f"before-{n}"])
-    assert eventually(lambda: {"before-1", "before-2"} <= finished_runs(inst), 300, every=5)
+    assert eventually(lambda: {"before-1", "before-2"} <= finished_runs(inst), 300, every=2)
     committed = finished_runs(inst)
     mlflow_runs = counts(inst)["mlflow"]["runs"]
 
@@ -62,7 +62,7 @@ def test_a_full_data_volume_is_red_and_freed_every_committed_run_is_still_there(
     instance.remote(inst, f"sudo -n dd if=/dev/zero of={VOLUME}/filler bs=1M status=none", timeout=300)
     used = instance_ssh(inst, ["df", "--output=pcent", VOLUME]).split()[-1]
     assert used == "100%", used
-    assert eventually(lambda: (live(inst).get("disk") or {}).get("level") == "red", 120, every=5), live(inst)
+    assert eventually(lambda: (live(inst).get("disk") or {}).get("level") == "red", 120, every=2), live(inst)
     report = live(inst)["disk"]
     assert report["volume"] and report["path"] == VOLUME and report["free_gb"] < 0.01, report
     out = subprocess.run([CLI, "status", "--name", NAME, "--provider", "local", "--json"], capture_output=True,
@@ -76,9 +76,9 @@ def test_a_full_data_volume_is_red_and_freed_every_committed_run_is_still_there(
 
     instance_ssh(inst, ["sudo", "-n", "rm", f"{VOLUME}/filler"])
     assert eventually(lambda: live(inst).get("healthy") and live(inst)["disk"]["level"] == "green", 300,
-                      every=5), live(inst).get("problems")
+                      every=2), live(inst).get("problems")
     assert committed <= finished_runs(inst), "a DAG run committed before the disk filled is gone"
     assert counts(inst)["mlflow"]["runs"] >= mlflow_runs
     instance_ssh(inst, ["sudo", "-n", "airflow", "dags", "trigger", "lineage_demo", "-r", "after"])
-    assert eventually(lambda: "after" in finished_runs(inst), 300, every=5), "no DAG run finishes after freeing"
+    assert eventually(lambda: "after" in finished_runs(inst), 300, every=2), "no DAG run finishes after freeing"
     assert sql(inst, "SELECT state FROM dag_run WHERE run_id = 'after'") == "success"

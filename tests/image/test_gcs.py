@@ -238,7 +238,7 @@ def test_task_logs_land_in_the_logs_bucket_and_are_read_back_from_it(gcs):
     wait_for("the DAG run to succeed", run_state, 180)
     deadline = time.monotonic() + 60
     while not (logs := emulator.objects(LOGS_BUCKET, "logs/")) and time.monotonic() < deadline:
-        time.sleep(3)
+        time.sleep(1)
     if not logs:  # say why: the task's local log and what the handler logged
         local = ssh(inst, ["sudo", "-n", "bash", "-s"], stdin=(
             "tail -n 30 \"$(find /var/log/airflow -path '*gcs_logged*' -name '*.log' | head -1)\"\n"

@@ -141,7 +141,7 @@ def test_rest_api_through_tunnel_dag_and_mlflow(launched):
         assert r.status_code == 200, r.text
 
         run = wait_for("the DAG run finished", lambda: (lambda d: d if d["state"] in ("success", "failed") else None)(
-            airflow_dag_run(tunnel, auth)), 240, every=3)
+            airflow_dag_run(tunnel, auth)), 240, every=1)
         assert run["state"] == "success", run
 
         runs = mlflow_runs(tunnel)

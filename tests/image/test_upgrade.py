@@ -47,12 +47,14 @@ def before(image, image_profile):
         for n in (1, 2):
             instance_ssh(inst, ["sudo", "-n", "airflow", "dags", "trigger", "lineage_demo", "-r", f"before-{n}"])
         assert eventually(lambda: sql(inst, "airflow", "SELECT count(*) FROM dag_run WHERE state IN "
-                                                     "('success', 'failed')") == "2", 300, every=5)
-        # lineage records a finished task's run in MLflow up to a minute later: wait until the count holds.
-        seen = []
-        assert eventually(lambda: seen.append(counts(inst)) or (len(seen) > 1 and seen[-1] == seen[-2]), 240,
-                          every=20), seen
-        yield {"inst": inst, "run_id": run_id, "counts": seen[-1],
+                                                     "('success', 'failed')") == "2", 300, every=2)
+        # lineage records a finished task's run in MLflow after it, from a spool: the counts are final once the
+        # spool is empty (twice, a second apart: the last task's record may be written just after its run ends).
+        spooled = ["sudo", "-n", "find", "/var/lib/airflow/lineage-spool", "-name", "*.json"]
+        empty = []
+        assert eventually(lambda: empty.append(instance_ssh(inst, spooled).strip() == "") or empty[-2:] == [True] * 2,
+                          240), "the lineage spool was never delivered"
+        yield {"inst": inst, "run_id": run_id, "counts": counts(inst),
                "password": instance_ssh(inst, ["sudo", "-n", "playground-agent", "admin-password"]).strip(),
                "task_logs": sorted(instance_ssh(inst, ["sudo", "-n", "find", "/var/log/airflow", "-name", "*.log",
                                                        "-path", "*run_id=before-1*"]).split())}

@@ -81,12 +81,12 @@ def ssh_up(inst, timeout: float = BOOT_TIMEOUT_S) -> bool:
             return run(inst, "true", timeout=60).returncode == 0
         except subprocess.TimeoutExpired:
             return False
-    return bool(eventually(lambda: not instance.is_running(inst) or answered(), timeout, every=10)) \
+    return bool(eventually(lambda: not instance.is_running(inst) or answered(), timeout, every=2)) \
         and instance.is_running(inst)
 
 
 def healthy(inst) -> bool:
-    return bool(eventually(lambda: (instance.health(inst) or {}).get("healthy"), BOOT_TIMEOUT_S, every=15))
+    return bool(eventually(lambda: (instance.health(inst) or {}).get("healthy"), BOOT_TIMEOUT_S, every=3))
 
 
 def test_launch_names_the_acceleration_and_list_shows_the_vm_runtime(booted):
@@ -213,7 +213,7 @@ def test_the_disk_also_boots_through_a_bios(image, tmp_path):
             except subprocess.TimeoutExpired:
                 return None
 
-        got = eventually(lambda: machine.proc.poll() is not None or answered(), 300, every=5)
+        got = eventually(lambda: machine.proc.poll() is not None or answered(), 300, every=2)
         text = machine.console.read_text(errors="replace") if machine.console.exists() else ""
         assert got == "bios", f"{got!r}: " + text[-3000:]
     finally:

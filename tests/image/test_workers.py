@@ -109,7 +109,7 @@ def hosts(main, run_id: str) -> dict[str, str]:
 def test_sixty_tasks_spread_over_both_workers_each_recorded_once_with_its_log(playground):
     main = playground
     api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "spread"})
-    assert eventually(lambda: finished(main, "spread"), 400, 3) == "success"
+    assert eventually(lambda: finished(main, "spread"), 400, 1) == "success"
     ran = hosts(main, "spread")
     assert len(ran) == TASKS
     assert set(ran.values()) == set(WORKERS), ran  # both workers, and never the main (it runs no worker)
@@ -128,7 +128,7 @@ def test_sixty_tasks_spread_over_both_workers_each_recorded_once_with_its_log(pl
         tasks = [{t["key"]: t["value"] for t in r["data"]["tags"]}["airflow.task_id"] for r in runs.get("runs", [])]
         return tasks if len(tasks) >= TASKS else None
 
-    tasks = eventually(recorded, 180, 5)
+    tasks = eventually(recorded, 180, 2)
     assert sorted(tasks) == sorted(ran), "each task recorded in MLflow exactly once"
     # A task's log, written on the worker, read by the main's webserver.
     task = next(t for t, h in ran.items() if h == WORKERS[1])
@@ -147,7 +147,7 @@ def test_a_worker_killed_mid_run_and_the_run_still_succeeds_on_the_other(playgro
     # PID namespace with it (SIGKILL of nspawn alone would leave them running).
     init = int(open(f"/proc/{w1.pids['nspawn']}/task/{w1.pids['nspawn']}/children").read().split()[0])
     os.kill(init, signal.SIGKILL)
-    assert eventually(lambda: finished(main, "killed"), 600, 5) == "success"
+    assert eventually(lambda: finished(main, "killed"), 600, 2) == "success"
     ran = hosts(main, "killed")
     assert len(ran) == TASKS
     retried = psql(main, "SELECT count(*) FROM task_instance WHERE run_id = 'killed' AND try_number > 1")
@@ -187,7 +187,7 @@ def test_status_shows_each_worker_with_its_broker_queue_and_the_tasks_it_runs(pl
     busy = eventually(lambda: (lambda r: r if f"{DAG_ID}.t" in r["celery worker"]["reason"] else None)(rows()), 120, 1)
     assert "queue default (" in busy["celery worker"]["reason"] and busy["broker"]["level"] == "green", busy
     assert busy["mlflow (main's)"]["level"] in ("green", "amber"), busy
-    assert eventually(lambda: finished(main, "watched"), 300, 3) == "success"
+    assert eventually(lambda: finished(main, "watched"), 300, 1) == "success"
     assert "runs no task" in rows()["celery worker"]["reason"]
 
 
@@ -204,7 +204,7 @@ def test_a_worker_stopped_mid_run_and_the_run_still_succeeds(playground):
                                   f"'running' AND hostname = '{WORKERS[1]}'") not in ("", "0"), 120, 0.5)
     res = CliRunner().invoke(app, ["stop", "--name", WORKERS[1]], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert eventually(lambda: finished(main, "stopped"), 600, 5) == "success"
+    assert eventually(lambda: finished(main, "stopped"), 600, 2) == "success"
     ran = hosts(main, "stopped")
     assert len(ran) == TASKS and WORKERS[0] in ran.values()
 
@@ -236,7 +236,7 @@ def test_scale_removes_stopped_workers_first_adds_them_back_and_at_0_the_main_ru
     eventually(lambda: 'AIRFLOW__CORE__EXECUTOR="LocalExecutor"' in sh(main, env), 60)
     eventually(lambda: '"healthy": true' in instance.remote(main, "sudo -n playground-agent status --json").stdout, 180)
     api(main, "POST", f"dags/{DAG_ID}/dagRuns", {"dag_run_id": "alone"})
-    assert eventually(lambda: finished(main, "alone"), 400, 3) == "success"
+    assert eventually(lambda: finished(main, "alone"), 400, 1) == "success"
     assert set(hosts(main, "alone").values()) == {NAME}
     assert "CeleryExecutor again" in scale(NAME, "--workers", "1")  # and one for destroy to take along
 
@@ -258,7 +258,7 @@ def test_deploy_gives_the_workers_the_projects_packages_before_its_dags(playgrou
     api(main, "PATCH", "dags/orders_pipeline?update_mask=is_paused", {"is_paused": False})
     api(main, "POST", "dags/orders_pipeline/dagRuns", {"dag_run_id": "on-a-worker"})
     state = eventually(lambda: psql(main, "SELECT state FROM dag_run WHERE dag_id = 'orders_pipeline' AND "
-                                          "run_id = 'on-a-worker' AND state IN ('success', 'failed')") or None, 300, 3)
+                                          "run_id = 'on-a-worker' AND state IN ('success', 'failed')") or None, 300, 1)
     ran = psql(main, "SELECT hostname FROM task_instance WHERE dag_id = 'orders_pipeline' AND run_id = 'on-a-worker' "
                      "AND task_id = 'read_settings'")
     assert state == "success" and ran in workers, "humanize imported by the task on a worker"
