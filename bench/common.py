@@ -104,3 +104,10 @@ def bench_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tup
     finally:
         if (paths.instances_dir() / name).exists():
             instance.destroy(name)
+
+
+@contextlib.contextmanager
+def bench_instances(names: list[str]) -> Iterator[list[tuple]]:
+    """Several instances, as bench_instance makes each: inside shared_instances() the first is the shared one."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(bench_instance(name)) for name in names]

@@ -12,9 +12,8 @@ import statistics
 import time
 import urllib.request
 
-from common import Row, print_rows
-from playground import paths, remote, status
-from playground.image import local_build
+from common import Row, bench_instances, print_rows
+from playground import remote, status
 from playground.local import instance
 
 AIM_ONE_S = 1.5
@@ -31,16 +30,8 @@ def timed(fn, repeat: int) -> list[float]:
 
 
 def measure(instances: int = 4, repeat: int = 5) -> list[Row]:
-    image = local_build.newest_image("local")
-    if image is None:
-        raise SystemExit("no local image: run `playground image build` first")
-    names = [f"pgbstat{i}" for i in range(1, instances + 1)]
-    try:
-        for name in names:
-            if (paths.instances_dir() / name).exists():
-                instance.destroy(name)
-            instance.launch(name, "playground-bench", {}, image, "local", lambda s: None, 300)
-        machines = [instance.machine(instance.load(n)) for n in names]
+    with bench_instances([f"pgbstat{i}" for i in range(1, instances + 1)]) as launched:
+        machines = [instance.machine(inst) for inst, _ in launched]
 
         def check(ms):
             model = status.collect(ms)
@@ -50,15 +41,10 @@ def measure(instances: int = 4, repeat: int = 5) -> list[Row]:
         many = timed(lambda: check(machines), repeat)
 
         def tunnel_once():
-            inst = instance.load(names[0])
-            conn = remote.connect(instance.target(inst))
+            conn = remote.connect(instance.target(launched[0][0]))
             with remote.forwards(conn, [8080]) as fws:
                 urllib.request.urlopen(fws[0].url + "/health", timeout=10).read()
         tunnel = timed(tunnel_once, repeat)
-    finally:
-        for name in names:
-            if (paths.instances_dir() / name).exists():
-                instance.destroy(name)
     ratio = statistics.median(many) / statistics.median(one)
     return [Row("status: 1 instance (s)", one, AIM_ONE_S),
             Row(f"status: {instances} instances (s)", many),
