@@ -16,8 +16,8 @@ on a guess. Changing the setting restarts the idle clock, as SkyPilot's does; so
 clock lives in /run).
 
 Runs as playground-autostop.service, a check every CHECK_S seconds; the last check is in
-/run/playground/autostop.json (root only: it holds the SSH peers' addresses), summarised in the health
-report for `status` ("autostop in 23 min").
+/run/playground/autostop.json (root only: it holds the SSH peers' addresses), which the health report
+summarises for `status` ("autostop in 23 min", health.autostop_summary).
 """
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ import time
 from typing import Any, Dict, Iterable, Optional, Set
 
 from . import paths
-from .health import PSQL_AS_AIRFLOW
-from .render import read_json, write_atomic
+from .commands import PSQL_AS_AIRFLOW
+from .files import read_json, write_atomic
+from .metadata import MetadataClient, MetadataError
+from .schema import ConfigError, Context, parse_value
 
 CHECK_S = 10
-STATE_FILE = paths.p("/run/playground/autostop.json")
 LAST_STOP_FILE = paths.p("/var/lib/playground/autostop-last.json")  # kept across boots: when and why
 SSH_PORT = 22
 TCP_TABLES = (paths.p("/proc/net/tcp"), paths.p("/proc/net/tcp6"))
@@ -119,20 +120,6 @@ def decide(minutes: int, now: float, work: Optional[Dict[str, int]], peers: Set[
             "stops_at": stops_at, "peers": sorted(peers)}
 
 
-def summary(state: Optional[Dict[str, Any]], minutes: int, now: Optional[float] = None) -> Dict[str, Any]:
-    """What the health report says of autostop (no addresses): off, held by what, or the minutes left."""
-    now = time.time() if now is None else now
-    if not minutes:
-        return {"minutes": 0, "state": "off"}
-    if not state or state.get("minutes") != minutes or now - float(state.get("checked_at") or 0) > 3 * CHECK_S:
-        return {"minutes": minutes, "state": "not checking",
-                "reason": "playground-autostop.service has not checked in the last %d s" % (3 * CHECK_S)}
-    out = {"minutes": minutes, "state": state["state"], "held_by": list(state.get("held_by") or [])}
-    if state.get("stops_at") is not None:
-        out["stops_in_s"] = max(0, round(float(state["stops_at"]) - now))
-    return out
-
-
 def log(msg: str) -> None:
     print("playground-agent: autostop: " + msg, file=sys.stderr, flush=True)
 
@@ -149,9 +136,6 @@ def current_minutes(client: Any) -> int:
     """The setting as metadata has it now (`playground autostop` changes it on a running machine, and the
     agent's full re-apply is not needed for it); the last applied config's when metadata can't be read
     or holds a value the schema refuses (said once in the journal)."""
-    from .metadata import MetadataError
-    from .schema import ConfigError, Context, parse_value
-
     try:
         attrs: Dict[str, Any] = {}
         for tree in ("project/attributes/", "instance/attributes/"):  # the instance's win, as in config.py
@@ -177,9 +161,9 @@ _refused: Dict[str, str] = {}
 def check_once(previous: Dict[str, Any], client: Any) -> Dict[str, Any]:
     minutes = current_minutes(client)
     work, peers = (airflow_work(), ssh_peers()) if minutes else ({"tasks": 0, "runs": 0}, set())
-    state = decide(minutes, time.time(), work, peers, previous)
+    state = dict(decide(minutes, time.time(), work, peers, previous), every_s=CHECK_S)
     os.makedirs(paths.RUN_DIR, exist_ok=True)
-    write_atomic(STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600, 0)
+    write_atomic(paths.AUTOSTOP_STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o600, 0)
     if state["held_by"] != previous.get("held_by") and state["state"] != "off":
         log("held up by " + "; ".join(state["held_by"]) if state["held_by"]
             else "idle: powering off in %d min unless used" % state["minutes"])
@@ -188,10 +172,8 @@ def check_once(previous: Dict[str, Any], client: Any) -> Dict[str, Any]:
 
 def main() -> int:
     """The service's loop; powers the machine off and returns when it has been idle long enough."""
-    from .metadata import MetadataClient
-
     client = MetadataClient(retries=2)
-    state = read_json(STATE_FILE) or {}  # the same boot's clock, if the service restarted
+    state = read_json(paths.AUTOSTOP_STATE) or {}  # the same boot's clock, if the service restarted
     while True:
         state = check_once(state, client)
         if state["state"] == "stopping":

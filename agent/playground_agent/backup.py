@@ -23,6 +23,7 @@ password, starts the services, and counts again: the counts must equal the manif
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pwd
@@ -34,8 +35,10 @@ import tempfile
 import time
 from typing import IO, Any, Dict, List, Optional, Tuple
 
-from . import paths, versions
-from .render import read_json
+from . import bootstrap, health, paths, versions
+from .commands import CommandError
+from .files import read_env, read_json
+from .project import airflow_run_env
 
 FORMAT = 1
 END = "end.json"  # the stream's last member (a backup from before it has none: its manifest counts then)
@@ -151,8 +154,6 @@ def _tree_size(root: str) -> Dict[str, int]:
 
 
 def _fernet_key() -> str:
-    from .bootstrap import read_env
-
     return read_env(paths.SECRETS_DIR + "/airflow.env").get("AIRFLOW__CORE__FERNET_KEY", "")
 
 
@@ -215,8 +216,6 @@ def backup(out: IO[bytes]) -> Dict[str, Any]:
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    import io
-
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
     tar.addfile(info, io.BytesIO(data))
@@ -318,8 +317,6 @@ def _own_data(cfg: Dict[str, Any]) -> List[str]:
 
 def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
     """The stream from src onto this machine; returns the counts found after, beside the manifest's."""
-    from . import bootstrap
-    from .project import airflow_run_env
 
     cfg = _config()
     started = time.time()
@@ -410,11 +407,9 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
         stopped = False
         found = {role: counts(role, dbs[role][0]) for role in manifest["databases"] if role in dbs}
         expected = {role: manifest["databases"][role]["counts"] for role in found}
-        from .main import report
-
-        health = report(HEALTHY_WAIT_S)  # done means usable: Airflow and MLflow answer again
-        return {"ok": found == expected and health["healthy"], "healthy": health["healthy"],
-                "problems": health.get("problems") or [], "found": found, "expected": expected, "skipped": skipped,
+        report = health.wait_report(HEALTHY_WAIT_S)  # done means usable: Airflow and MLflow answer again
+        return {"ok": found == expected and report["healthy"], "healthy": report["healthy"],
+                "problems": report.get("problems") or [], "found": found, "expected": expected, "skipped": skipped,
                 "absent": manifest.get("absent") or [], "from": {"instance": manifest.get("instance"),
                                                                 "versions": manifest.get("versions")},
                 "seconds": round(time.time() - started, 1)}
@@ -452,12 +447,7 @@ def main(action: str, replace: bool = False) -> int:
         result = restore(sys.stdin.buffer, replace)
         print(json.dumps(result, indent=2, sort_keys=True))
         return 0 if result["ok"] else 1
-    except (BackupError, OSError, bootstrap_error()) as exc:
+    except (BackupError, OSError, CommandError) as exc:
         print("playground-agent: %s: %s" % (action, exc), file=sys.stderr)
         return 1
 
-
-def bootstrap_error():
-    from .bootstrap import BootstrapError
-
-    return BootstrapError

@@ -6,20 +6,15 @@ import json
 import os
 import pwd
 import secrets
-import string
 import subprocess
 import time
 from typing import Dict, List, Optional
 
-from . import paths, versions
+from . import cluster, paths, versions
+from .commands import PSQL, CommandError, new_password, run
 from .config import Config, SshKey
-from .render import airflow_env, read_json, write_atomic
-
-PSQL = ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-qtAX"]
-
-
-class BootstrapError(Exception):
-    pass
+from .files import read_env, read_json, write_atomic
+from .render import airflow_env
 
 
 def load_state() -> Dict[str, object]:
@@ -33,11 +28,6 @@ def save_state(state: Dict[str, object]) -> None:
 def is_first_boot(cfg: Config, state: Dict[str, object]) -> bool:
     # As the guest agent does: a new instance id means a new machine from the image.
     return state.get("instance_id") != cfg.instance_id
-
-
-def new_password(length: int = 24) -> str:
-    """Letters and digits only (~143 bits): never read as a command-line option, easy to paste."""
-    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
 
 
 def ensure_secrets(instance_id: str, log=lambda msg: None, given: Optional[Dict[str, str]] = None) \
@@ -78,56 +68,24 @@ def admin_password() -> str:
         return fh.read().strip()
 
 
-def read_env(path: str) -> Dict[str, str]:
-    with open(path, encoding="utf-8") as fh:
-        return parse_env(fh.read())
-
-
-def parse_env(text: str) -> Dict[str, str]:
-    """KEY=VALUE lines (as render._env writes them, values in double quotes); comments skipped."""
-    env: Dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        env[key] = value
-    return env
-
-
-def _run(cmd: List[str], env: Optional[Dict[str, str]] = None, what: str = "", timeout: int = 600,
-         secret_input: Optional[str] = None) -> str:
-    """Run cmd; secret_input goes to its stdin (never its argv, which `ps` and runuser's journal line show),
-    from a session of its own: with no controlling terminal, getpass reads stdin, even when the agent was
-    started from a shell."""
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, input=secret_input,
-                          universal_newlines=True, timeout=timeout, start_new_session=secret_input is not None)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise BootstrapError("%s failed (exit %d): %s" % (what or cmd[0], proc.returncode, " | ".join(tail)))
-    return proc.stdout
-
-
 def wait_for_postgres(timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if subprocess.run(["pg_isready", "-q", "-h", "/var/run/postgresql"]).returncode == 0:
             return
         if time.monotonic() > deadline:
-            raise BootstrapError("PostgreSQL did not accept connections within %d s" % timeout)
+            raise CommandError("PostgreSQL did not accept connections within %d s" % timeout)
         time.sleep(0.5)
 
 
 def ensure_database(name: str, owner: str) -> bool:
     """Create role and database if missing (names were validated as identifiers)."""
     created = False
-    if _run(PSQL + ["-c", "SELECT 1 FROM pg_roles WHERE rolname='%s'" % owner], what="psql").strip() != "1":
-        _run(PSQL + ["-c", 'CREATE ROLE "%s" LOGIN' % owner], what="create role " + owner)
+    if run(PSQL + ["-c", "SELECT 1 FROM pg_roles WHERE rolname='%s'" % owner], what="psql").strip() != "1":
+        run(PSQL + ["-c", 'CREATE ROLE "%s" LOGIN' % owner], what="create role " + owner)
         created = True
-    if _run(PSQL + ["-c", "SELECT 1 FROM pg_database WHERE datname='%s'" % name], what="psql").strip() != "1":
-        _run(PSQL + ["-c", 'CREATE DATABASE "%s" OWNER "%s"' % (name, owner)], what="create database " + name)
+    if run(PSQL + ["-c", "SELECT 1 FROM pg_database WHERE datname='%s'" % name], what="psql").strip() != "1":
+        run(PSQL + ["-c", 'CREATE DATABASE "%s" OWNER "%s"' % (name, owner)], what="create database " + name)
         created = True
     return created
 
@@ -140,7 +98,7 @@ def airflow_command_env(cfg: Config, secret_env: Dict[str, str]) -> Dict[str, st
 
 
 def airflow(args: List[str], env: Dict[str, str], what: str, secret_input: Optional[str] = None) -> str:
-    return _run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args, env=env, what=what,
+    return run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args, env=env, what=what,
                 secret_input=secret_input)
 
 
@@ -183,7 +141,7 @@ def ensure_ssh_keys(ssh_keys: List[SshKey]) -> None:
         try:
             pw = pwd.getpwnam(user)
         except KeyError:
-            _run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "playground-sudoers", user],
+            run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "playground-sudoers", user],
                  what="useradd")
             pw = pwd.getpwnam(user)
         ssh_dir = os.path.join(pw.pw_dir, ".ssh")
@@ -202,9 +160,7 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
     if first:
         # A new machine, or this machine on a new boot disk (an upgrade): its secrets on the data volume stay.
         log("first boot of instance %s on this boot disk" % cfg.instance_id)
-    from .cluster import adopted_keys
-
-    secret_env = ensure_secrets(cfg.instance_id, log, adopted_keys(cfg))
+    secret_env = ensure_secrets(cfg.instance_id, log, cluster.adopted_keys(cfg))
     ensure_dirs(cfg)
     ensure_ssh_keys(cfg.ssh_keys)
     if cfg.role == "worker":
@@ -218,9 +174,7 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
     if cfg.mlflow_backend == "local":
         ensure_database(cfg.mlflow_db_name, cfg.mlflow_db_user)
     if cfg.airflow_executor == "CeleryExecutor":
-        from .cluster import set_db_password
-
-        set_db_password(log)
+        cluster.set_db_password(log)
     env = airflow_command_env(cfg, secret_env)
     version = versions.installed_version()
     if first or state.get("migrated_version") != version:

@@ -22,8 +22,11 @@ import subprocess
 from typing import Dict, List, Optional
 
 from . import paths
+from .commands import PSQL, new_password, run
 from .config import Config
-from .render import FileSpec, _env
+from .files import FileSpec, env_text, parse_env, read_env, write_atomic
+from .schema import ConfigError
+from .secret_manager import access
 from .versions import installed
 
 CLUSTER_ENV = paths.SECRETS_DIR + "/cluster.env"
@@ -51,10 +54,6 @@ class ClusterError(Exception):
 def from_secret(cfg: Config, client, log=lambda msg: None) -> Dict[str, str]:
     """The four keys from the cluster-secret (GCE); ConfigError naming cluster-secret when it cannot be read
     or lacks one."""
-    from .bootstrap import parse_env
-    from .schema import ConfigError
-    from .secret_manager import access
-
     patience = float(os.environ.get("PLAYGROUND_CLUSTER_SECRET_PATIENCE", SECRET_PATIENCE_S))
     got = parse_env(access(client, cfg.cluster_secret, attr="cluster-secret", one_line=False, patience=patience,
                            log=log))
@@ -94,8 +93,6 @@ def own_address(subnet: str) -> str:
 
 
 def _read_env(path: str) -> Dict[str, str]:
-    from .bootstrap import read_env
-
     try:
         return read_env(path)
     except OSError:
@@ -107,11 +104,8 @@ def ensure_main_secrets() -> Dict[str, str]:
     have = _read_env(CLUSTER_ENV)
     if have.get("BROKER_PASSWORD") and have.get("DB_PASSWORD"):
         return have
-    from .bootstrap import new_password
-    from .render import write_atomic
-
     have = {"BROKER_PASSWORD": new_password(32), "DB_PASSWORD": new_password(32)}
-    write_atomic(CLUSTER_ENV, _env(have), 0o600, 0)
+    write_atomic(CLUSTER_ENV, env_text(have), 0o600, 0)
     return have
 
 
@@ -133,7 +127,7 @@ def handover(airflow_env_path: str = paths.SECRETS_DIR + "/airflow.env") -> str:
     missing = [k for k in WORKER_KEYS if not have.get(k)]
     if missing:
         raise ClusterError("this machine has no %s yet: has the agent applied a config?" % ", ".join(missing))
-    return _env({k: have[k] for k in WORKER_KEYS})
+    return env_text({k: have[k] for k in WORKER_KEYS})
 
 
 def _hba(current: str, subnet: Optional[str]) -> str:
@@ -173,7 +167,7 @@ def files(cfg: Config, client=None, log=lambda msg: None) -> Dict[str, FileSpec]
     out: Dict[str, FileSpec] = {}
     given = from_secret(cfg, client, log) if cfg.cluster_secret else None
     if given:
-        out[CLUSTER_ENV] = FileSpec(_env(given), 0o600, "")
+        out[CLUSTER_ENV] = FileSpec(env_text(given), 0o600, "")
     port = cfg.mlflow_port
     if cfg.role == "main":
         address = own_address(cfg.private_subnet)
@@ -184,17 +178,17 @@ def files(cfg: Config, client=None, log=lambda msg: None) -> Dict[str, FileSpec]
             "bind 127.0.0.1 %s\nport %d\nprotected-mode yes\nrequirepass %s\ndaemonize no\nsupervised no\n"
             "dir /var/lib/redis\nsave \"\"\nappendonly no\nlogfile \"\"\n" % (address, REDIS_PORT,
                                                                              pw["BROKER_PASSWORD"]), 0o640, "redis")
-        out[CELERY_ENV] = FileSpec(_env({
+        out[CELERY_ENV] = FileSpec(env_text({
             "AIRFLOW__CELERY__BROKER_URL": "redis://:%s@127.0.0.1:%d/0" % (pw["BROKER_PASSWORD"], REDIS_PORT),
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://airflow@/airflow?host=/var/run/postgresql",
         }), 0o600, "")
-        out[FORWARD_ENV] = FileSpec(_env({
+        out[FORWARD_ENV] = FileSpec(env_text({
             "LISTEN": "TCP-LISTEN:%d,bind=%s,fork,reuseaddr,range=%s" % (port, address, cfg.private_subnet),
             "TO": "TCP:127.0.0.1:%d" % port}), 0o640, "airflow")
         return out
     pw = given or worker_secrets()
     main, db = cfg.main_address, "%s:%s@%s:5432" % ("airflow", pw["DB_PASSWORD"], cfg.main_address)
-    out[CELERY_ENV] = FileSpec(_env({
+    out[CELERY_ENV] = FileSpec(env_text({
         "AIRFLOW__CORE__FERNET_KEY": pw["AIRFLOW__CORE__FERNET_KEY"],
         "AIRFLOW__WEBSERVER__SECRET_KEY": pw["AIRFLOW__WEBSERVER__SECRET_KEY"],
         installed().sql_alchemy_conn_key: "postgresql+psycopg2://%s/airflow" % db,
@@ -202,18 +196,16 @@ def files(cfg: Config, client=None, log=lambda msg: None) -> Dict[str, FileSpec]
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://%s/airflow" % db,
         "AIRFLOW_CONN_WAREHOUSE": "postgres://%s/warehouse" % db,
     }), 0o600, "")
-    out[FORWARD_ENV] = FileSpec(_env({"LISTEN": "TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr" % port,
+    out[FORWARD_ENV] = FileSpec(env_text({"LISTEN": "TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr" % port,
                                       "TO": "TCP:%s:%d" % (main, port)}), 0o640, "airflow")
     return out
 
 
 def set_db_password(log) -> None:
     """The airflow role's password for the workers (scram), given to psql on stdin, never in argv."""
-    from .bootstrap import PSQL, _run
-
     pw = ensure_main_secrets()["DB_PASSWORD"]
-    _run(PSQL + ["-d", "postgres"], what="psql: the airflow role's password for the workers",
-         secret_input="SET password_encryption = 'scram-sha-256';\nALTER ROLE airflow PASSWORD '%s';\n" % pw)
+    run(PSQL + ["-d", "postgres"], what="psql: the airflow role's password for the workers",
+        secret_input="SET password_encryption = 'scram-sha-256';\nALTER ROLE airflow PASSWORD '%s';\n" % pw)
     log("the workers' database password is set")
 
 

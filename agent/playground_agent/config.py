@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List
 
-from .schema import ZONE_RE, ConfigError, Context, SshKey, default, parse_attributes
+from .schema import ZONE_RE, ConfigError, Context, SshKey, default, parse_attributes, parse_value
 
 __all__ = ["Config", "ConfigError", "SshKey", "parse", "parse_ssh_keys"]
 
@@ -77,8 +77,6 @@ def merged_attributes(doc: Dict[str, Any]) -> Dict[str, str]:
 
 def parse_ssh_keys(doc: Dict[str, Any]) -> List[SshKey]:
     """Only `ssh-keys`: like the guest agent, access does not wait on the rest of the config."""
-    from .schema import parse_value
-
     value = merged_attributes(doc).get("ssh-keys", "")
     return parse_value("ssh-keys", value, Context(known_zone=lambda z: False)) if value else []
 

@@ -19,6 +19,7 @@ has no binaries of the old version to upgrade it with.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -27,7 +28,8 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from . import paths, render
+from . import paths
+from .files import read_json, write_atomic
 
 MOUNT = paths.p("/mnt/disks/playground-data")
 DEVICE = "playground-data"
@@ -102,7 +104,7 @@ def mount_volume(log) -> Optional[str]:
 
 
 def image_pg_major() -> str:
-    version = str((render.read_json(paths.MANIFEST) or {}).get("components", {}).get("postgresql", ""))
+    version = str((read_json(paths.MANIFEST) or {}).get("components", {}).get("postgresql", ""))
     return version.split(".")[0]
 
 
@@ -162,8 +164,6 @@ def bind_folders(volume: str, log) -> List[str]:
 
 
 def _sha256(path: str) -> str:
-    import hashlib
-
     with open(path, "rb") as fh:
         return hashlib.sha256(fh.read()).hexdigest()
 
@@ -173,7 +173,7 @@ def sync_image_dags(image_dags: str, volume_dags: str, record: str, log) -> List
     one the team has not changed since the image it came from is replaced by this image's, a new one is
     added; one the team changed or removed (a deploy) stays as the team left it. RECORD holds what the last
     image shipped, by sha256, so the volume knows which files are still the image's."""
-    shipped = render.read_json(record) or {}
+    shipped = read_json(record) or {}
     now: Dict[str, str] = {}
     changed = []
     for name in sorted(os.listdir(image_dags)) if os.path.isdir(image_dags) else []:
@@ -191,18 +191,18 @@ def sync_image_dags(image_dags: str, volume_dags: str, record: str, log) -> List
         _run(["cp", "-p", src, dest + ".new"], "copy " + src)
         os.replace(dest + ".new", dest)
         changed.append(name)
-    render.write_atomic(record, json.dumps(now, indent=2, sort_keys=True) + "\n", 0o644, 0)
+    write_atomic(record, json.dumps(now, indent=2, sort_keys=True) + "\n", 0o644, 0)
     if changed:
         log("the image's DAG files updated on the data volume: %s" % ", ".join(changed))
     return changed
 
 
 def _save(state: Dict[str, object]) -> None:
-    render.write_atomic(STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644, 0)
+    write_atomic(STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644, 0)
 
 
 def read_state() -> Dict[str, object]:
-    return render.read_json(STATE) or {}
+    return read_json(STATE) or {}
 
 
 def main() -> int:

@@ -4,13 +4,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, Dict, List, Optional
 
-from . import packages, paths
-from .render import read_json, write_atomic
+from . import bucket_sync, data, packages, paths
+from .commands import PSQL_AS_AIRFLOW
+from .files import read_env, read_json, write_atomic
 from .versions import installed
 
 BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service",
@@ -68,8 +72,6 @@ def postgres_clusters() -> List[str]:
 
 def postgres_state(st: Optional[Dict[str, str]]) -> Dict[str, Any]:
     """The cluster unit active and the postmaster accepting on its socket (what Airflow connects to)."""
-    import socket
-
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(2)
     try:
@@ -107,7 +109,6 @@ def _age(beat: Optional[str]) -> Optional[float]:
     if not beat:
         return None
     try:
-        from datetime import datetime
         return round(time.time() - datetime.fromisoformat(beat).timestamp(), 1)
     except ValueError:
         return None
@@ -142,12 +143,10 @@ def mount_state(cfg: Optional[Dict[str, Any]], now: Optional[float] = None) -> D
     if os.path.exists(paths.GCSFUSE):
         mounted = os.path.ismount(paths.BUCKET_MOUNT)
         return {"ok": mounted, "state": "mounted" if mounted else "not mounted", "bucket": cfg["dags_bucket"]}
-    from .bucket_sync import INTERVAL_S, read_state
-
-    state = read_state(paths.BUCKET_MOUNT)
+    state = bucket_sync.read_state(paths.BUCKET_MOUNT)
     synced_at = state.get("synced_at")
     age = round((now or time.time()) - synced_at, 1) if synced_at else None
-    fresh = age is not None and age < 3 * INTERVAL_S + 30
+    fresh = age is not None and age < 3 * bucket_sync.INTERVAL_S + 30
     if state.get("error"):
         text = "sync failing: %s" % state["error"]
     elif age is None:
@@ -199,12 +198,6 @@ def lineage_state(cfg: Optional[Dict[str, Any]], st: Dict[str, str], now: Option
 DAGS_SQL = ("SELECT json_build_object('dags', (SELECT count(*) FROM dag WHERE is_active), 'errors', "
             "coalesce((SELECT json_agg(json_build_object('file', filename, 'error', stacktrace) ORDER BY filename) "
             "FROM import_error), '[]'::json))")
-
-
-# psql as airflow over the socket (peer authentication). setpriv, not runuser: runuser opens a PAM session,
-# two journal lines each time, and the health timer and autostop ask every few seconds.
-PSQL_AS_AIRFLOW = ["setpriv", "--reuid=airflow", "--regid=airflow", "--init-groups",
-                   "psql", "-qtAX", "-d", "airflow", "-c"]
 
 
 def dags_state() -> Dict[str, Any]:
@@ -291,8 +284,6 @@ def disk_uses(now: Optional[float] = None) -> List[Dict[str, Any]]:
 def disk() -> Dict[str, Any]:
     """The filesystem that holds the data (the data volume, else /var/lib on the boot disk): size, share
     used, its level and what uses it."""
-    from . import data
-
     volume = data.read_state().get("volume")
     where = str(volume) if volume and os.path.isdir(str(volume)) else paths.p("/var/lib") or "/"
     usage = shutil.disk_usage(where)
@@ -334,8 +325,6 @@ def _redis_command(*args: str) -> str:
 
 def cluster_secrets() -> Optional[Dict[str, str]]:
     """The worker's copy of its main's passwords (cluster.env, root-only); None when it has none."""
-    from .bootstrap import read_env
-
     try:
         return read_env(paths.SECRETS_DIR + "/cluster.env")
     except OSError:
@@ -345,8 +334,6 @@ def cluster_secrets() -> Optional[Dict[str, str]]:
 def broker_state(host: str, password: str, port: int = 6379, timeout: float = 3.0) -> Dict[str, Any]:
     """Can this worker use the main's Redis: AUTH with its password and PING, in Redis's own protocol; and
     how many tasks wait in the queue (kombu keeps a queue as a Redis list of that name)."""
-    import socket
-
     where = "%s:%d" % (host, port)
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
@@ -372,8 +359,6 @@ def running_here(cfg: Dict[str, Any], password: str, timeout: float = 5.0) -> Di
     """The task instances running on this worker, from the main's database: Airflow records each one's
     hostname (socket.getfqdn(), its default hostname_callable). The password goes to psql in its
     environment, never in argv."""
-    import socket
-
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT=str(int(timeout)))
     sql = ("SELECT dag_id || '.' || task_id FROM task_instance WHERE state = 'running' AND hostname = :'here' "
            "ORDER BY start_date;\n")
@@ -439,8 +424,6 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
     report["postgresql"] = postgres_state(states[clusters[0]] if clusters else None)
     if cfg:
         # The two web checks wait on other processes: ask both at once.
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=2) as pool:
             airflow = pool.submit(airflow_health, int(cfg.get("airflow_port", 8080)))
             mlflow = pool.submit(mlflow_health, int(cfg.get("mlflow_port", 5000)))
@@ -450,10 +433,8 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
         report["lineage"] = lineage_state(cfg, states["playground-lineage.service"])
         report["dags"] = dags_state()  # amber in status, not a problem: the other DAGs run
         report["packages"] = packages_state()
-        from . import autostop, nightly
-
-        report["backup"] = nightly.summary(cfg)  # None when backup-to is not set
-        report["autostop"] = autostop.summary(read_json(autostop.STATE_FILE), int(cfg.get("autostop_minutes") or 0))
+        report["backup"] = backup_summary(cfg)  # None when backup-to is not set
+        report["autostop"] = autostop_summary(read_json(paths.AUTOSTOP_STATE), int(cfg.get("autostop_minutes") or 0))
     problems = [u + " is " + st["active"] for u, st in report["units"].items() if st["active"] != "active"]
     for part in ("postgresql", "airflow", "mlflow", "mount", "proxy"):
         if part in report and not report[part]["ok"]:
@@ -464,6 +445,49 @@ def collect(cfg: Optional[Dict[str, Any]], config_state: Dict[str, Any]) -> Dict
     report["healthy"] = not problems
     report["last_error"] = config_state.get("error") or (problems[0] if problems else "")
     return report
+
+
+def autostop_summary(state: Optional[Dict[str, Any]], minutes: int, now: Optional[float] = None) -> Dict[str, Any]:
+    """What the report says of autostop (no addresses), from autostop.py's last check: off, held by what, or
+    the minutes left."""
+    now = time.time() if now is None else now
+    if not minutes:
+        return {"minutes": 0, "state": "off"}
+    late = 3 * float((state or {}).get("every_s") or 10)
+    if not state or state.get("minutes") != minutes or now - float(state.get("checked_at") or 0) > late:
+        return {"minutes": minutes, "state": "not checking",
+                "reason": "playground-autostop.service has not checked in the last %d s" % late}
+    out = {"minutes": minutes, "state": state["state"], "held_by": list(state.get("held_by") or [])}
+    if state.get("stops_at") is not None:
+        out["stops_in_s"] = max(0, round(float(state["stops_at"]) - now))
+    return out
+
+
+def backup_summary(cfg: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The nightly backup's part (None when not set): where and when, and how nightly.py's last one went."""
+    if not cfg or not cfg.get("backup_to"):
+        return None
+    last = read_json(paths.NIGHTLY_STATE) or {}
+    if last.get("to") != cfg.get("backup_to"):
+        last = {}  # a run to another destination says nothing of this one
+    ok = last.get("state") != "error" and not last.get("prune_error")
+    return {"to": cfg["backup_to"], "when": cfg.get("backup_at"), "keep": cfg.get("backup_keep"), "ok": ok,
+            "last_at": last.get("at"), "last_state": last.get("state"), "object": last.get("object"),
+            "bytes": last.get("bytes"), "error": last.get("error") or last.get("prune_error") or ""}
+
+
+def wait_report(wait: float = 0.0) -> Dict[str, Any]:
+    """The report, written every round (a waiter sees progress), until healthy, the config failed, or wait
+    seconds passed."""
+    deadline = time.monotonic() + wait
+    while True:
+        cfg = read_json(paths.GOOD_CONFIG)
+        state = read_json(paths.CONFIG_STATE) or {"state": "unknown", "error": "the agent has not run"}
+        rep = collect(cfg, state)
+        write_report(rep)
+        if rep["healthy"] or time.monotonic() >= deadline or state.get("state") == "error":
+            return rep
+        time.sleep(2)
 
 
 def write_report(report: Dict[str, Any]) -> None:

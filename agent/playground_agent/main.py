@@ -9,11 +9,29 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import bootstrap, bucket_sync, cluster, data, health, packages, paths, project, render, schema, secret_manager
+from . import (
+    autostop,
+    backup,
+    bootstrap,
+    bucket_sync,
+    cluster,
+    data,
+    files,
+    health,
+    nightly,
+    packages,
+    paths,
+    project,
+    render,
+    retention,
+    schema,
+    secret_manager,
+)
+from .commands import CommandError
 from .config import ConfigError, parse, parse_ssh_keys
 from .metadata import MetadataClient, MetadataError
 
-CONFIG_STATE = paths.STATE_DIR + "/config-state.json"
+CONFIG_STATE = paths.CONFIG_STATE
 # Which services read which rendered file: a change restarts only those.
 READERS = {
     "airflow.env": ["airflow-webserver.service", "airflow-scheduler@*.service", "playground-lineage.service"],
@@ -35,7 +53,7 @@ def log(msg: str) -> None:
 
 
 def _save_config_state(state: Dict[str, Any]) -> None:
-    render.write_atomic(CONFIG_STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644, 0)
+    files.write_atomic(CONFIG_STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644, 0)
 
 
 def _systemctl(*args: str) -> int:
@@ -52,12 +70,12 @@ EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL
 def fail(error: str, code: int = EXIT_REFUSED) -> int:
     """Record a failed apply: the last good config stays, nothing is started."""
     log(error)
-    previous = render.read_json(CONFIG_STATE) or {}
+    previous = files.read_json(CONFIG_STATE) or {}
     state = {"state": "error", "error": error, "generation": previous.get("generation", 0),
              "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
         _save_config_state(state)
-        health.write_report(health.collect(render.read_json(paths.GOOD_CONFIG), state))
+        health.write_report(health.collect(files.read_json(paths.GOOD_CONFIG), state))
     except OSError as exc:
         log("could not write the health report: %s" % exc)
     return code
@@ -93,7 +111,7 @@ def read_metadata(client: MetadataClient, patience: float, start: bool) -> Dict[
             # Before giving up too: the services keep running while systemd runs apply again.
             if start and not fell_back and waited >= FALLBACK_AFTER_S and _last_good_is_complete():
                 log("starting the services of the last good config while metadata is unreadable")
-                role = str((render.read_json(paths.GOOD_CONFIG) or {}).get("role") or "main")
+                role = str((files.read_json(paths.GOOD_CONFIG) or {}).get("role") or "main")
                 _systemctl("start", "--no-block", target(role))
                 fell_back = True
             if waited + delay > patience:
@@ -118,39 +136,39 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
     if keys is not None:
         try:
             bootstrap.ensure_ssh_keys(keys)
-        except (bootstrap.BootstrapError, OSError) as exc:
+        except (CommandError, OSError) as exc:
             log("ssh-keys not applied: %s" % exc)
     for key in schema.unknown_keys((doc.get("instance") or {}).get("attributes") or {}):
         log("ignored: %s" % schema.unknown_error(key))
     try:
         cfg = parse(doc)
-        files = render.render(cfg)
-        files.update(secret_manager.files(cfg, client))  # read before anything is written
-        files.update(cluster.files(cfg, client, log))
+        wanted = render.render(cfg)
+        wanted.update(secret_manager.files(cfg, client))  # read before anything is written
+        wanted.update(cluster.files(cfg, client, log))
     except (ConfigError, cluster.ClusterError) as exc:
         return fail(str(exc))
     volume = data.read_state()
     if volume.get("state") == "error":
         return fail("data volume: %s" % volume.get("error"))
-    changed = render.write_all(files)
-    changed += secret_manager.remove_unneeded(files)
+    changed = files.write_all(wanted)
+    changed += secret_manager.remove_unneeded(wanted)
     if any(p.startswith(paths.SYSTEMD_DIR) for p in changed):
         _systemctl("daemon-reload")
     try:
         bootstrap.bootstrap(cfg, log)
-    except (bootstrap.BootstrapError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
+    except (CommandError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
         return fail("bootstrap: %s" % exc, EXIT_TEMPFAIL)
     project.apply_saved(log)  # the team's connections, variables and pools, when they changed
     try:
         packages.ensure_path()  # the project's package layer on Airflow's sys.path (an empty one at first)
     except (OSError, packages.PackagesError) as exc:
         log("project packages not on Airflow's path: %s" % exc)
-    previous = render.read_json(CONFIG_STATE) or {}
+    previous = files.read_json(CONFIG_STATE) or {}
     good = cfg.to_dict()
     generation = int(previous.get("generation", 0))
-    if render.read_json(paths.GOOD_CONFIG) != good or changed:
+    if files.read_json(paths.GOOD_CONFIG) != good or changed:
         generation += 1
-        render.write_atomic(paths.GOOD_CONFIG, json.dumps(good, indent=2, sort_keys=True) + "\n", 0o644, 0)
+        files.write_atomic(paths.GOOD_CONFIG, json.dumps(good, indent=2, sort_keys=True) + "\n", 0o644, 0)
     _save_config_state({"state": "ok", "generation": generation, "error": "",
                         "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     restart: List[str] = []
@@ -169,18 +187,6 @@ def apply(client: MetadataClient, start: bool = True, patience: Optional[float] 
 def target(role: str) -> str:
     """What a machine of that role runs: everything on a main, the Celery worker on a worker."""
     return "playground-worker.target" if role == "worker" else "playground.target"
-
-
-def report(wait: float = 0.0) -> Dict[str, Any]:
-    deadline = time.monotonic() + wait
-    while True:
-        cfg = render.read_json(paths.GOOD_CONFIG)
-        state = render.read_json(CONFIG_STATE) or {"state": "unknown", "error": "the agent has not run"}
-        rep = health.collect(cfg, state)
-        health.write_report(rep)  # every round, so a waiter sees progress
-        if rep["healthy"] or time.monotonic() >= deadline or state.get("state") == "error":
-            return rep
-        time.sleep(2)
 
 
 def print_status(rep: Dict[str, Any], as_json: bool) -> None:
@@ -257,10 +263,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         # Few quick tries per read: read_metadata's own backoff waits minutes between them.
         return apply(MetadataClient(retries=2), start=not args.no_start)
     if args.command == "health":
-        rep = report(args.wait)
+        rep = health.wait_report(args.wait)
         return 0 if rep["healthy"] else 1
     if args.command == "status":
-        rep = report(0)
+        rep = health.wait_report(0)
         print_status(rep, args.json)
         return 0 if rep["healthy"] else 1
     if args.command == "admin-password":
@@ -293,26 +299,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         if os.geteuid() != 0:
             print("playground-agent: retention: run as root", file=sys.stderr)
             return 1
-        from . import retention
-
         return retention.main()
     if args.command in ("backup", "restore"):
         if os.geteuid() != 0:
             print("playground-agent: %s: run as root" % args.command, file=sys.stderr)
             return 1
         if getattr(args, "nightly", False):
-            from . import nightly
-
             return nightly.main()
-        from . import backup
-
         return backup.main(args.command, getattr(args, "replace", False))
     if args.command == "autostop":
         if os.geteuid() != 0:
             print("playground-agent: autostop: run as root", file=sys.stderr)
             return 1
-        from . import autostop
-
         return autostop.main()
     if args.command == "watch":
         return watch(MetadataClient())

@@ -24,9 +24,8 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import backup, gcs, paths
-from .render import read_json, write_atomic
+from .files import read_json, write_atomic
 
-STATE_FILE = paths.p("/var/lib/playground/backup-nightly.json")
 STAMP = "%Y%m%d-%H%M%S"
 WRITE_HINTS = {403: "the instance's service account needs roles/storage.objectCreator on the bucket",
                404: "no such bucket: create it (gcloud storage buckets create gs://BUCKET "
@@ -58,7 +57,8 @@ def to_prune(names: List[str], prefix: str, instance: str, keep: int) -> List[st
 
 
 def run(cfg: Dict[str, Any], now: Optional[float] = None) -> Dict[str, Any]:
-    """One nightly backup; the state written to STATE_FILE is returned (state ok, error or off)."""
+    """One nightly backup; the state written to paths.NIGHTLY_STATE (health.backup_summary reads it) is
+    returned (state ok, error or off)."""
     url = str(cfg.get("backup_to") or "")
     if not url:
         return _save({"state": "off", "error": ""})
@@ -95,21 +95,8 @@ def run(cfg: Dict[str, Any], now: Optional[float] = None) -> Dict[str, Any]:
 
 
 def _save(state: Dict[str, Any]) -> Dict[str, Any]:
-    write_atomic(STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644, 0)
+    write_atomic(paths.NIGHTLY_STATE, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644, 0)
     return state
-
-
-def summary(cfg: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-    """The health report's part: where and when, and how the last one went (None when not set)."""
-    if not cfg or not cfg.get("backup_to"):
-        return None
-    last = read_json(STATE_FILE) or {}
-    if last.get("to") != cfg.get("backup_to"):
-        last = {}  # a run to another destination says nothing of this one
-    ok = last.get("state") != "error" and not last.get("prune_error")
-    return {"to": cfg["backup_to"], "when": cfg.get("backup_at"), "keep": cfg.get("backup_keep"), "ok": ok,
-            "last_at": last.get("at"), "last_state": last.get("state"), "object": last.get("object"),
-            "bytes": last.get("bytes"), "error": last.get("error") or last.get("prune_error") or ""}
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 from . import paths
-from .render import read_json, write_atomic
+from .files import read_json, write_atomic
 
 LAYERS = paths.p("/var/lib/playground/packages")
 CURRENT = LAYERS + "/current"

@@ -13,6 +13,7 @@ Secret values go through stdin only, never argv or a log line.
 from __future__ import annotations
 
 import base64
+import grp
 import hashlib
 import json
 import os
@@ -24,8 +25,8 @@ import time
 from typing import Any, Dict, List, Optional
 
 from . import packages, paths
-from .bootstrap import BootstrapError, _run, read_env
-from .render import read_json, write_atomic
+from .commands import CommandError, run
+from .files import read_env, read_json, write_atomic
 
 PROJECT_DIR = paths.p("/var/lib/playground/project")
 SETTINGS = PROJECT_DIR + "/settings.json"
@@ -111,8 +112,8 @@ def venv() -> Dict[str, Any]:
 def _airflow_python(script: str, args: List[str], stdin: str, what: str, timeout: int = 300) -> Any:
     """Run script in Airflow's venv as the airflow user; its answer is the line printed after MARK (Airflow's
     own logging writes to stdout too)."""
-    out = _run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/python", "-c", script] + args,
-               env=airflow_run_env(), what=what, timeout=timeout, secret_input=stdin)
+    out = run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/python", "-c", script] + args,
+              env=airflow_run_env(), what=what, timeout=timeout, secret_input=stdin)
     for line in reversed(out.splitlines()):
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])
@@ -210,7 +211,7 @@ def apply_saved(log) -> None:
         return
     try:
         result = apply_settings(settings)
-    except (BootstrapError, ProjectError, OSError, subprocess.TimeoutExpired) as exc:
+    except (CommandError, ProjectError, OSError, subprocess.TimeoutExpired) as exc:
         log("project settings not applied: %s" % exc)
         return
     log("project settings applied: %s" % ", ".join("%d %s" % (len(v), k) for k, v in result["applied"].items()))
@@ -293,8 +294,6 @@ def _inside(folder: str, rel: str) -> str:
 
 
 def _airflow_gid() -> int:
-    import grp
-
     try:
         return grp.getgrnam("airflow").gr_gid
     except KeyError:
@@ -319,7 +318,7 @@ def main(command: str) -> int:
             out = venv()
         else:
             out = receive(json.load(sys.stdin))
-    except (ProjectError, BootstrapError, packages.PackagesError, ValueError, KeyError, OSError,
+    except (ProjectError, CommandError, packages.PackagesError, ValueError, KeyError, OSError,
             subprocess.TimeoutExpired) as exc:
         print(json.dumps({"error": str(exc)}))
         return 1

@@ -1,40 +1,15 @@
 """Config -> env files and unit drop-ins, written atomically; unchanged files are left alone."""
 from __future__ import annotations
 
-import grp
 import json
 import os
 import subprocess
-import tempfile
-from typing import Dict, List, NamedTuple, Optional, Union
+from typing import Dict, Optional
 
-from . import paths
+from . import cluster, paths
 from .config import Config
-from .versions import Airflow
-
-
-class FileSpec(NamedTuple):
-    content: str
-    mode: int
-    group: str  # "" keeps root's group
-
-
-def _gid(group: str) -> int:
-    if not group:
-        return 0 if os.geteuid() == 0 else os.getegid()
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        return 0 if os.geteuid() == 0 else os.getegid()
-
-
-def _env(values: Dict[str, str]) -> str:
-    # Values were validated to be single-line and free of quotes that matter;
-    # quoting still keeps systemd and shells reading the same thing.
-    lines = ["# written by playground-agent from instance metadata; edits are overwritten"]
-    for key in sorted(values):
-        lines.append('%s="%s"' % (key, values[key].replace("\\", "\\\\").replace('"', '\\"')))
-    return "\n".join(lines) + "\n"
+from .files import FileSpec, env_text
+from .versions import Airflow, installed
 
 
 def no_telemetry(cfg: Config) -> Dict[str, str]:
@@ -160,19 +135,17 @@ def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None,
            slow: Optional[bool] = None) -> Dict[str, FileSpec]:
     """Every file the config makes; airflow: the image's version (default: read from its manifest); slow:
     software emulation (default: detected)."""
-    from .versions import installed
-
     cpus = cpus or (os.cpu_count() or 1)
     airflow = airflow or installed()
     slow = emulated() if slow is None else slow
     files = {
-        paths.ETC + "/airflow.env": FileSpec(_env(airflow_env(cfg, cpus, airflow, slow)), 0o640, "airflow"),
-        paths.ETC + "/mlflow.env": FileSpec(_env(mlflow_env(cfg)), 0o640, "airflow"),
-        paths.ETC + "/cloudsql-proxy.env": FileSpec(_env({
+        paths.ETC + "/airflow.env": FileSpec(env_text(airflow_env(cfg, cpus, airflow, slow)), 0o640, "airflow"),
+        paths.ETC + "/mlflow.env": FileSpec(env_text(mlflow_env(cfg)), 0o640, "airflow"),
+        paths.ETC + "/cloudsql-proxy.env": FileSpec(env_text({
             "CLOUDSQL_INSTANCE": cfg.cloudsql_instance,
             "CLOUDSQL_PROXY_PORT": str(cfg.cloudsql_proxy_port),
         }), 0o640, "airflow"),
-        paths.ETC + "/bucket-mount.env": FileSpec(_env({
+        paths.ETC + "/bucket-mount.env": FileSpec(env_text({
             "BUCKET": cfg.dags_bucket,
             "MOUNT_POINT": paths.BUCKET_MOUNT.replace(paths.ROOT, "", 1),
         }), 0o640, "airflow"),
@@ -187,9 +160,7 @@ def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None,
         wants.append("cloud-sql-proxy.service")
     if cfg.backup_to:
         wants.append("playground-backup.timer")
-    from .cluster import units
-
-    wants += units(cfg)  # a main with workers: the broker and MLflow's forward
+    wants += cluster.units(cfg)  # a main with workers: the broker and MLflow's forward
     files[paths.SYSTEMD_DIR + "/playground.target.d/10-agent.conf"] = FileSpec(
         "# written by playground-agent: the units this instance's settings ask for\n[Unit]\n"
         + "".join("Wants=%s\n" % w for w in wants), 0o644, "")
@@ -198,54 +169,3 @@ def render(cfg: Config, cpus: int = 0, airflow: Optional[Airflow] = None,
         "# written by playground-agent: attribute backup-at\n[Timer]\nOnCalendar=\nOnCalendar=%s\n" % cfg.backup_at,
         0o644, "")
     return files
-
-
-def _same(path: str, spec: FileSpec, gid: int) -> bool:
-    try:
-        st = os.stat(path)
-        with open(path, encoding="utf-8") as fh:
-            return fh.read() == spec.content and (st.st_mode & 0o7777) == spec.mode and st.st_gid == gid
-    except OSError:
-        return False
-
-
-def read_json(path: str) -> Optional[Dict]:
-    """A JSON file the agent wrote, or None when it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
-def write_atomic(path: str, content: Union[str, bytes], mode: int, gid: Optional[int] = None) -> None:
-    """content (text as UTF-8, or bytes) at path, root-owned with group gid when root, or not at all."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            if gid is not None and os.geteuid() == 0:
-                os.fchown(fh.fileno(), 0, gid)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_all(files: Dict[str, FileSpec]) -> List[str]:
-    """Write what differs; return the paths that changed."""
-    changed = []
-    for path, spec in sorted(files.items()):
-        gid = _gid(spec.group)
-        if _same(path, spec, gid):
-            continue
-        write_atomic(path, spec.content, spec.mode, gid)
-        changed.append(path)
-    return changed

@@ -14,9 +14,9 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from . import paths, versions
-from .bootstrap import BootstrapError, _run
+from .commands import CommandError, run
+from .files import read_json, write_atomic
 from .project import airflow_run_env
-from .render import read_json, write_atomic
 
 STATE_FILE = paths.RETENTION_STATE
 LOG_FOLDER = paths.p("/var/log/airflow")  # Airflow's base_log_folder (render.py)
@@ -58,7 +58,7 @@ def db_clean_args(airflow: versions.Airflow, cut: float) -> Optional[list]:
 
 
 def run(days: int, now: Optional[float] = None, airflow: Optional[versions.Airflow] = None,
-        runner: Callable[..., str] = _run) -> Dict[str, Any]:
+        runner: Callable[..., str] = run) -> Dict[str, Any]:
     """One round; the result (also written to STATE_FILE) says what went and what failed."""
     now = now or time.time()
     cut = now - days * DAY_S
@@ -72,7 +72,7 @@ def run(days: int, now: Optional[float] = None, airflow: Optional[versions.Airfl
             runner(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args,
                    env=airflow_run_env(), what="airflow db clean", timeout=1800)
             result["db"] = "cleaned before %s" % args[3]
-        except (BootstrapError, OSError) as exc:
+        except (CommandError, OSError) as exc:
             result["error"] = str(exc)
     write_atomic(STATE_FILE, json.dumps(result, sort_keys=True) + "\n", 0o644, 0)
     return result

@@ -19,8 +19,8 @@ from typing import Dict, List
 
 from . import paths
 from .config import Config, ConfigError
+from .files import FileSpec, env_text
 from .metadata import MetadataClient, MetadataError
-from .render import FileSpec, _env
 
 ENDPOINT = "https://secretmanager.googleapis.com"
 # versions.access accepts only this scope; a VM with narrower scopes gets 403 "Request had insufficient
@@ -121,4 +121,4 @@ def files(cfg: Config, client: MetadataClient) -> Dict[str, FileSpec]:
     uri = "mysql+pymysql://%s:%s@127.0.0.1:%d/%s" % (
         cfg.mlflow_db_user, urllib.parse.quote(password, safe=""), cfg.cloudsql_proxy_port, cfg.mlflow_db_name)
     # Read by systemd (as root) before it drops to the mlflow user; later EnvironmentFile= wins.
-    return {paths.SECRETS_DIR + "/mlflow.env": FileSpec(_env({"MLFLOW_BACKEND_STORE_URI": uri}), 0o600, "")}
+    return {paths.SECRETS_DIR + "/mlflow.env": FileSpec(env_text({"MLFLOW_BACKEND_STORE_URI": uri}), 0o600, "")}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from playground.local import metadata_server
-from playground_agent import autostop
+from playground_agent import autostop, health
 from playground_agent.metadata import MetadataClient
 from playground_agent.schema import ConfigError, Context, parse_value
 
@@ -66,12 +66,12 @@ def test_off_never_stops_and_a_new_setting_restarts_the_clock():
 
 def test_the_health_summary_counts_down_and_says_when_the_service_is_not_checking():
     state = autostop.decide(30, 1000.0, IDLE, {"0101D50A:9C40"}, {})
-    assert autostop.summary(state, 30, now=1005.0) == {"minutes": 30, "state": "idle", "held_by": [],
+    assert health.autostop_summary(state, 30, now=1005.0) == {"minutes": 30, "state": "idle", "held_by": [],
                                                          "stops_in_s": 1795}
-    assert "peers" not in autostop.summary(state, 30, now=1005.0)  # addresses stay in the root-only file
-    assert autostop.summary(state, 30, now=1100.0)["state"] == "not checking"
-    assert autostop.summary(state, 45, now=1005.0)["state"] == "not checking"  # the new setting not seen yet
-    assert autostop.summary(None, 0) == {"minutes": 0, "state": "off"}
+    assert "peers" not in health.autostop_summary(state, 30, now=1005.0)  # addresses stay in the root-only file
+    assert health.autostop_summary(state, 30, now=1100.0)["state"] == "not checking"
+    assert health.autostop_summary(state, 45, now=1005.0)["state"] == "not checking"  # the new setting not seen yet
+    assert health.autostop_summary(None, 0) == {"minutes": 0, "state": "off"}
 
 
 @pytest.mark.parametrize("value,minutes", [("off", 0), ("0", 0), ("1", 1), ("60", 60), ("1440", 1440)])
@@ -114,7 +114,7 @@ def test_the_setting_is_read_live_from_metadata_the_instance_over_the_project(me
 
 
 def test_the_loop_powers_off_once_idle_and_records_why(tmp_path, monkeypatch):
-    monkeypatch.setattr(autostop, "STATE_FILE", str(tmp_path / "run" / "autostop.json"))
+    monkeypatch.setattr(autostop.paths, "AUTOSTOP_STATE", str(tmp_path / "run" / "autostop.json"))
     monkeypatch.setattr(autostop, "LAST_STOP_FILE", str(tmp_path / "autostop-last.json"))
     monkeypatch.setattr(autostop.paths, "RUN_DIR", str(tmp_path / "run"))
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # not asked: current_minutes is replaced

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from playground_agent import bootstrap, cluster, secret_manager
 from playground_agent.config import Config, ConfigError
+from playground_agent.files import env_text, parse_env, read_env
 from playground_agent.metadata import MetadataClient
-from playground_agent.render import _env
 from playground_agent.versions import Airflow
 from support import agent_config, metadata_doc, service_accounts
 
@@ -36,7 +36,7 @@ def machine(tmp_path, monkeypatch, fake_google, metadata):
     monkeypatch.setattr(cluster, "own_address", lambda subnet: "10.154.0.10")
     monkeypatch.setattr(cluster, "installed", lambda: Airflow("2.11.2"))
     monkeypatch.setenv("PLAYGROUND_CLUSTER_SECRET_PATIENCE", "0")
-    fake_google.secrets.values[("team", "playground-demo-cluster")] = _env(KEYS)
+    fake_google.secrets.values[("team", "playground-demo-cluster")] = env_text(KEYS)
     doc = metadata_doc()
     doc["instance"]["service-accounts"] = service_accounts(fake_google.secrets.token)
     metadata.set(doc)
@@ -47,14 +47,14 @@ def test_a_main_takes_the_broker_password_and_its_keys_from_the_secret(machine, 
     cfg = config(**MAIN)
     files = cluster.files(cfg, machine)
     held = files[cluster.CLUSTER_ENV]
-    assert held.mode == 0o600 and bootstrap.parse_env(held.content) == KEYS
+    assert held.mode == 0o600 and parse_env(held.content) == KEYS
     assert "requirepass %s\n" % KEYS["BROKER_PASSWORD"] in files[cluster.REDIS_CONF].content
     (tmp_path / "secrets/cluster.env").write_text(held.content)
     # Its own keys, made at its first boot, give way to the secret's: the workers decrypt with those.
     secrets = bootstrap.ensure_secrets("1", given=cluster.adopted_keys(cfg))
     assert secrets["AIRFLOW__CORE__FERNET_KEY"] == KEYS["AIRFLOW__CORE__FERNET_KEY"]
     assert secrets["AIRFLOW__WEBSERVER__SECRET_KEY"] == KEYS["AIRFLOW__WEBSERVER__SECRET_KEY"]
-    assert bootstrap.read_env(str(tmp_path / "secrets/airflow.env")) == secrets
+    assert read_env(str(tmp_path / "secrets/airflow.env")) == secrets
     assert cluster.ensure_main_secrets()["DB_PASSWORD"] == KEYS["DB_PASSWORD"]  # what the airflow role gets
 
 
@@ -67,7 +67,7 @@ def test_a_worker_needs_no_handover_file_with_the_secret(machine):
 
 
 def test_a_secret_without_every_key_is_one_line_naming_it(machine, fake_google):
-    fake_google.secrets.values[("team", "playground-demo-cluster")] = _env(dict(KEYS, DB_PASSWORD=""))
+    fake_google.secrets.values[("team", "playground-demo-cluster")] = env_text(dict(KEYS, DB_PASSWORD=""))
     with pytest.raises(ConfigError, match="cluster-secret.*lacks DB_PASSWORD"):
         cluster.files(config(**WORKER), machine)
 

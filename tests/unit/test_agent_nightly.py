@@ -13,7 +13,7 @@ import pytest
 from gcp_storage_emulator.server import create_server
 from playground.gce import schedule
 from playground.status import backup_row
-from playground_agent import backup, nightly, render, schema
+from playground_agent import backup, health, nightly, paths, render, schema
 from test_bucket_sync import free_port
 
 BUCKET = "team-backups"
@@ -28,7 +28,7 @@ def gcs(monkeypatch, tmp_path):
     server.start()
     root = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", root)
-    monkeypatch.setattr(nightly, "STATE_FILE", str(tmp_path / "backup-nightly.json"))
+    monkeypatch.setattr(paths, "NIGHTLY_STATE", str(tmp_path / "backup-nightly.json"))
     stage = tmp_path / "stage"
     stage.mkdir()
     monkeypatch.setattr(backup, "STAGING_DIR", str(stage))
@@ -80,8 +80,8 @@ def test_a_nightly_backup_lands_in_the_bucket_and_only_the_oldest_nightly_ones_b
         assert tar.getnames() == ["manifest.json"]
     assert states[2]["counts"] == {"airflow": {"dag_runs": 3}} and states[2]["bytes"] > 0
     assert list(stage.iterdir()) == []  # the staged file (it holds the Fernet key) is gone
-    assert json.loads(open(nightly.STATE_FILE).read()) == states[2]
-    row = backup_row(nightly.summary(dict(CFG, backup_at="Mon..Fri *-*-* 20:45:00 Europe/London")))
+    assert json.loads(open(paths.NIGHTLY_STATE).read()) == states[2]
+    row = backup_row(health.backup_summary(dict(CFG, backup_at="Mon..Fri *-*-* 20:45:00 Europe/London")))
     assert row["level"] == "green" and "last 2026-12-06T16:00:00Z" in row["reason"]
 
 
@@ -91,7 +91,8 @@ def test_a_missing_bucket_is_recorded_and_amber_with_what_to_do(gcs, monkeypatch
     state = nightly.run(dict(CFG, backup_to="gs://no-such-bucket/x"), now=T0)
     assert state["state"] == "error" and "404" in state["error"] and "no such bucket" in state["error"]
     assert list(stage.iterdir()) == []
-    row = backup_row(nightly.summary(dict(CFG, backup_to="gs://no-such-bucket/x", backup_at="*-*-* 20:45:00 UTC")))
+    row = backup_row(health.backup_summary(dict(CFG, backup_to="gs://no-such-bucket/x",
+                                                backup_at="*-*-* 20:45:00 UTC")))
     assert row["level"] == "amber" and "failing: GCS answered 404" in row["reason"]
 
 
@@ -110,7 +111,7 @@ def test_a_failed_dump_uploads_nothing_and_exits_1(gcs, monkeypatch, capsys):
 
 
 def test_without_backup_to_nothing_runs():
-    assert nightly.summary({"backup_to": ""}) is None
+    assert health.backup_summary({"backup_to": ""}) is None
 
 
 def test_the_timer_follows_backup_at_and_is_wanted_only_with_backup_to():

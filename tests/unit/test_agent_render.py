@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 
-from playground_agent import render
-from playground_agent.bootstrap import read_env
+from playground_agent import files, render
 from playground_agent.config import parse
+from playground_agent.files import read_env
 from support import metadata_doc
 
 
@@ -29,19 +29,19 @@ def test_no_secret_is_rendered_into_the_shared_env_files():
 
 def test_write_all_is_atomic_with_modes_and_skips_unchanged(tmp_path):
     target = str(tmp_path / "etc" / "airflow.env")
-    spec = render.FileSpec('A="1"\n', 0o640, "")
-    assert render.write_all({target: spec}) == [target]
+    spec = files.FileSpec('A="1"\n', 0o640, "")
+    assert files.write_all({target: spec}) == [target]
     assert oct(os.stat(target).st_mode & 0o777) == oct(0o640)
     mtime = os.stat(target).st_mtime_ns
-    assert render.write_all({target: spec}) == []
+    assert files.write_all({target: spec}) == []
     assert os.stat(target).st_mtime_ns == mtime
-    assert render.write_all({target: render.FileSpec('A="2"\n', 0o640, "")}) == [target]
+    assert files.write_all({target: files.FileSpec('A="2"\n', 0o640, "")}) == [target]
     assert not [p for p in os.listdir(tmp_path / "etc") if p.startswith(".tmp-")]
 
 
 def test_env_values_read_back_exactly(tmp_path):
     path = tmp_path / "x.env"
-    path.write_text(render._env({"A": 'va"l\\ue', "B": "plain"}))
+    path.write_text(files.env_text({"A": 'va"l\\ue', "B": "plain"}))
     assert read_env(str(path)) == {"A": 'va"l\\ue', "B": "plain"}
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from playground_agent import retention, versions
-from playground_agent.bootstrap import BootstrapError
+from playground_agent.commands import CommandError
 
 DAY = 86400
 
@@ -58,7 +58,7 @@ def test_a_failing_db_clean_is_recorded_and_the_logs_still_pruned(machine):
 
     def failing(cmd, **kw):
         calls.append(cmd)
-        raise BootstrapError("airflow db clean failed (exit 1): OperationalError: the database is gone")
+        raise CommandError("airflow db clean failed (exit 1): OperationalError: the database is gone")
 
     result = retention.run(7, now=now, airflow=versions.Airflow("2.11.2"), runner=failing)
     assert calls[0][:5] == ["runuser", "-u", "airflow", "--", "/opt/airflow/bin/airflow"]

@@ -135,9 +135,9 @@ def test_generated_admin_passwords_are_never_read_as_options(tmp_path, monkeypat
 def test_a_secret_reaches_a_child_on_stdin_and_getpass_reads_it_without_a_terminal():
     """How the admin password reaches `airflow users create`: on stdin, from a session of its own, so
     getpass (which Airflow's prompt uses) reads it there even when the agent runs in a terminal."""
-    from playground_agent import bootstrap
+    from playground_agent import commands
 
     probe = ("import getpass, sys; p = getpass.getpass('Password:'); q = getpass.getpass('Again:'); "
              "print(p == q, len(p), 'pw-7x' in ' '.join(sys.argv))")
-    out = bootstrap._run([sys.executable, "-c", probe], secret_input="pw-7xQ2\npw-7xQ2\n")
+    out = commands.run([sys.executable, "-c", probe], secret_input="pw-7xQ2\npw-7xQ2\n")
     assert out.split() == ["True", "7", "False"]

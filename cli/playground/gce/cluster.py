@@ -132,7 +132,7 @@ def new_keys() -> dict[str, str]:
 def make_secret(s: GceSettings, main: str, account: str, report: Report) -> str:
     """The cluster secret with one version of new keys, readable by account alone; its name. Nothing is
     left behind when a step fails."""
-    from playground_agent.render import _env
+    from playground_agent.files import env_text
 
     sid, name = secret_id(main), secret_name(s.project, main)
     report(f"making the cluster secret {sid} in Secret Manager")
@@ -148,7 +148,9 @@ def make_secret(s: GceSettings, main: str, account: str, report: Report) -> str:
     if code != 200:
         raise PlaygroundError(f"Secret Manager: making {name} failed ({code}): {_message(doc)}")
     try:
-        data = base64.b64encode(_env(new_keys()).encode()).decode()
+        # Not the agent's own header ("written from instance metadata; edits are overwritten"): here it is not true.
+        said = f"# the keys of playground {main} and its workers, made by `playground launch --workers`"
+        data = base64.b64encode(env_text(new_keys(), header=said).encode()).decode()
         code, doc = _http("POST", "secretmanager", f"v1/{name}:addVersion", {"payload": {"data": data}})
         if code != 200:
             raise PlaygroundError(f"Secret Manager: adding the keys to {name} failed ({code}): {_message(doc)}")
