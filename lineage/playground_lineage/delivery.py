@@ -11,6 +11,7 @@ import time
 from typing import Any, Dict, List, Tuple
 
 from . import mlflow_rest, spool
+from .events import end_event, map_index
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,7 @@ def deliver_pending(budget: float, expand: bool = False, held: bool = False) -> 
 
 def expand_dag_run(event: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The outcome events of a finished DAG run's tasks that never ran (skipped, upstream failed)."""
-    from airflow.models import DagRun
-
-    from .listener import end_event, map_index
+    from airflow.models import DagRun  # the lineage service's Airflow; the task hooks never import it
 
     runs = DagRun.find(dag_id=event["dag_id"], run_id=event["run_id"])
     if not runs:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Optional
 
-from . import listener
+from . import events, listener
 
 WRAPPED = "_playground_lineage"
 
@@ -25,10 +25,10 @@ def _record(what: str, build: Callable[[Any], dict]) -> Callable[[dict], None]:
     return record
 
 
-ON_START = _record("task start", listener.start_event)
-ON_SUCCESS = _record("task success", lambda ti: listener.end_event(ti, "success"))
-ON_FAILURE = _record("task failure", lambda ti: listener.end_event(ti, "failed"))
-ON_RETRY = _record("task retry", lambda ti: listener.end_event(ti, "up_for_retry"))
+ON_START = _record("task start", events.start_event)
+ON_SUCCESS = _record("task success", lambda ti: events.end_event(ti, "success"))
+ON_FAILURE = _record("task failure", lambda ti: events.end_event(ti, "failed"))
+ON_RETRY = _record("task retry", lambda ti: events.end_event(ti, "up_for_retry"))
 
 
 def _chain(lineage: Callable[[dict], None], own: Optional[Callable[[dict], Any]]) -> Callable[[dict], Any]:

@@ -14,7 +14,7 @@ import time
 
 from . import mlflow_rest, spool
 from .delivery import deliver_pending
-from .listener import _common_tags, _key, _ms, experiment
+from .events import _common_tags, _key, _ms, experiment
 
 
 def task_run_id(ti, budget: float = 15.0) -> str:

@@ -10,7 +10,7 @@ import pytest
 from support import REPO
 
 sys.path.insert(0, str(REPO / "lineage"))
-from playground_lineage import listener, policy  # noqa: E402
+from playground_lineage import events, listener, policy  # noqa: E402
 
 
 def fake_task(**callbacks):
@@ -144,7 +144,7 @@ def test_dag_policy_failing_to_spool_never_hides_the_authors_callback(monkeypatc
 
 def test_callbacks_outside_execute_still_see_the_declared_tables(sent, monkeypatch):
     """Airflow 2.0 fills task.inlets/outlets only inside execute; the DAG's declaration is in _inlets/_outlets."""
-    monkeypatch.setattr(listener, "_facts", lambda table: {})
+    monkeypatch.setattr(events, "_facts", lambda table: {})
     table = SimpleNamespace(database="public", name="claims_enriched", cluster="warehouse")
     task = fake_task(on_success_callback=None, on_execute_callback=None)
     task.outlets, task._outlets = [], [table]

@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Optional
-
-from playground_agent.schema import ZONE_RE
 
 from ..errors import PlaygroundError
 from . import iap_firewall
 from .google import reachable
+from .operations import explain, wait
+from .vm_settings import MANAGED_LABEL, NAME_RE, GceSettings
 
-MANAGED_LABEL = ("managed-by", "playground")
 # One scope, cloud-platform, and the service account's IAM roles decide what the VM may do.
 # - Secret Manager's versions.access (the Cloud SQL password) accepts only cloud-platform; with
 #   narrower scopes it answers "Request had insufficient authentication scopes"
@@ -33,71 +31,12 @@ MANAGED_LABEL = ("managed-by", "playground")
 #  https://cloud.google.com/compute/docs/access/create-enable-service-accounts-for-instances#best_practices).
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 SCOPES = [CLOUD_PLATFORM]
-# Resource names (instances, networks): RFC 1035, 1-63 characters
-# (https://cloud.google.com/compute/docs/naming-resources).
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-# Predefined (e2-standard-4, n2-highmem-8, f1-micro) and custom (n2-custom-4-8192, e2-custom-2-4096-ext).
-MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)+$")
-DISK_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
-SERVICE_ACCOUNT_RE = re.compile(r"^(?:default|[a-z0-9][a-z0-9.-]{0,99}@[a-z0-9][a-z0-9.-]*\.[a-z]+)$")
-# Label values: 0-63 of lowercase letters, digits, _ and - (https://cloud.google.com/compute/docs/labeling-resources).
-LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 Report = Callable[[str], None]
 # The guest names an attached disk /dev/disk/by-id/google-DEVICE_NAME after the deviceName it was attached
 # with (https://cloud.google.com/compute/docs/disks/format-mount-disk-linux): the agent finds its data
 # volume by that name (agent/playground_agent/data.py DEVICE).
 DATA_DEVICE = "playground-data"
 BOOT_DEVICE = "playground-boot"
-
-
-@dataclass
-class GceSettings:
-    project: str
-    zone: str = "europe-west2-b"
-    machine_type: str = "e2-standard-2"  # settings.DEFAULT_MACHINE_TYPE: why
-    disk_size_gb: int = 50
-    data_disk_gb: int = 20  # the data volume (agent's data.py): databases, artifacts, secrets, DAGs, task logs
-    disk_type: str = "pd-balanced"
-    network: str = "default"
-    subnetwork: str = ""
-    service_account: str = "default"
-    image_project: str = ""
-    profile: str = "seed"
-    owner: str = field(default_factory=lambda: os.environ.get("USER", "unknown"))
-    zone_chosen: bool = True  # False: the default zone, and commands on an existing VM look for its zone
-
-    def check(self) -> None:
-        """Every value that goes into a request, checked before the first one (one line each)."""
-        from ..attributes import check_project
-
-        check_project(self.project)
-        if self.image_project:
-            check_project(self.image_project, "image_project")
-        if not ZONE_RE.match(self.zone):
-            raise PlaygroundError(f"--zone: expected a zone such as europe-west2-b, got {self.zone!r}")
-        if not MACHINE_TYPE_RE.match(self.machine_type) or len(self.machine_type) > 63:
-            raise PlaygroundError(f"--machine-type: expected a machine type such as e2-standard-4, got "
-                                  f"{self.machine_type!r}")
-        if not 10 <= self.disk_size_gb <= 65536:
-            raise PlaygroundError(f"--disk-size: expected 10-65536 (GB), got {self.disk_size_gb}")
-        if not 10 <= self.data_disk_gb <= 65536:
-            raise PlaygroundError(f"--data-disk: expected 10-65536 (GB), got {self.data_disk_gb}")
-        if not DISK_TYPE_RE.match(self.disk_type):
-            raise PlaygroundError(f"disk_type: expected a disk type such as pd-balanced, got {self.disk_type!r}")
-        for key in ("network", "subnetwork"):
-            value = getattr(self, key)
-            if (value or key == "network") and not NAME_RE.match(value):
-                raise PlaygroundError(f"{key}: expected a name of 1-63 of a-z 0-9 -, got {value!r}")
-        if not SERVICE_ACCOUNT_RE.match(self.service_account):
-            raise PlaygroundError(f"service_account: expected default or a service account email, got "
-                                  f"{self.service_account!r}")
-        for key, value in self.labels().items():
-            if not LABEL_VALUE_RE.match(value):
-                raise PlaygroundError(f"label {key}: expected 0-63 of a-z 0-9 _ -, got {value!r}")
-
-    def labels(self) -> dict[str, str]:
-        return {MANAGED_LABEL[0]: MANAGED_LABEL[1], "playground-project": self.project,
-                "playground-profile": self.profile, "owner": re.sub(r"[^a-z0-9_-]", "-", self.owner.lower())[:63]}
 
 
 def _clients():
@@ -108,62 +47,6 @@ def _clients():
 
     kw = client_kwargs("compute")
     return compute_v1.InstancesClient(**kw), compute_v1.ImagesClient(**kw), compute_v1.ZoneOperationsClient(**kw)
-
-
-def explain(exc: Exception, s: GceSettings, name: str = "") -> PlaygroundError:
-    """A Google API error -> one line naming the cause and the next step."""
-    from google.api_core import exceptions as gex
-
-    msg = getattr(exc, "message", None) or str(exc)
-    reasons = {e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
-    if isinstance(exc, gex.Forbidden) and ("accessNotConfigured" in reasons or "has not been used" in msg):
-        return PlaygroundError(f"the Compute Engine API is not enabled in project {s.project}: "
-                               f"gcloud services enable compute.googleapis.com --project {s.project}")
-    if isinstance(exc, gex.Forbidden) and ("quotaExceeded" in reasons or "Quota" in msg):
-        return PlaygroundError(f"quota exceeded in project {s.project}: {msg.strip()} Request more at "
-                               f"https://console.cloud.google.com/iam-admin/quotas?project={s.project} "
-                               "or pick a smaller --machine-type")
-    if isinstance(exc, gex.Forbidden):
-        return PlaygroundError(f"permission denied in project {s.project}: {msg.strip()} Grant it with: gcloud "
-                               f"projects add-iam-policy-binding {s.project} --member=user:YOU "
-                               "--role=roles/compute.instanceAdmin.v1")
-    if isinstance(exc, gex.Conflict):
-        return PlaygroundError(f"instance {name} already exists in {s.zone}: `playground start --provider gce "
-                               f"--project {s.project} --name {name}` or destroy it first")
-    if isinstance(exc, gex.NotFound):
-        return PlaygroundError(f"not found in project {s.project}: {msg.strip()}")
-    if isinstance(exc, gex.BadRequest) and "resource.name" in msg:
-        return PlaygroundError(f"--name: expected 1-63 of a-z 0-9 -, starting with a letter, got {name!r}")
-    if isinstance(exc, gex.GoogleAPICallError):
-        return PlaygroundError(f"Compute API error ({exc.code}): {msg.strip()}")
-    return PlaygroundError(f"Compute API call failed: {type(exc).__name__}: {exc}")
-
-
-def wait(ops_client, s: GceSettings, operation, report: Report, what: str, timeout: float = 600,
-         region: str = "", global_op: bool = False) -> None:
-    """Wait on a zone operation (or, given region, a region operation; with global_op, a global one)
-    with our own client; raise its error as one line."""
-    name = operation.name
-    where = {} if global_op else {"region": region} if region else {"zone": s.zone}
-    deadline = time.monotonic() + timeout
-    while True:
-        op = ops_client.wait(project=s.project, operation=name, **where)
-        report(f"{what}: {op.status.name.lower() if hasattr(op.status, 'name') else op.status}")
-        if _status(op) == "DONE":
-            break
-        if time.monotonic() > deadline:
-            raise PlaygroundError(f"{what}: operation {name} not done after {timeout:.0f} s")
-    if op.error and op.error.errors:
-        first = op.error.errors[0]
-        if first.code == "ZONE_RESOURCE_POOL_EXHAUSTED" or "does not have enough resources" in first.message:
-            raise PlaygroundError(f"zone {s.zone} is out of resources for {s.machine_type}: try another "
-                                  "--zone or --machine-type")
-        raise PlaygroundError(f"{what} failed: {first.code}: {first.message}")
-
-
-def _status(op) -> str:
-    status = op.status
-    return status if isinstance(status, str) else getattr(status, "name", str(status))
 
 
 def instance_resource(s: GceSettings, name: str, image_link: str, attributes: dict[str, str],

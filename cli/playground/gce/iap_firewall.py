@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from ..errors import PlaygroundError
+from .google import client_kwargs
+from .operations import explain, wait
 
 IAP_RANGE = "35.235.240.0/20"  # Google's documented source range of IAP TCP forwarding
 TAG = "allow-iap-ssh"
@@ -30,11 +32,8 @@ def ensure(s, report: Report) -> Optional[str]:
     """Make the rule for s.network if it is missing. Returns a warning (what to run) when it could not be
     made for lack of permission, None when it is there: the caller goes on either way, since an
     administrator may have opened port 22 to IAP by a rule of another name."""
-    from google.api_core import exceptions as gex
+    from google.api_core import exceptions as gex  # Google's libraries load only when used: --help stays fast
     from google.cloud import compute_v1
-
-    from .compute import explain, wait
-    from .google import client_kwargs
 
     kw = client_kwargs("compute")
     firewalls, ops = compute_v1.FirewallsClient(**kw), compute_v1.GlobalOperationsClient(**kw)
