@@ -22,6 +22,8 @@ leaves an instance that `list` shows and `destroy` removes.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import random
@@ -33,7 +35,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from .. import paths
 from ..errors import PlaygroundError
@@ -554,6 +556,16 @@ def wait_healthy(inst: Instance, timeout: float, report: Report) -> dict:
                 gone=str(inst.dir / "console.log"))
 
 
+@contextlib.contextmanager
+def _claiming() -> Iterator[None]:
+    """One launch at a time chooses a name and an address slot: two at once (two terminals, two test runs)
+    would otherwise both find the same slot free."""
+    paths.instances_dir().mkdir(parents=True, exist_ok=True)
+    with open(paths.instances_dir() / ".claim.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _free_slot() -> int:
     used = {i.slot for i in all_instances()}
     for slot in range(1, 250):
@@ -591,22 +603,24 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
     if runtime == "vm" and not (image / "disk.raw").is_file():
         raise PlaygroundError(f"the image {image.name} has no bootable disk (built before disk.raw was part of the "
                               "image): `playground image build`, or --runtime nspawn")
-    existing = paths.instances_dir() / name / "instance.json"
-    if existing.exists():
-        inst = load(name)
-        state = "running" if is_running(inst) else "stopped"
-        raise PlaygroundError(f"instance {name!r} already exists ({state}): `playground start --name {name}` "
-                              f"or `playground destroy --name {name}`")
+    if (with_workers or worker_of) and runtime != "nspawn":
+        raise PlaygroundError("--workers: nspawn instances only for now (the VM runtime has no private network)")
     key = ssh_key()
     attrs = {"gcp-project": project, **attributes,
              "ssh-keys": f"{SSH_USER}:{(key.with_suffix('.pub')).read_text().strip()}"}
-    inst = Instance(name=name, project=project, profile=profile, image=str(image), slot=_free_slot(),
-                    instance_id=str(random.randrange(10**18, 10**19)), created_at=time.time(), attributes=attrs,
-                    runtime=runtime, data_disk_gb=data_disk_gb,
-                    data_volume=("file" if data_disk_gb else "folder") if runtime == "nspawn"
-                    else "disk" if data_disk_gb else "")
-    if (with_workers or worker_of) and runtime != "nspawn":
-        raise PlaygroundError("--workers: nspawn instances only for now (the VM runtime has no private network)")
+    with _claiming():  # the name and the address slot, until the record below says they are taken
+        existing = paths.instances_dir() / name / "instance.json"
+        if existing.exists():
+            inst = load(name)
+            state = "running" if is_running(inst) else "stopped"
+            raise PlaygroundError(f"instance {name!r} already exists ({state}): `playground start --name {name}` "
+                                  f"or `playground destroy --name {name}`")
+        inst = Instance(name=name, project=project, profile=profile, image=str(image), slot=_free_slot(),
+                        instance_id=str(random.randrange(10**18, 10**19)), created_at=time.time(), attributes=attrs,
+                        runtime=runtime, data_disk_gb=data_disk_gb,
+                        data_volume=("file" if data_disk_gb else "folder") if runtime == "nspawn"
+                        else "disk" if data_disk_gb else "")
+        inst.save()
     if with_workers:
         inst.private_net, inst.private_host = inst.slot, MAIN_HOST
         inst.attributes.update({"airflow-executor": "CeleryExecutor",
