@@ -278,7 +278,7 @@ def build_local(profile: str = "local", report: Report = print, notice: Optional
             report("booting the build container")
             container = subprocess.Popen(
                 ["systemd-nspawn", "-D", str(rootfs), "--boot", "--register=no", "--keep-unit",
-                 "--machine", "pg-build-" + version.replace("-", ""), "--resolv-conf=copy-host",
+                 "--machine", f"pg-build-{profile}-" + version.replace("-", ""), "--resolv-conf=copy-host",
                  f"--bind={paths.cache_dir() / 'pip'}:{BUILD_PIP_CACHE}",
                  f"--bind-ro={hostinputs.ca_bundle()}:{BUILD_CA}"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
