@@ -68,10 +68,12 @@ def trigger(host, auth: str, dag: str, run_id: str) -> dict:
     states: list[str] = []
 
     def finished():
+        # The run's state first, then its tasks': read the other way round, a run that ended between the two
+        # requests showed its last task still running.
+        run = curl(host, "GET", f"{API}/dags/{dag}/dagRuns/{run_id}", auth=auth).get("state")
         got = curl(host, "GET", f"{API}/dags/{dag}/dagRuns/{run_id}/taskInstances", auth=auth)
         now = {t["task_id"]: t["state"] for t in got.get("task_instances", [])}
         states.extend(s for s in now.values() if s and s not in states)
-        run = curl(host, "GET", f"{API}/dags/{dag}/dagRuns/{run_id}", auth=auth).get("state")
         return now if run in ("success", "failed") else None
 
     tis = eventually(finished, 240, every=2)
