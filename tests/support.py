@@ -123,9 +123,10 @@ def stop_process(proc, timeout: float) -> None:
         proc.wait()
 
 
-def eventually(fn, timeout: float, every: float = 1.0):
-    """fn() until it returns something true or timeout seconds pass: its last answer. Polled every second
-    by default: a wait ends within a second of its event, and the deadline stays generous."""
+def eventually(fn, timeout: float, every: float = 2.0):
+    """fn() until it returns something true or timeout seconds pass: its last answer. Every 2 s by default: a
+    wait ends soon after its event, and each poll (an SSH round, often a Python process on the instance)
+    costs the CPUs that the machine being waited for needs."""
     deadline = time.monotonic() + timeout
     while True:
         got = fn()
