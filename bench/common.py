@@ -87,18 +87,12 @@ def _launch(name: str, attributes: Optional[dict]) -> tuple:
 
 
 @contextlib.contextmanager
-def bench_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tuple]:
+def fresh_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tuple]:
     """A fresh local instance of the newest local image, and its first health report; destroyed after,
-    whatever happens (a leftover of the same name from an interrupted run is destroyed first). Inside
-    shared_instances(), without attributes: the run's one shared instance, kept for the next part."""
+    whatever happens (a leftover of the same name from an interrupted run is destroyed first)."""
     from playground import paths
     from playground.local import instance
 
-    if _shared["on"] and not attributes:
-        if _shared["launched"] is None or not instance.is_running(instance.load(SHARED_NAME)):
-            _shared["launched"] = _launch(SHARED_NAME, None)
-        yield _shared["launched"]
-        return
     try:
         yield _launch(name, attributes)
     finally:
@@ -107,7 +101,24 @@ def bench_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tup
 
 
 @contextlib.contextmanager
+def bench_instance(name: str, attributes: Optional[dict] = None) -> Iterator[tuple]:
+    """A fresh instance (fresh_instance); inside shared_instances(), without attributes, the run's one shared
+    instance instead, kept for the next part."""
+    from playground.local import instance
+
+    if _shared["on"] and not attributes:
+        if _shared["launched"] is None or not instance.is_running(instance.load(SHARED_NAME)):
+            _shared["launched"] = _launch(SHARED_NAME, None)
+        yield _shared["launched"]
+        return
+    with fresh_instance(name, attributes) as launched:
+        yield launched
+
+
+@contextlib.contextmanager
 def bench_instances(names: list[str]) -> Iterator[list[tuple]]:
-    """Several instances, as bench_instance makes each: inside shared_instances() the first is the shared one."""
+    """Several instances: the first as bench_instance gives it (the shared one in a smoke run), the others
+    fresh, each of its own."""
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(bench_instance(name)) for name in names]
+        yield [stack.enter_context(bench_instance(names[0]))] + [
+            stack.enter_context(fresh_instance(name)) for name in names[1:]]
