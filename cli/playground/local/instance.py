@@ -552,7 +552,7 @@ def health(inst: Instance) -> Optional[dict]:
 def wait_healthy(inst: Instance, timeout: float, report: Report) -> dict:
     from ..providers.waiting import wait_healthy as wait
 
-    return wait(inst.name, lambda: health(inst), lambda: is_running(inst), timeout, report,
+    return wait(inst.name, lambda left: health(inst), lambda: is_running(inst), timeout, report,
                 gone=str(inst.dir / "console.log"))
 
 
@@ -620,17 +620,16 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
                         runtime=runtime, data_disk_gb=data_disk_gb,
                         data_volume=("file" if data_disk_gb else "folder") if runtime == "nspawn"
                         else "disk" if data_disk_gb else "")
+        if with_workers:
+            inst.private_net, inst.private_host = inst.slot, MAIN_HOST
+            inst.attributes.update({"airflow-executor": "CeleryExecutor",
+                                    "private-subnet": netns.private_names(inst.slot)["subnet"]})
+        if worker_of is not None:
+            inst.private_net, inst.private_host, inst.main = worker_of.private_net, worker_host, worker_of.name
+            inst.attributes.update({"role": "worker", "airflow-executor": "CeleryExecutor",
+                                    "private-subnet": netns.private_names(worker_of.private_net)["subnet"],
+                                    "main-address": netns.private_ip(worker_of.private_net, worker_of.private_host)})
         inst.save()
-    if with_workers:
-        inst.private_net, inst.private_host = inst.slot, MAIN_HOST
-        inst.attributes.update({"airflow-executor": "CeleryExecutor",
-                                "private-subnet": netns.private_names(inst.slot)["subnet"]})
-    if worker_of is not None:
-        inst.private_net, inst.private_host, inst.main = worker_of.private_net, worker_host, worker_of.name
-        inst.attributes.update({"role": "worker", "airflow-executor": "CeleryExecutor",
-                                "private-subnet": netns.private_names(worker_of.private_net)["subnet"],
-                                "main-address": netns.private_ip(worker_of.private_net, worker_of.private_host)})
-    inst.save()
     try:
         if worker_of is not None:
             _hand_over(worker_of, inst)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Optional
 
 from ..errors import PlaygroundError
@@ -82,10 +81,9 @@ class GceProvider(Provider):
 
         try:
             target = compute.ssh_target(self.s, row)
-            deadline = time.monotonic() + timeout
-            # Each read gets what is left of the wait (at most 20 s): --timeout is the whole wait.
-            wait_healthy(row["name"], lambda: read_over_ssh(target, max(1.0, min(20.0, deadline - time.monotonic()))),
-                         lambda: True, timeout, report, every=POLL_S)
+            # Each read gets what is left of the wait, at most 20 s: --timeout is the whole wait.
+            wait_healthy(row["name"], lambda left: read_over_ssh(target, min(20.0, left)), lambda: True, timeout,
+                         report, every=POLL_S)
         except PlaygroundError as exc:
             raise PlaygroundError(f"{exc} (the VM {row['name']} exists and is billed while it runs: "
                                   f"`playground status {self._where(row)}`, or `playground destroy "

@@ -14,16 +14,17 @@ Report = Callable[[str], None]
 REPORT_PATH = "/run/playground/status.json"
 
 
-def wait_healthy(name: str, read: Callable[[], Optional[dict]], alive: Callable[[], bool], timeout: float,
+def wait_healthy(name: str, read: Callable[[float], Optional[dict]], alive: Callable[[], bool], timeout: float,
                  report: Report, gone: str = "", every: float = 2.0) -> dict:
     """The first healthy report; PlaygroundError when the agent refused its config, the machine
-    stopped (gone says where to look), or timeout passed (with the last problem seen)."""
+    stopped (gone says where to look), or timeout passed (with the last problem seen). read(left) is given
+    the seconds left of the wait, so that no read outlasts it."""
     deadline = time.monotonic() + timeout
     last: Optional[dict] = None
     while time.monotonic() < deadline:
         if not alive():
             raise PlaygroundError(f"instance {name} stopped while booting" + (f"; see {gone}" if gone else ""))
-        rep = read()
+        rep = read(max(1.0, deadline - time.monotonic()))
         if rep is None:
             report("waiting for SSH and the agent's first health report")
         else:
