@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -69,7 +70,9 @@ def metadata(tmp_path: Path):
 # Where the suite's time goes (issue 35): per test file, its tests, their seconds (setup, call and teardown)
 # and the local instances it launched and booted, printed at the end of every run. Instances are sampled
 # from PLAYGROUND_HOME every half second (a boot takes seconds, so none is missed): a launch is a new
-# (name, created_at), a boot a new container or VM process of one.
+# (name, created_at), a boot a new container or VM process of one. cpu: the machine's busy CPU-seconds
+# (/proc/stat, every process) while the file ran: near 2x its seconds, it is CPU-bound on these 2 cores;
+# far below, it mostly waits (in a two-lane run the lanes share it).
 class FileTimes:
     def __init__(self) -> None:
         import threading
@@ -78,6 +81,7 @@ class FileTimes:
         self.tests: dict[str, set[str]] = {}
         self.launches: dict[str, set[tuple]] = {}
         self.boots: dict[str, set[tuple]] = {}
+        self.cpu: dict[str, float] = {}
         self.current = ""
         self.before = {made for made, _ in self.read()}  # what ran before this session is not its cost
         self.done = threading.Event()
@@ -99,8 +103,21 @@ class FileTimes:
                           r.get("pids", {}).get("nspawn" if r.get("runtime", "nspawn") == "nspawn" else "vm")))
         return found
 
+    @staticmethod
+    def busy_seconds() -> float:
+        """CPU-seconds the machine spent busy since it booted (all CPUs: user, nice, system, irq...)."""
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return 0.0
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
     def sample(self) -> None:
+        last = self.busy_seconds()
         while not self.done.wait(0.5):
+            now = self.busy_seconds()
+            self.cpu[self.current] = self.cpu.get(self.current, 0.0) + now - last
+            last = now
             for made, pid in self.read():
                 if made in self.before:
                     continue
@@ -108,7 +125,7 @@ class FileTimes:
                 if pid:
                     self.boots.setdefault(self.current, set()).add((*made, pid))
 
-    def rows(self) -> list[tuple[str, int, float, int, int]]:
+    def rows(self) -> list[tuple[str, int, float, float, int, int]]:
         # An instance belongs to the file that made it (the session's shared one to the first that asked).
         seen_l: set = set()
         seen_b: set = set()
@@ -118,7 +135,7 @@ class FileTimes:
             new_b = self.boots.get(f, set()) - seen_b
             seen_l |= new_l
             seen_b |= new_b
-            out.append((f, len(self.tests[f]), self.seconds[f], len(new_l), len(new_b)))
+            out.append((f, len(self.tests[f]), self.seconds[f], self.cpu.get(f, 0.0), len(new_l), len(new_b)))
         return out
 
 
@@ -150,8 +167,8 @@ def pytest_terminal_summary(terminalreporter):
     rows = _times.rows()
     tr = terminalreporter
     tr.section("where the time goes: per file")
-    tr.write_line(f"{'file':48} {'tests':>5} {'seconds':>8} {'launched':>8} {'booted':>6}")
-    for f, n, secs, launched, booted in sorted(rows, key=lambda r: -r[2]):
-        tr.write_line(f"{f:48} {n:5d} {secs:8.1f} {launched:8d} {booted:6d}")
+    tr.write_line(f"{'file':48} {'tests':>5} {'seconds':>8} {'cpu':>7} {'launched':>8} {'booted':>6}")
+    for f, n, secs, cpu, launched, booted in sorted(rows, key=lambda r: -r[2]):
+        tr.write_line(f"{f:48} {n:5d} {secs:8.1f} {cpu:7.0f} {launched:8d} {booted:6d}")
     tr.write_line(f"{'all':48} {sum(r[1] for r in rows):5d} {sum(r[2] for r in rows):8.1f} "
-                  f"{sum(r[3] for r in rows):8d} {sum(r[4] for r in rows):6d}")
+                  f"{sum(r[3] for r in rows):7.0f} {sum(r[4] for r in rows):8d} {sum(r[5] for r in rows):6d}")

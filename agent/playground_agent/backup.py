@@ -35,7 +35,7 @@ import tempfile
 import time
 from typing import IO, Any, Dict, List, Optional, Tuple
 
-from . import bootstrap, health, paths, versions
+from . import bootstrap, database, health, paths, versions
 from .commands import CommandError
 from .files import read_env, read_json
 from .project import airflow_run_env
@@ -388,20 +388,15 @@ def restore(src: IO[bytes], replace: bool) -> Dict[str, Any]:
         env = airflow_run_env()  # the services' own settings and secrets, as retention runs Airflow
         old_key = _read(os.path.join(stage, "secrets", "fernet-key"))
         new_key = env.get("AIRFLOW__CORE__FERNET_KEY", "")
-        migrate = versions.Airflow(versions.installed_version()).migrate_args
-        log("restore: airflow %s" % " ".join(migrate))
-        bootstrap.airflow(migrate, env, "airflow " + " ".join(migrate))
+        database.migrate(env, lambda msg: log("restore: " + msg))  # a backup of an older Airflow's schema
         if old_key and old_key != new_key:
             log("restore: re-encrypting connections and variables with this machine's key")
-            bootstrap.airflow(["rotate-fernet-key"], dict(env, AIRFLOW__CORE__FERNET_KEY=new_key + "," + old_key),
-                              "airflow rotate-fernet-key")
+            database.airflow(["rotate-fernet-key"], dict(env, AIRFLOW__CORE__FERNET_KEY=new_key + "," + old_key),
+                             "airflow rotate-fernet-key")
         user = str(cfg.get("airflow_admin_user") or "admin")
-        if user in bootstrap.airflow(["users", "list", "-o", "plain"], env, "airflow users list").split():
-            bootstrap.airflow(["users", "delete", "--username", user], env, "airflow users delete")
-        password = bootstrap.admin_password()
-        bootstrap.airflow(["users", "create", "--role", "Admin", "--username", user, "--email", "%s@localhost" % user,
-                           "--firstname", "Playground", "--lastname", "Admin"], env, "airflow users create",
-                          secret_input="%s\n%s\n" % (password, password))
+        if database.has_user(user):
+            database.airflow(["users", "delete", "--username", user], env, "airflow users delete")
+        database.create_admin(user, bootstrap.admin_password(), env)
         log("restore: starting the services")
         _systemctl("start", "playground.target")
         stopped = False

@@ -6,15 +6,12 @@ import json
 import os
 import pwd
 import secrets
-import subprocess
-import time
 from typing import Dict, List, Optional
 
-from . import cluster, paths, versions
-from .commands import PSQL, CommandError, new_password, run
+from . import cluster, database, paths
+from .commands import new_password, run
 from .config import Config, SshKey
 from .files import read_env, read_json, write_atomic
-from .render import airflow_env
 
 
 def load_state() -> Dict[str, object]:
@@ -66,40 +63,6 @@ def _keys_env(fernet: str, secret_key: str) -> str:
 def admin_password() -> str:
     with open(paths.SECRETS_DIR + "/admin-password", encoding="utf-8") as fh:
         return fh.read().strip()
-
-
-def wait_for_postgres(timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if subprocess.run(["pg_isready", "-q", "-h", "/var/run/postgresql"]).returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            raise CommandError("PostgreSQL did not accept connections within %d s" % timeout)
-        time.sleep(0.5)
-
-
-def ensure_database(name: str, owner: str) -> bool:
-    """Create role and database if missing (names were validated as identifiers)."""
-    created = False
-    if run(PSQL + ["-c", "SELECT 1 FROM pg_roles WHERE rolname='%s'" % owner], what="psql").strip() != "1":
-        run(PSQL + ["-c", 'CREATE ROLE "%s" LOGIN' % owner], what="create role " + owner)
-        created = True
-    if run(PSQL + ["-c", "SELECT 1 FROM pg_database WHERE datname='%s'" % name], what="psql").strip() != "1":
-        run(PSQL + ["-c", 'CREATE DATABASE "%s" OWNER "%s"' % (name, owner)], what="create database " + name)
-        created = True
-    return created
-
-
-def airflow_command_env(cfg: Config, secret_env: Dict[str, str]) -> Dict[str, str]:
-    env = {"PATH": paths.AIRFLOW_VENV + "/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-    env.update(airflow_env(cfg, os.cpu_count() or 1, versions.installed()))
-    env.update(secret_env)
-    return env
-
-
-def airflow(args: List[str], env: Dict[str, str], what: str, secret_input: Optional[str] = None) -> str:
-    return run(["runuser", "-u", "airflow", "--", paths.AIRFLOW_VENV + "/bin/airflow"] + args, env=env, what=what,
-                secret_input=secret_input)
 
 
 def ensure_dirs(cfg: Config) -> None:
@@ -168,30 +131,20 @@ def bootstrap(cfg: Config, log) -> Dict[str, object]:
         state["instance_id"] = cfg.instance_id
         save_state(state)
         return state
-    wait_for_postgres()
-    ensure_database("airflow", "airflow")
-    ensure_database("warehouse", "airflow")  # pipelines' own tables (AIRFLOW_CONN_WAREHOUSE)
+    database.wait_for_postgres()
+    # Made at image build (database.bake) and copied with the cluster; created here only on an older volume.
+    database.ensure_database("airflow", "airflow")
+    database.ensure_database("warehouse", "airflow")  # pipelines' own tables (AIRFLOW_CONN_WAREHOUSE)
     if cfg.mlflow_backend == "local":
-        ensure_database(cfg.mlflow_db_name, cfg.mlflow_db_user)
+        database.ensure_database(cfg.mlflow_db_name, cfg.mlflow_db_user)
     if cfg.airflow_executor == "CeleryExecutor":
         cluster.set_db_password(log)
-    env = airflow_command_env(cfg, secret_env)
-    version = versions.installed_version()
-    if first or state.get("migrated_version") != version:
-        migrate = versions.Airflow(version).migrate_args
-        log("running the Airflow database migration (airflow %s)" % " ".join(migrate))
-        airflow(migrate, env, "airflow " + " ".join(migrate))
-        state["migrated_version"] = version
+    env = database.airflow_command_env(cfg, secret_env)
+    database.migrate(env, log)  # read from the database, not this boot disk's state: see database.py
     if first or state.get("admin_user") != cfg.airflow_admin_user:
-        existing = airflow(["users", "list", "-o", "plain"], env, "airflow users list")
-        if cfg.airflow_admin_user not in existing.split():
+        if not database.has_user(cfg.airflow_admin_user):
             log("creating the Airflow admin user %r" % cfg.airflow_admin_user)
-            # No --password: `users create` then asks twice through getpass, which reads stdin here.
-            password = admin_password()
-            airflow(["users", "create", "--role", "Admin", "--username", cfg.airflow_admin_user,
-                     "--email", "%s@localhost" % cfg.airflow_admin_user, "--firstname", "Playground",
-                     "--lastname", "Admin"], env, "airflow users create",
-                    secret_input="%s\n%s\n" % (password, password))
+            database.create_admin(cfg.airflow_admin_user, admin_password(), env)
         state["admin_user"] = cfg.airflow_admin_user
     state["instance_id"] = cfg.instance_id
     save_state(state)

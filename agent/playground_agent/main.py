@@ -16,6 +16,7 @@ from . import (
     bucket_sync,
     cluster,
     data,
+    database,
     files,
     health,
     nightly,
@@ -236,6 +237,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub.add_parser("watch", help="long-poll metadata and re-apply on change")
     sub.add_parser("cluster-secrets", help="print what a worker needs from this main (its passwords and keys, "
                    "as env lines; root; the launcher hands them to a worker before its first boot)")
+    sub.add_parser("bake-database", help="create and migrate Airflow's database in the image's PostgreSQL "
+                   "cluster (root; the image build runs it: a new machine copies it, see database.py)")
     sub.add_parser("data", help="mount the data volume and bind the team's folders from it (root; "
                    "playground-data.service runs it at boot, before PostgreSQL)")
     p_project = sub.add_parser("project", help="the team's project, for `playground deploy` (root; JSON out)")
@@ -290,6 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("playground-agent: project: run as root", file=sys.stderr)
             return 1
         return project.main(args.action)
+    if args.command == "bake-database":
+        return database.main()
     if args.command == "data":
         if os.geteuid() != 0:
             print("playground-agent: data: run as root", file=sys.stderr)

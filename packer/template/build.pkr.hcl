@@ -76,6 +76,7 @@ build {
       "${path.root}/../scripts/40-mlflow.sh",
       "${path.root}/../scripts/50-google-tools.sh",
       "${path.root}/../scripts/60-agent-units.sh",
+      "${path.root}/../scripts/65-database.sh",
       "${path.root}/../scripts/90-hygiene.sh",
     ]
   }

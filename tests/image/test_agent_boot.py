@@ -27,6 +27,18 @@ def test_first_boot_made_secrets_databases_and_admin(host):
     assert password not in journal
 
 
+def test_first_boot_copies_the_image_s_migrated_database_instead_of_migrating(host):
+    """The image build migrated Airflow's database (playground-agent bake-database); the first boot found it
+    at the recorded revisions on its data volume and ran no migration of its own."""
+    baked = json.loads(run_ok(host, "cat /etc/playground/airflow-database.json"))
+    revision = run_ok(host, "sudo -u postgres psql -d airflow -tAc 'SELECT version_num FROM alembic_version'").strip()
+    assert revision and baked["revisions"]["alembic_version"] == revision
+    journal = run_ok(host, "journalctl -u playground-agent --no-pager -o cat")
+    assert "first boot of instance" in journal and "running the Airflow database migration" not in journal
+    # The build's own Airflow home (and the Fernet key 2.x writes into a new airflow.cfg) did not stay.
+    assert run_ok(host, "ls /tmp /var/lib/airflow").count("airflow-bake-") == 0
+
+
 def test_airflow_starts_without_warnings_about_our_settings(host):
     """Airflow 2.11 warns in every process about an unset timer_unit_consistency: the agent sets it."""
     journal = run_ok(host, "journalctl --no-pager -o cat -u airflow-scheduler@1 -u airflow-webserver "
