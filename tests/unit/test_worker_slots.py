@@ -2,30 +2,32 @@
 the user set airflow-parallelism; with no worker, LocalExecutor and the default again (issue 17)."""
 from __future__ import annotations
 
-from playground.local.instance import Instance
-from playground.providers.local import LocalProvider
-from playground.providers.workers import worker_slots
+from playground.providers.workers import main_changes, worker_slots
 
 
-def main(follow: bool = True, **attributes: str) -> Instance:
-    return Instance(name="pgw", project="p", profile="local", image="/i", slot=1, instance_id="1", created_at=0.0,
-                    attributes={"airflow-executor": "CeleryExecutor", **attributes}, slots_follow_workers=follow)
+def main(follow: bool = True, **attributes: str) -> tuple[dict, bool]:
+    """A main's attributes and whether its slots follow its workers' (both providers keep these two)."""
+    return {"airflow-executor": "CeleryExecutor", **attributes}, follow
+
+
+def changes(main_: tuple[dict, bool], workers: int) -> dict:
+    return main_changes(main_[0], main_[1], workers)
 
 
 def test_parallelism_follows_the_workers_slots_and_returns_to_the_default_with_none():
-    assert LocalProvider._main_changes(main(**{"airflow-parallelism": "16"}), 3) == {"airflow-parallelism": "24"}
-    assert LocalProvider._main_changes(main(**{"airflow-parallelism": "16", "worker-concurrency": "4"}), 2) == {
+    assert changes(main(**{"airflow-parallelism": "16"}), 3) == {"airflow-parallelism": "24"}
+    assert changes(main(**{"airflow-parallelism": "16", "worker-concurrency": "4"}), 2) == {
         "airflow-parallelism": "8"}
-    assert LocalProvider._main_changes(main(**{"airflow-parallelism": "16"}), 0) == {
+    assert changes(main(**{"airflow-parallelism": "16"}), 0) == {
         "airflow-executor": "LocalExecutor", "airflow-parallelism": ""}
     back = main(**{"airflow-executor": "LocalExecutor", "airflow-parallelism": ""})
-    assert LocalProvider._main_changes(back, 1) == {"airflow-executor": "CeleryExecutor", "airflow-parallelism": "8"}
-    assert LocalProvider._main_changes(main(**{"airflow-parallelism": "16"}), 2) == {}  # nothing to apply
+    assert changes(back, 1) == {"airflow-executor": "CeleryExecutor", "airflow-parallelism": "8"}
+    assert changes(main(**{"airflow-parallelism": "16"}), 2) == {}  # nothing to apply
 
 
 def test_a_parallelism_the_user_set_is_left_alone():
-    assert LocalProvider._main_changes(main(follow=False, **{"airflow-parallelism": "40"}), 1) == {}
-    assert LocalProvider._main_changes(main(follow=False, **{"airflow-parallelism": "40"}), 0) == {
+    assert changes(main(follow=False, **{"airflow-parallelism": "40"}), 1) == {}
+    assert changes(main(follow=False, **{"airflow-parallelism": "40"}), 0) == {
         "airflow-executor": "LocalExecutor"}
 
 

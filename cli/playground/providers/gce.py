@@ -7,7 +7,7 @@ from typing import Any, Optional
 from ..errors import PlaygroundError
 from .base import Launched, LaunchRequest, Provider, Reach, Report, Upgraded
 from .waiting import read_over_ssh, wait_healthy
-from .workers import free_numbers, main_changes, said, worker_name, worker_number, worker_slots
+from .workers import ClusterOps, Main, Worker, apply_error, free_numbers, scale, worker_name, worker_slots
 
 # A VM answers SSH through IAP only once the guest has booted; poll its report less often than a
 # local instance's, each poll starts a gcloud IAP tunnel.
@@ -188,74 +188,7 @@ class GceProvider(Provider):
         return compute.workers_of(self.s, main)
 
     def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
-        from ..gce import compute
-
-        main = self.describe(name)
-        if main.get("main"):
-            raise PlaygroundError(f"--name: {name} is a worker of {main['main']}: scale {main['main']}")
-        if not main["attributes"].get("cluster-secret"):
-            raise PlaygroundError(f"{name} was launched without --workers (no cluster secret, no firewall rule): "
-                                  f"launch a playground with --workers (`playground backup` this one and "
-                                  "`playground restore` onto it to keep its runs)")
-        if main["state"] != "running":
-            raise PlaygroundError(f"{name} is {main['state']}: `playground start {self._where(main)}` first")
-        s = dataclasses.replace(self.s, zone=main["zone"], zone_chosen=True)
-        have = self._workers(name)
-        changes = main_changes(main["attributes"], main.get("slots") == "workers", workers)
-        done: list[str] = []
-        if workers > len(have):  # the main's new settings first: tasks wait in the broker for the new workers
-            self._set_main(s, main, changes, report)
-            done += said(name, changes)
-            try:
-                for row in self._add_workers(s, main, workers - len(have), report):
-                    done.append(f"launched worker {row['name']} at {row['address']}")
-                    self._wait(row, report, 300)
-            except PlaygroundError as exc:
-                now = self._workers(name)  # the main's settings follow the workers it has
-                fresh = self.describe(name)
-                back = main_changes(fresh["attributes"], fresh.get("slots") == "workers", len(now))
-                try:
-                    self._set_main(s, fresh, back, report)
-                except PlaygroundError as again:
-                    raise PlaygroundError(f"{exc}; and {again}") from exc
-                raise PlaygroundError(f"{exc}; {name} has {len(now)} worker(s) now: "
-                                      f"`playground status {self._where(main)}`") from exc
-            done.append("new workers have the image's packages only: `playground deploy` your project again if "
-                        "it has a requirements.txt")
-            return done
-        doomed = sorted(have, key=lambda w: (w["state"] == "running", -worker_number(w["name"])))
-        for w in doomed[:len(have) - workers]:
-            if w["state"] == "running" and not force:
-                report(f"{w['name']}: warm shutdown, its running tasks finish first (--force does not wait)")
-                code, err = run_remote(compute.ssh_target(s, w), "sudo -n systemctl stop airflow-worker.service",
-                                       660)
-                if code != 0:
-                    raise PlaygroundError(f"{w['name']}: the worker did not stop cleanly ({err.strip()[-200:]}); "
-                                          "it is kept: `playground scale --force` removes it anyway")
-            report(f"removing {w['name']}")
-            compute.destroy(s, w["name"], report)
-            done.append(f"removed worker {w['name']}")
-        self._set_main(s, main, changes, report)  # fewer slots only once the workers are gone
-        return done + said(name, changes)
-
-    def _set_main(self, s, main: dict, changes: dict[str, str], report: Report) -> None:
-        """The attributes, then the agent's apply at once over SSH (it reads the rest at its next boot only)."""
-        from ..gce import compute
-
-        if not changes:
-            return
-        report(f"{main['name']}: " + ", ".join(f"{k} {v or 'default'}" for k, v in changes.items()))
-        compute.set_attributes(s, main["name"], changes, report)
-        given = " ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-        try:
-            code, err = run_remote(compute.ssh_target(s, main), "sudo -n playground-agent apply", 300)
-        except PlaygroundError as exc:
-            raise PlaygroundError(f"{main['name']}: the agent did not apply {given} ({exc}); it is in the "
-                                  "metadata, applied at the next boot or by `sudo playground-agent apply`") from exc
-        if code != 0:
-            raise PlaygroundError(f"{main['name']}: the agent did not apply {given}: "
-                                  f"{(err.strip().splitlines() or [f'exit {code}'])[-1]}")
-        self._wait(main, report, 180)
+        return scale(GceCluster(self), name, workers, force, report)
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
         """The VM; a main's stopped workers after it."""
@@ -375,3 +308,60 @@ class GceProvider(Provider):
         return Reach(target=compute.ssh_target(self.s, row), web=compute.web_ports(row),
                      admin=admin_user(row["attributes"]), ssh_args=compute.ssh_args(self.s, row),
                      ssh_command=f"playground ssh {self._where(row)}")
+
+
+class GceCluster(ClusterOps):
+    """scale's verbs on GCE: workers are VMs of the main's network tag, labelled with their main."""
+
+    def __init__(self, provider: GceProvider) -> None:
+        self.provider = provider
+        self.rows: dict[str, dict] = {}  # name -> its last describe()/list row: its zone and address
+
+    def _s(self, main: Main):
+        row = self.rows[main.name]
+        return dataclasses.replace(self.provider.s, zone=row["zone"], zone_chosen=True)
+
+    def main(self, name: str) -> Main:
+        row = self.rows[name] = self.provider.describe(name)
+        return Main(name, row.get("main") or "", bool(row["attributes"].get("cluster-secret")), row["state"],
+                    dict(row["attributes"]), row.get("slots") == "workers", self.provider._where(row))
+
+    def workers(self, main: Main) -> list[Worker]:
+        rows = self.provider._workers(main.name)
+        self.rows.update({r["name"]: r for r in rows})
+        return [Worker(r["name"], r["state"] == "running") for r in rows]
+
+    def set_main(self, main: Main, changes: dict[str, str], report: Report) -> None:
+        # The attributes, then the agent's apply at once over SSH (it reads the rest at its next boot only).
+        from ..gce import compute
+
+        s, row = self._s(main), self.rows[main.name]
+        compute.set_attributes(s, main.name, changes, report)
+        try:
+            code, err = run_remote(compute.ssh_target(s, row), "sudo -n playground-agent apply", 300)
+        except PlaygroundError as exc:
+            raise apply_error(main.name, changes, f"{exc}; it is in the metadata, applied at the next boot or by "
+                                                  "`sudo playground-agent apply`") from exc
+        if code != 0:
+            raise apply_error(main.name, changes, (err.strip().splitlines() or [f"exit {code}"])[-1])
+        self.provider._wait(row, report, 180)
+
+    def add_workers(self, main: Main, count: int, report: Report) -> list[tuple[str, str]]:
+        made = []
+        for row in self.provider._add_workers(self._s(main), self.rows[main.name], count, report):
+            self.provider._wait(row, report, 300)
+            made.append((row["name"], row["address"]))
+        return made
+
+    def warm_stop(self, worker: Worker) -> tuple[int, str]:
+        from ..gce import compute
+
+        row = self.rows[worker.name]
+        s = dataclasses.replace(self.provider.s, zone=row["zone"], zone_chosen=True)
+        return run_remote(compute.ssh_target(s, row), "sudo -n systemctl stop airflow-worker.service", 660)
+
+    def remove(self, worker: Worker, report: Report) -> None:
+        from ..gce import compute
+
+        row = self.rows[worker.name]
+        compute.destroy(dataclasses.replace(self.provider.s, zone=row["zone"], zone_chosen=True), worker.name, report)

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from ..attributes import admin_user
 from ..errors import PlaygroundError
 from .base import Launched, LaunchRequest, Provider, Reach, Report, Upgraded
-from .workers import free_numbers, main_changes, said, worker_name, worker_number, worker_slots
+from .workers import ClusterOps, Main, Worker, apply_error, free_numbers, scale, worker_name, worker_slots
 
 
 class LocalProvider(Provider):
@@ -102,76 +102,8 @@ class LocalProvider(Provider):
                                         worker_of=main, worker_host=instance.WORKER_HOST_0 + k - 1))
         return made
 
-    @staticmethod
-    def _set_main(main, changes: dict[str, str]) -> None:
-        """The attributes, then the agent's apply at once (its metadata watch is optional): the scheduler
-        restarts on them; healthy again before going on."""
-        from ..local import instance
-
-        if not changes:
-            return
-        instance.set_attributes(main.name, changes)
-        proc = instance.remote(main, "sudo -n playground-agent apply", timeout=300)
-        if proc.returncode != 0:
-            why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-            given = " ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-            raise PlaygroundError(f"{main.name}: the agent did not apply {given}: {why}")
-        instance.wait_healthy(instance.load(main.name), 180, lambda m: None)
-
-    @staticmethod
-    def _main_changes(main, workers: int) -> dict[str, str]:
-        return main_changes(main.attributes, main.slots_follow_workers, workers)
-
     def scale(self, name: str, workers: int, force: bool, report: Report) -> list[str]:
-        from ..local import instance
-
-        main = instance.load(name)
-        if main.main:
-            raise PlaygroundError(f"--name: {name} is a worker of {main.main}: scale {main.main}")
-        if not main.private_net:
-            raise PlaygroundError(f"{name} was launched without --workers (LocalExecutor, no private network): "
-                                  "launch a playground with --workers (`playground backup` this one and "
-                                  "`playground restore` onto it to keep its runs)")
-        if not instance.is_running(main):
-            raise PlaygroundError(f"{name} is not running: `playground start --name {name}` first")
-        have = instance.workers_of(name)
-        done: list[str] = []
-        changes = self._main_changes(main, workers)
-        if workers > len(have):  # the main's new settings first: tasks wait in the broker for the new workers
-            if changes:
-                report(f"{name}: " + ", ".join(f"{k} {v or 'default'}" for k, v in changes.items()))
-            self._set_main(main, changes)
-            done += said(name, changes)
-            try:
-                for winst, _ in self._add_workers(main, Path(main.image), workers - len(have), report):
-                    done.append(f"launched worker {winst.name} at {winst.address}")
-            except PlaygroundError as exc:  # the main's settings back to the workers it has
-                now = instance.workers_of(name)
-                try:
-                    self._set_main(instance.load(name), self._main_changes(instance.load(name), len(now)))
-                except PlaygroundError as again:
-                    raise PlaygroundError(f"{exc}; and {again}") from exc
-                raise PlaygroundError(f"{exc}; {name} keeps {len(now)} worker(s) and its settings for them") \
-                    from exc
-            done.append("new workers have the image's packages only: `playground deploy` your project again if "
-                        "it has a requirements.txt")
-            return done
-        # Stopped ones go first, then the highest numbers.
-        doomed = sorted(have, key=lambda w: (instance.is_running(w), -worker_number(w.name)))[:len(have) - workers]
-        for w in doomed:
-            if instance.is_running(w) and not force:
-                report(f"{w.name}: warm shutdown, its running tasks finish first (--force does not wait)")
-                proc = instance.remote(w, "sudo -n systemctl stop airflow-worker.service", timeout=660)
-                if proc.returncode != 0:
-                    raise PlaygroundError(f"{w.name}: the worker did not stop cleanly ({proc.stderr.strip()[-200:]})"
-                                          f"; it is kept: `playground scale --force` removes it anyway")
-            report(f"removing {w.name}")
-            instance.destroy(w.name)
-            done.append(f"removed worker {w.name}")
-        # Fewer slots only once the workers are gone; with none left the main runs its tasks itself again,
-        # as a one-machine playground does.
-        self._set_main(main, changes)
-        return done + said(name, changes)
+        return scale(LocalCluster(self), name, workers, force, report)
 
     def start(self, name: str, report: Report, wait: bool = True, timeout: float = 300) -> Launched:
         """The instance; a main's stopped workers after it."""
@@ -268,3 +200,53 @@ class LocalProvider(Provider):
             raise PlaygroundError(f"instance {inst.name} is stopped: `playground start --name {inst.name}`")
         return Reach(target=instance.target(inst), web=instance.web_ports(inst), admin=admin_user(inst.attributes),
                      ssh_args=instance.ssh_args(inst), ssh_command=f"playground ssh --name {inst.name}")
+
+
+class LocalCluster(ClusterOps):
+    """scale's verbs on local instances: workers are containers on the main's private bridge."""
+
+    def __init__(self, provider: LocalProvider) -> None:
+        self.provider = provider
+
+    def main(self, name: str) -> Main:
+        from ..local import instance
+
+        inst = instance.load(name)
+        return Main(inst.name, inst.main or "", bool(inst.private_net),
+                    "running" if instance.is_running(inst) else "stopped", dict(inst.attributes),
+                    inst.slots_follow_workers, f"--name {name}")
+
+    def workers(self, main: Main) -> list[Worker]:
+        from ..local import instance
+
+        return [Worker(w.name, instance.is_running(w)) for w in instance.workers_of(main.name)]
+
+    def set_main(self, main: Main, changes: dict[str, str], report: Report) -> None:
+        # The attributes, then the agent's apply at once (its metadata watch is optional): the scheduler
+        # restarts on them.
+        from ..local import instance
+
+        instance.set_attributes(main.name, changes)
+        inst = instance.load(main.name)
+        proc = instance.remote(inst, "sudo -n playground-agent apply", timeout=300)
+        if proc.returncode != 0:
+            raise apply_error(main.name, changes, (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1])
+        instance.wait_healthy(instance.load(main.name), 180, lambda m: None)
+
+    def add_workers(self, main: Main, count: int, report: Report) -> list[tuple[str, str]]:
+        from ..local import instance
+
+        inst = instance.load(main.name)
+        return [(w.name, w.address) for w, _ in self.provider._add_workers(inst, Path(inst.image), count, report)]
+
+    def warm_stop(self, worker: Worker) -> tuple[int, str]:
+        from ..local import instance
+
+        proc = instance.remote(instance.load(worker.name), "sudo -n systemctl stop airflow-worker.service",
+                               timeout=660)
+        return proc.returncode, proc.stderr
+
+    def remove(self, worker: Worker, report: Report) -> None:
+        from ..local import instance
+
+        instance.destroy(worker.name)
