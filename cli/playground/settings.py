@@ -6,7 +6,9 @@ playground.toml is read from the current directory, then from
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,13 +20,48 @@ from .errors import PlaygroundError
 # that peak, room for the team's own tasks' data; at half e2-standard-4's price. Tasks that hold more than
 # about 700 MB each at 8 at a time: --machine-type e2-standard-4 (16 GB) or e2-highmem-2 (16 GB, 2 vCPUs).
 DEFAULT_MACHINE_TYPE = "e2-standard-2"
-DEFAULTS: dict[str, Any] = {"provider": "local", "zone": "europe-west2-b", "machine_type": DEFAULT_MACHINE_TYPE,
-                             "disk_size_gb": 50, "data_disk_gb": 20, "disk_type": "pd-balanced", "network": "default",
-                             "subnetwork": "", "service_account": "default", "image_project": "",
-                             "gce_profile": "seed", "schedule_method": "scheduler", "timezone": ""}
-# Settings `playground config show` lists, in that order.
-KNOWN = ["provider", "project", "zone", "machine_type", "disk_size_gb", "data_disk_gb", "disk_type", "network",
-         "subnetwork", "service_account", "image_project", "gce_profile", "schedule_method", "timezone"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One CLI setting, defined once: its default, what is expected and what it means. The defaults, the
+    list `config show` prints, the GCE settings and docs/settings.md (`python -m playground.settings`) all
+    come from SETTINGS, as Airflow's config.yml drives its options."""
+
+    key: str
+    default: Any  # None: no default
+    expected: str
+    meaning: str
+    gce: bool = False  # a field of GceSettings (gce/vm_settings.py), resolved for every GCE command
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("provider", "local", "`local` or `gce`", "where playgrounds run: this machine, or Compute Engine"),
+    Setting("project", None, "GCP project id (6-30 of a-z 0-9 -)", "the project a playground works for"),
+    Setting("zone", "europe-west2-b", "a zone such as `europe-west2-b`", "gce: the zone new VMs go to"),
+    Setting("machine_type", DEFAULT_MACHINE_TYPE, "a machine type such as `e2-standard-4`",
+            "gce: the VM's shape (2 vCPUs and 8 GB by default, from measured memory: see Day two)", gce=True),
+    Setting("disk_size_gb", 50, "10-65536", "gce: the boot disk's size in GB", gce=True),
+    Setting("data_disk_gb", 20, "10-65536", "gce: the data volume's disk in GB (databases, artifacts, task logs; "
+            "kept by `upgrade`)", gce=True),
+    Setting("disk_type", "pd-balanced", "a disk type such as `pd-ssd`", "gce: both disks' type", gce=True),
+    Setting("network", "default", "a network name", "gce: the VPC network of new VMs", gce=True),
+    Setting("subnetwork", "", "a subnetwork name, or empty", "gce: the subnetwork (empty: the network's own in the "
+            "region)", gce=True),
+    Setting("service_account", "default", "`default` or a service account email",
+            "gce: the VM's identity (its project's Compute Engine default account)", gce=True),
+    Setting("image_project", "", "GCP project id, or empty", "gce: the project that keeps the images (empty: "
+            "`project`)", gce=True),
+    Setting("gce_profile", "seed", "an image profile", "gce: the profile `launch` and `image build` use"),
+    Setting("schedule_method", "scheduler", "`scheduler` or `resource-policy`", "gce: how `schedule` stops and "
+            "starts VMs (Cloud Scheduler jobs, or an instance schedule resource policy)"),
+    Setting("timezone", "", "an IANA zone such as `Europe/London`, or empty", "gce: the zone `schedule` reads its "
+            "times in (empty: this machine's)"),
+)
+BY_KEY = {s.key: s for s in SETTINGS}
+DEFAULTS: dict[str, Any] = {s.key: s.default for s in SETTINGS if s.default is not None}
+KNOWN = [s.key for s in SETTINGS]  # `playground config show` lists them in this order
+GCE_KEYS = tuple(s.key for s in SETTINGS if s.gce)
 PROVIDERS = ("local", "gce")
 
 
@@ -65,42 +102,30 @@ def provider(flag: Optional[str]) -> tuple[str, str]:
     return value, source
 
 
-GCE_KEYS = ("machine_type", "disk_size_gb", "data_disk_gb", "disk_type", "network", "subnetwork", "service_account",
-            "image_project")
-
-
-def gce(project: Optional[str], zone: Optional[str] = None, **flags: Any):
-    """GceSettings from flags, environment, playground.toml and defaults, checked before any request.
-
-    Every GCE setting is resolved, flagged or not (image_project from the environment counts for a
-    command without an --image-project flag too)."""
-    from .gce.compute import GceSettings
-
-    unknown = set(flags) - set(GCE_KEYS)
-    if unknown:
-        raise TypeError(f"not GCE settings: {sorted(unknown)}")
-    proj, _ = resolve("project", project)
-    if not proj:
-        raise PlaygroundError("--project: the GCP project id is required for the gce provider "
-                              "(or PLAYGROUND_PROJECT, or project in playground.toml)")
-    values = {k: resolve(k, flags.get(k))[0] for k in GCE_KEYS}
-    sizes = {}
-    for key in ("disk_size_gb", "data_disk_gb"):
-        try:
-            sizes[key] = int(values[key])
-        except (TypeError, ValueError) as exc:
-            raise PlaygroundError(f"{key}: expected a whole number of GB, got {values[key]!r}") from exc
-    zone_value, zone_source = resolve("zone", zone)
-    s = GceSettings(project=str(proj), zone=str(zone_value), zone_chosen=zone_source != "default",
-                    machine_type=str(values["machine_type"]), disk_size_gb=sizes["disk_size_gb"],
-                    data_disk_gb=sizes["data_disk_gb"], disk_type=str(values["disk_type"]),
-                    network=str(values["network"]), subnetwork=str(values["subnetwork"] or ""),
-                    service_account=str(values["service_account"]), image_project=str(values["image_project"] or ""),
-                    profile=str(resolve("gce_profile", None)[0]))
-    s.check()
-    return s
-
-
 def show() -> list[tuple[str, Any, str]]:
     """Every known setting with its value and where it came from."""
     return [(key, *resolve(key)) for key in KNOWN]
+
+
+def default_text(key: str) -> str:
+    """For a flag's help: where else the value may come from, and its default."""
+    setting = BY_KEY[key]
+    default = f", else {setting.default}" if setting.default not in (None, "") else ""
+    return f"PLAYGROUND_{key.upper()}, {key} in playground.toml{default}"
+
+
+def reference() -> str:
+    """docs/settings.md: the table, generated from SETTINGS (tests/unit/test_settings_reference.py)."""
+    lines = ["# Settings", "", "Generated by `python -m playground.settings` from `cli/playground/settings.py`; "
+             "do not edit by hand.", "", "Each resolves from its flag, then `PLAYGROUND_<KEY>` (e.g. "
+             "`PLAYGROUND_ZONE`), then `./playground.toml`, then `~/.config/playground/playground.toml`, then "
+             "the default. `playground config show` prints each value and where it came from.", "",
+             "| setting | default | expected | meaning |", "| --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        default = "none" if s.default is None else ("empty" if s.default == "" else f"`{s.default}`")
+        lines.append(f"| `{s.key}` | {default} | {s.expected} | {s.meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(reference())

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .. import attributes
+from .. import attributes, settings
 from ..errors import PlaygroundError
 from .common import PROVIDER, how_to_reach, one_line, provider_for, working
 from .project import deploy_onto
@@ -106,18 +106,19 @@ def launch(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the machine is healthy (gce: over "
                               "SSH through IAP)."),
     timeout: float = typer.Option(300, help="Seconds to wait for the instance to turn healthy."),
-    zone: Optional[str] = typer.Option(None, help="gce: zone (else PLAYGROUND_ZONE, playground.toml, "
-                                       "europe-west2-b)."),
-    machine_type: Optional[str] = typer.Option(None, help="gce: machine type (default e2-standard-2: 2 vCPUs, "
-                                               "8 GB, from measured memory; see Day two in the README)."),
-    disk_size: Optional[int] = typer.Option(None, help="gce: boot disk size in GB (default 50)."),
+    zone: Optional[str] = typer.Option(None, help="gce: zone (else " + settings.default_text("zone") + ")."),
+    machine_type: Optional[str] = typer.Option(None, help="gce: machine type, 2 vCPUs and 8 GB by default from "
+                                               "measured memory (else " + settings.default_text("machine_type") + ")."),
+    disk_size: Optional[int] = typer.Option(None, help="gce: boot disk size in GB (else "
+                                            + settings.default_text("disk_size_gb") + ")."),
     runtime: Optional[str] = typer.Option(None, help="local: nspawn (a container on this kernel; the default) or "
                                           "vm (the image's disk in QEMU, as GCE boots it: KVM where it boots "
                                           "guests, else software emulation, slow)."),
     data_disk: int = typer.Option(0, "--data-disk", help="The data volume's size (databases, artifacts, task "
-                                  "logs; kept by `upgrade`). gce: GB of its persistent disk (default data_disk_gb, "
-                                  "20). local: GiB of a volume of that size (nspawn: an ext4 file, loop-mounted; "
-                                  "without it a folder of the instance's own; --runtime vm: a data disk, without "
+                                  "logs; kept by `upgrade`). gce: GB of its persistent disk (else "
+                                  + settings.default_text("data_disk_gb") + "). local: GiB of a volume of that "
+                                  "size (nspawn: an ext4 file, loop-mounted; without it a folder of the "
+                                  "instance's own; --runtime vm: a data disk, without "
                                   "which the data stays on the boot disk)."),
     dags: Optional[Path] = typer.Option(None, "--dags", help="A project folder to deploy once the machine is "
                                         "healthy (as `playground deploy DIR`)."),

@@ -22,9 +22,9 @@ LOCATION = typer.Option("", help="scheduler: Cloud Scheduler location; defaults 
 
 def _target(project: Optional[str], zone: Optional[str], name: Optional[str], method: Optional[str]):
     from .. import settings
-    from ..gce import compute, schedule
+    from ..gce import compute, schedule, vm_settings
 
-    s = settings.gce(project, zone)
+    s = vm_settings.resolved(project, zone)
     chosen, source = settings.resolve("schedule_method", method)
     if chosen not in schedule.METHODS:
         raise PlaygroundError(f"--method (from {source}): expected one of {', '.join(schedule.METHODS)}, "

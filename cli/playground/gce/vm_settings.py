@@ -4,10 +4,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from playground_agent.schema import ZONE_RE
 
+from .. import settings
 from ..errors import PlaygroundError
+from ..settings import DEFAULTS
 
 MANAGED_LABEL = ("managed-by", "playground")
 # Resource names (instances, networks): RFC 1035, 1-63 characters
@@ -24,16 +27,17 @@ LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 @dataclass
 class GceSettings:
     project: str
-    zone: str = "europe-west2-b"
-    machine_type: str = "e2-standard-2"  # settings.DEFAULT_MACHINE_TYPE: why
-    disk_size_gb: int = 50
-    data_disk_gb: int = 20  # the data volume (agent's data.py): databases, artifacts, secrets, DAGs, task logs
-    disk_type: str = "pd-balanced"
-    network: str = "default"
-    subnetwork: str = ""
-    service_account: str = "default"
-    image_project: str = ""
-    profile: str = "seed"
+    # The defaults are the settings table's (settings.SETTINGS: each one's meaning).
+    zone: str = DEFAULTS["zone"]
+    machine_type: str = DEFAULTS["machine_type"]
+    disk_size_gb: int = DEFAULTS["disk_size_gb"]
+    data_disk_gb: int = DEFAULTS["data_disk_gb"]
+    disk_type: str = DEFAULTS["disk_type"]
+    network: str = DEFAULTS["network"]
+    subnetwork: str = DEFAULTS["subnetwork"]
+    service_account: str = DEFAULTS["service_account"]
+    image_project: str = DEFAULTS["image_project"]
+    profile: str = DEFAULTS["gce_profile"]
     owner: str = field(default_factory=lambda: os.environ.get("USER", "unknown"))
     zone_chosen: bool = True  # False: the default zone, and commands on an existing VM look for its zone
 
@@ -69,3 +73,33 @@ class GceSettings:
     def labels(self) -> dict[str, str]:
         return {MANAGED_LABEL[0]: MANAGED_LABEL[1], "playground-project": self.project,
                 "playground-profile": self.profile, "owner": re.sub(r"[^a-z0-9_-]", "-", self.owner.lower())[:63]}
+
+
+def resolved(project: Optional[str], zone: Optional[str] = None, **flags: Any) -> GceSettings:
+    """GceSettings from flags, environment, playground.toml and defaults, checked before any request.
+
+    Every GCE setting is resolved, flagged or not (image_project from the environment counts for a
+    command without an --image-project flag too)."""
+    unknown = set(flags) - set(settings.GCE_KEYS)
+    if unknown:
+        raise TypeError(f"not GCE settings: {sorted(unknown)}")
+    proj, _ = settings.resolve("project", project)
+    if not proj:
+        raise PlaygroundError("--project: the GCP project id is required for the gce provider "
+                              "(or PLAYGROUND_PROJECT, or project in playground.toml)")
+    values = {k: settings.resolve(k, flags.get(k))[0] for k in settings.GCE_KEYS}
+    sizes = {}
+    for key in ("disk_size_gb", "data_disk_gb"):
+        try:
+            sizes[key] = int(values[key])
+        except (TypeError, ValueError) as exc:
+            raise PlaygroundError(f"{key}: expected a whole number of GB, got {values[key]!r}") from exc
+    zone_value, zone_source = settings.resolve("zone", zone)
+    s = GceSettings(project=str(proj), zone=str(zone_value), zone_chosen=zone_source != "default",
+                    machine_type=str(values["machine_type"]), disk_size_gb=sizes["disk_size_gb"],
+                    data_disk_gb=sizes["data_disk_gb"], disk_type=str(values["disk_type"]),
+                    network=str(values["network"]), subnetwork=str(values["subnetwork"] or ""),
+                    service_account=str(values["service_account"]), image_project=str(values["image_project"] or ""),
+                    profile=str(settings.resolve("gce_profile", None)[0]))
+    s.check()
+    return s

@@ -32,9 +32,9 @@ class GceProvider(Provider):
 
     @classmethod
     def from_settings(cls, project: Optional[str], zone: Optional[str], **flags: Any) -> "GceProvider":
-        from .. import settings
+        from ..gce import vm_settings
 
-        return cls(settings.gce(project, zone, **flags))
+        return cls(vm_settings.resolved(project, zone, **flags))
 
     @classmethod
     def configured(cls, project: Optional[str]) -> bool:
