@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 from gcp_storage_emulator.server import create_server
-from playground.gce import schedule
+from playground.gce import schedule_spec
 from playground.status import backup_row
 from playground_agent import backup, health, nightly, paths, render, schema
 from test_bucket_sync import free_port
@@ -136,12 +136,12 @@ def test_the_timer_follows_backup_at_and_is_wanted_only_with_backup_to():
     ("19:30", "daily", "daily 19:15 Europe/London"),
 ])
 def test_schedule_puts_the_backup_15_minutes_before_the_stop(stop, days, at):
-    spec = schedule.make_spec(stop, None, days, "Europe/London")
-    attrs = schedule.backup_attributes(spec, "gs://team-backups/pg", 5)
+    spec = schedule_spec.make_spec(stop, None, days, "Europe/London")
+    attrs = schedule_spec.backup_attributes(spec, "gs://team-backups/pg", 5)
     assert attrs == {"backup-to": "gs://team-backups/pg", "backup-at": at, "backup-keep": "5"}
     ctx = schema.Context(known_zone=lambda z: True)
     assert schema.parse_value("backup-at", at, ctx).endswith(":00 Europe/London")
-    assert schedule.backup_attributes(spec, "off", None) == {"backup-to": ""}
+    assert schedule_spec.backup_attributes(spec, "off", None) == {"backup-to": ""}
 
 
 @pytest.mark.parametrize("to,keep,said", [
@@ -153,4 +153,4 @@ def test_a_bad_backup_flag_is_one_line(to, keep, said):
     from playground.errors import PlaygroundError
 
     with pytest.raises(PlaygroundError, match=said.replace("[", r"\[").replace("]", r"\]")):
-        schedule.backup_attributes(schedule.make_spec("21:00", None, "mon-fri", "UTC"), to, keep)
+        schedule_spec.backup_attributes(schedule_spec.make_spec("21:00", None, "mon-fri", "UTC"), to, keep)

@@ -84,7 +84,7 @@ def test_agent_ignores_google_keys_and_logs_a_misspelt_one(monkeypatch):
 def test_backup_at_and_the_schedule_read_days_alike(days, calendar, cron):
     """One reading of days for the nightly backup's systemd timer (agent) and the nightly stop's cron (CLI):
     `schedule --days fri-mon --backup-to` hands the agent days it must accept."""
-    from playground.gce.schedule import parse_days
+    from playground.gce.schedule_spec import parse_days
 
     ctx = schema.Context(known_zone=lambda z: True)
     assert schema.parse_value("backup-at", f"{days} 20:45", ctx) == f"{calendar} *-*-* 20:45:00 UTC".strip()

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fakegoogle import PROJECT_NUMBER
 from playground.errors import PlaygroundError
-from playground.gce import compute, schedule
+from playground.gce import compute, schedule_spec
 from playground.main import app
 from typer.testing import CliRunner
 
@@ -49,7 +49,7 @@ def flat(text: str) -> str:
                                        ("sat-sun", "0,6"), ("fri-mon", "0,1,5,6"), ("MON-SUN", "*"),
                                        ("tue", "2")])
 def test_days_become_cron_day_of_week(days, cron):
-    assert schedule.parse_days(days) == cron
+    assert schedule_spec.parse_days(days) == cron
 
 
 @pytest.mark.parametrize("flags,field", [
@@ -61,20 +61,20 @@ def test_days_become_cron_day_of_week(days, cron):
 ])
 def test_bad_schedule_input_names_the_flag(flags, field):
     with pytest.raises(PlaygroundError) as err:
-        schedule.make_spec(*flags)
+        schedule_spec.make_spec(*flags)
     msg = str(err.value)
     assert msg.startswith(field + ":") and ("expected" in msg or "must differ" in msg)
 
 
 def test_next_runs_follow_the_time_zone_across_the_clock_change():
-    spec = schedule.make_spec("21:00", "08:00", "mon-fri", "Europe/London")
+    spec = schedule_spec.make_spec("21:00", "08:00", "mon-fri", "Europe/London")
     assert spec.stop == "0 21 * * 1-5" and spec.start == "0 8 * * 1-5"
     friday = datetime(2026, 3, 27, 22, 0, tzinfo=ZoneInfo("Europe/London"))  # BST starts Sunday 29 March
-    runs = schedule.next_runs(spec.stop, spec.tz, 3, now=friday)
+    runs = schedule_spec.next_runs(spec.stop, spec.tz, 3, now=friday)
     assert [r.strftime("%a %d %H:%M %Z") for r in runs] == ["Mon 30 21:00 BST", "Tue 31 21:00 BST",
                                                             "Wed 01 21:00 BST"]
     assert runs[0].astimezone(ZoneInfo("UTC")).hour == 20
-    saturday = schedule.next_runs("30 7 * * 0,6", "Asia/Tokyo", 2, now=friday)
+    saturday = schedule_spec.next_runs("30 7 * * 0,6", "Asia/Tokyo", 2, now=friday)
     assert [r.strftime("%a %H:%M") for r in saturday] == ["Sat 07:30", "Sun 07:30"]
 
 

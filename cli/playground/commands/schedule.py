@@ -70,14 +70,14 @@ def schedule_set(
     if ctx.invoked_subcommand:
         return
     from .. import settings
-    from ..gce import compute, schedule
+    from ..gce import compute, schedule, schedule_backends, schedule_spec
 
     with one_line():
         s, inst, chosen = _target(project, zone, name, method)
         zone_name, tz_source = settings.resolve("timezone", tz)
         tz_source = "flag --tz" if tz else tz_source
-        spec = schedule.make_spec(stop, start, days, zone_name or schedule.local_time_zone())
-        backup = schedule.backup_attributes(spec, backup_to, backup_keep) if backup_to is not None else None
+        spec = schedule_spec.make_spec(stop, start, days, zone_name or schedule_spec.local_time_zone())
+        backup = schedule_spec.backup_attributes(spec, backup_to, backup_keep) if backup_to is not None else None
         if backup is None and backup_keep is not None:
             raise PlaygroundError("--backup-keep: goes with --backup-to gs://BUCKET[/PREFIX]")
         console.print(f"{inst}: stop '{spec.stop}'" + (f", start '{spec.start}'" if spec.start else "")
@@ -91,10 +91,10 @@ def schedule_set(
             done = []
             for member in [inst, *(w["name"] for w in compute.workers_of(s, inst))]:  # a main's workers too
                 if chosen == "scheduler":
-                    done += schedule.apply_scheduler(s, member, spec, report, location, service_account,
+                    done += schedule_backends.apply_scheduler(s, member, spec, report, location, service_account,
                                                      warnings.append)
                 else:
-                    done += schedule.apply_policy(s, member, spec, report)
+                    done += schedule_backends.apply_policy(s, member, spec, report)
             if backup is not None:
                 compute.set_attributes(s, inst, backup, report)
                 done.append((f"{backup['backup-to']} at {backup['backup-at']}" if backup["backup-to"]
@@ -130,17 +130,17 @@ def schedule_show(
     from rich.console import Console
     from rich.table import Table
 
-    from ..gce import compute, schedule
+    from ..gce import compute, schedule_backends, schedule_spec
 
     with one_line():
         s, inst, chosen = _target(project, zone, name, method)
         s = compute.locate(s, inst)
-        rows = (schedule.show_scheduler(s, inst, location) if chosen == "scheduler"
-                else schedule.show_policy(s, inst))
-        mine = schedule.local_time_zone()
+        rows = (schedule_backends.show_scheduler(s, inst, location) if chosen == "scheduler"
+                else schedule_backends.show_policy(s, inst))
+        mine = schedule_spec.local_time_zone()
         for row in rows:
             row["next_runs"] = [t.astimezone(ZoneInfo(mine)).isoformat()
-                                for t in schedule.next_runs(row["cron"], row["time_zone"], count)]
+                                for t in schedule_spec.next_runs(row["cron"], row["time_zone"], count)]
     if as_json:
         print(json.dumps({"instance": inst, "project": s.project, "zone": s.zone, "method": chosen,
                           "your_time_zone": mine, "entries": rows}, indent=2))
@@ -166,7 +166,7 @@ def schedule_remove(
     location: str = LOCATION,
 ) -> None:
     """Delete the schedule's jobs (or detach and delete its resource policy)."""
-    from ..gce import compute, schedule
+    from ..gce import compute, schedule_backends
 
     with one_line():
         s, inst, chosen = _target(project, zone, name, method)
@@ -175,9 +175,9 @@ def schedule_remove(
             removed = []
             for member in [inst, *(w["name"] for w in compute.workers_of(s, inst))]:
                 if chosen == "scheduler":
-                    removed += schedule.remove_scheduler(s, member, location)
+                    removed += schedule_backends.remove_scheduler(s, member, location)
                 else:
-                    removed += schedule.remove_policy(s, member, report)
+                    removed += schedule_backends.remove_policy(s, member, report)
             report("done")
     for item in removed:
         console.print(f"removed {item}", highlight=False)
