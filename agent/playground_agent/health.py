@@ -1,9 +1,9 @@
-"""The health report: unit states, Airflow and MLflow /health, mount, proxy, disk."""
+"""The health report: unit states, Airflow and MLflow /health, mount, proxy, lineage, DAGs; the machine's disk and
+memory (resources.py) and a worker's checks of its main (worker_probes.py)."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -12,10 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Dict, List, Optional
 
-from . import bucket_sync, data, packages, paths
+from . import bucket_sync, packages, paths
 from .commands import PSQL_AS_AIRFLOW
-from .files import read_env, read_json, write_atomic
+from .files import read_json, write_atomic
+from .resources import disk, memory
 from .versions import installed
+from .worker_probes import broker_state, cluster_secrets, running_here
 
 BASE_UNITS = ["postgresql.service", "airflow-webserver.service", "mlflow-server.service",
               "playground-lineage.service", "playground-autostop.service"]
@@ -233,145 +235,7 @@ def packages_state() -> Dict[str, Any]:
             "requirements": names}
 
 
-# status shows the disk amber from 80% used and red from 95% (issue 16): at 95% a burst of task logs or a
-# database vacuum can fill it, and PostgreSQL stops accepting writes when it is full.
-DISK_AMBER_PCT = 80
-DISK_RED_PCT = 95
-# What fills a playground's disk, largest first in the report: (label, path).
-# Airflow's base_log_folder is /var/log/airflow (render.py): task logs and the DAG processor's.
-DISK_USERS = [("airflow logs", "/var/log/airflow"),
-              ("postgresql", "/var/lib/postgresql"), ("mlflow artifacts", "/var/lib/playground/mlflow-artifacts"),
-              ("project packages", "/var/lib/playground/packages"), ("dags", "/var/lib/airflow/dags"),
-              ("journal", "/var/log/journal")]
-DISK_USES_FILE = "disk-uses.json"
-# `du` over the task logs costs a walk of every file: done at most this often, the answer cached in /run
-# (the health report itself is asked for every few seconds while a launch or a fault test waits).
-DISK_USES_TTL_S = 120
-
-
-def disk_level(used_pct: float) -> str:
-    return "red" if used_pct >= DISK_RED_PCT else "amber" if used_pct >= DISK_AMBER_PCT else "green"
-
-
-def disk_uses(now: Optional[float] = None) -> List[Dict[str, Any]]:
-    """Bytes under each of DISK_USERS that exists, largest first (cached for DISK_USES_TTL_S)."""
-    now = now or time.time()
-    cache = os.path.join(paths.RUN_DIR, DISK_USES_FILE)
-    cached = read_json(cache)
-    if isinstance(cached, dict) and 0 <= now - cached.get("at", 0) < DISK_USES_TTL_S:
-        return cached.get("uses") or []
-    uses = []
-    for label, path in DISK_USERS:
-        path = paths.p(path)
-        if not os.path.isdir(path):
-            continue
-        try:  # -x: one filesystem, so a bucket mount below a folder is not counted
-            out = subprocess.run(["du", "-sxb", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 universal_newlines=True, timeout=20).stdout
-            size = int(out.split()[0])
-        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
-            continue
-        uses.append({"label": label, "path": path, "bytes": size})
-    uses.sort(key=lambda u: -u["bytes"])
-    try:
-        os.makedirs(paths.RUN_DIR, exist_ok=True)
-        write_atomic(cache, json.dumps({"at": now, "uses": uses}), 0o644, 0)
-    except OSError:
-        pass  # not root (a unit test, a user's status): the answer is still given
-    return uses
-
-
-def disk() -> Dict[str, Any]:
-    """The filesystem that holds the data (the data volume, else /var/lib on the boot disk): size, share
-    used, its level and what uses it."""
-    volume = data.read_state().get("volume")
-    where = str(volume) if volume and os.path.isdir(str(volume)) else paths.p("/var/lib") or "/"
-    usage = shutil.disk_usage(where)
-    # df's Use%: of what a service can fill (the blocks reserved for root are neither used nor free to it).
-    used_pct = round(100 * usage.used / (usage.used + usage.free), 1) if usage.used + usage.free else 0.0
-    # The daily retention round's last answer (retention.py): a failing one is amber in status.
-    last = read_json(paths.RETENTION_STATE) or {}
-    retention = {"days": last.get("days"), "at": last.get("at"), "error": last.get("error") or "",
-                 "deleted_files": (last.get("logs") or {}).get("files")} if last else None
-    return {"path": where, "volume": bool(volume), "total_gb": round(usage.total / 2**30, 1),
-            "free_gb": round(usage.free / 2**30, 2),
-            "used_pct": used_pct, "level": disk_level(used_pct), "uses": disk_uses(), "retention": retention}
-
-
-def memory() -> Dict[str, Any]:
-    info: Dict[str, int] = {}
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                key, value = line.split(":", 1)
-                info[key] = int(value.split()[0])
-    except OSError:
-        return {}
-    total = info.get("MemTotal", 0)
-    avail = info.get("MemAvailable", 0)
-    return {"total_mb": total // 1024, "used_pct": round(100 * (total - avail) / total, 1) if total else None}
-
-
 WORKER_UNITS = ["airflow-worker.service", "playground-mlflow-forward.service", "playground-lineage.service"]
-
-
-# Airflow's [operators] default_queue: every task's, and the one each worker consumes (we set no other).
-QUEUE = "default"
-
-
-def _redis_command(*args: str) -> str:
-    return "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a.encode()), a) for a in args)
-
-
-def cluster_secrets() -> Optional[Dict[str, str]]:
-    """The worker's copy of its main's passwords (cluster.env, root-only); None when it has none."""
-    try:
-        return read_env(paths.SECRETS_DIR + "/cluster.env")
-    except OSError:
-        return None
-
-
-def broker_state(host: str, password: str, port: int = 6379, timeout: float = 3.0) -> Dict[str, Any]:
-    """Can this worker use the main's Redis: AUTH with its password and PING, in Redis's own protocol; and
-    how many tasks wait in the queue (kombu keeps a queue as a Redis list of that name)."""
-    where = "%s:%d" % (host, port)
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall((_redis_command("AUTH", password) + _redis_command("PING")
-                          + _redis_command("LLEN", QUEUE)).encode())
-            said = b""
-            while said.count(b"\r\n") < 3 and len(said) < 4096:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                said += chunk
-    except OSError as exc:
-        return {"ok": False, "reason": "broker %s not reachable: %s" % (where, exc), "state": "unreachable"}
-    replies = said.split(b"\r\n")
-    if replies[:2] != [b"+OK", b"+PONG"]:
-        first = replies[0].decode(errors="replace")[:80]
-        return {"ok": False, "reason": "broker %s refused: %s" % (where, first), "state": "refused"}
-    waiting = int(replies[2][1:]) if len(replies) > 2 and replies[2][:1] == b":" else None
-    return {"ok": True, "reason": "", "state": "connected to %s" % where, "queue": QUEUE, "waiting": waiting}
-
-
-def running_here(cfg: Dict[str, Any], password: str, timeout: float = 5.0) -> Dict[str, Any]:
-    """The task instances running on this worker, from the main's database: Airflow records each one's
-    hostname (socket.getfqdn(), its default hostname_callable). The password goes to psql in its
-    environment, never in argv."""
-    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT=str(int(timeout)))
-    sql = ("SELECT dag_id || '.' || task_id FROM task_instance WHERE state = 'running' AND hostname = :'here' "
-           "ORDER BY start_date;\n")
-    try:
-        proc = subprocess.run(["psql", "-h", str(cfg.get("main_address")), "-U", "airflow", "-d", "airflow",
-                               "-X", "-At", "-v", "here=" + socket.getfqdn(), "-v", "ON_ERROR_STOP=1"],
-                              input=sql, env=env, capture_output=True, text=True, timeout=timeout + 5)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"ok": False, "reason": "the main's database: %s" % exc, "tasks": []}
-    if proc.returncode != 0:
-        said = (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]
-        return {"ok": False, "reason": "the main's database: %s" % said[:160], "tasks": []}
-    return {"ok": True, "reason": "", "tasks": [t for t in proc.stdout.splitlines() if t]}
 
 
 def collect_worker(cfg: Dict[str, Any], config_state: Dict[str, Any]) -> Dict[str, Any]:

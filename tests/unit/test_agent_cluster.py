@@ -8,7 +8,7 @@ import socket
 import threading
 
 import pytest
-from playground_agent import cluster, health, render, schema
+from playground_agent import cluster, render, schema, worker_probes
 from playground_agent.config import Config
 from playground_agent.versions import Airflow
 from support import agent_config
@@ -147,10 +147,10 @@ class FakeRedis:
 
 @pytest.mark.parametrize("given,ok,said", [("s3cret", True, "connected"), ("wrong", False, "refused: -WRONGPASS")])
 def test_the_broker_check_authenticates_and_says_why_not(machine, monkeypatch, given, ok, said):
-    monkeypatch.setattr(health.paths, "SECRETS_DIR", str(machine / "secrets"))
+    monkeypatch.setattr(worker_probes.paths, "SECRETS_DIR", str(machine / "secrets"))
     (machine / "secrets/cluster.env").write_text('BROKER_PASSWORD="%s"\n' % given)
     redis = FakeRedis("s3cret")
-    state = health.broker_state("127.0.0.1", health.cluster_secrets()["BROKER_PASSWORD"], redis.port)
+    state = worker_probes.broker_state("127.0.0.1", worker_probes.cluster_secrets()["BROKER_PASSWORD"], redis.port)
     assert state["ok"] is ok and said in (state["state"] + state["reason"])
     if ok:  # the queue every task goes to, and how many wait in it
         assert (state["queue"], state["waiting"]) == ("default", 4)
@@ -160,5 +160,5 @@ def test_an_unreachable_broker_is_said_so():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    state = health.broker_state("127.0.0.1", "any", port, timeout=1)
+    state = worker_probes.broker_state("127.0.0.1", "any", port, timeout=1)
     assert not state["ok"] and "not reachable" in state["reason"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from playground_agent import health, paths
+from playground_agent import health, paths, resources
 
 ACTIVE = {"active": "active"}
 
@@ -88,7 +88,7 @@ def root(tmp_path, monkeypatch):
 
 
 def test_disk_levels_follow_dfs_use_percent():
-    assert [health.disk_level(p) for p in (0, 79.9, 80, 94.9, 95, 100)] == \
+    assert [resources.disk_level(p) for p in (0, 79.9, 80, 94.9, 95, 100)] == \
         ["green", "green", "amber", "amber", "red", "red"]
 
 
@@ -98,12 +98,12 @@ def test_disk_reports_what_uses_the_space_largest_first_and_caches_it(root):
     (logs / "attempt=1.log").write_bytes(b"x" * 300_000)
     (root / "var/lib/postgresql").mkdir(parents=True)
     (root / "var/lib/postgresql/base").write_bytes(b"y" * 100_000)
-    report = health.disk()
-    assert report["level"] == health.disk_level(report["used_pct"]) and report["free_gb"] >= 0
+    report = resources.disk()
+    assert report["level"] == resources.disk_level(report["used_pct"]) and report["free_gb"] >= 0
     labels = [u["label"] for u in report["uses"]]
     assert labels == ["airflow logs", "postgresql"]  # folders that do not exist are not listed
     assert report["uses"][0]["bytes"] >= 300_000 and report["uses"][1]["bytes"] >= 100_000
     (logs / "attempt=2.log").write_bytes(b"x" * 1_000_000)
-    assert health.disk()["uses"] == report["uses"]  # cached: du walks the logs at most every DISK_USES_TTL_S
-    later = health.disk_uses(now=time.time() + health.DISK_USES_TTL_S + 1)
+    assert resources.disk()["uses"] == report["uses"]  # cached: du walks the logs at most every DISK_USES_TTL_S
+    later = resources.disk_uses(now=time.time() + resources.DISK_USES_TTL_S + 1)
     assert later[0]["bytes"] >= 1_300_000
