@@ -97,11 +97,11 @@ def test_bad_metadata_starts_nothing_and_the_report_says_why(image, image_profil
         instance.destroy(name)
     key = instance.ssh_key().with_suffix(".pub").read_text().strip()
     inst = instance.Instance(name=name, project="playground-test", profile=image_profile, image=str(image),
-                             slot=instance._free_slot(), instance_id="1111111111111111111", created_at=time.time(),
+                             slot=instance.free_slot(), instance_id="1111111111111111111", created_at=time.time(),
                              attributes={"airflow-schedulers": "9", "ssh-keys": f"{instance.SSH_USER}:{key}"})
     inst.save()
     try:
-        instance._boot(inst)
+        instance.boot(inst)
         deadline = time.monotonic() + 120
         report = None
         while time.monotonic() < deadline and report is None:

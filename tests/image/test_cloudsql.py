@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from fakegoogle import FakeGoogle
-from playground.local import instance, netns
+from playground.local import instance, netns, store
 from support import instance_ssh as ssh
 from support import need_local, remove_instance, service_accounts, stop_process
 
@@ -101,7 +101,7 @@ def cloudsql(request, image_profile, tmp_path_factory):
     remove_instance(NAME)
     # The fake Secret Manager listens on this machine's end of the veth the instance will get (the lowest
     # free slot; checked below), bound before that address exists so the agent's first apply finds it.
-    slot = instance._free_slot()
+    slot = instance.free_slot()
     google = FakeGoogle(bind=netns.names(slot)["host_ip"])
     google.secrets.values[(PROJECT, SECRET_ID)] = PASSWORD
     upper = instance.paths.instances_dir() / NAME / "upper"  # the instance's own layer over the image
@@ -113,9 +113,9 @@ def cloudsql(request, image_profile, tmp_path_factory):
     db = MariaDB(tmp_path_factory.mktemp("cloudsql"))
     patch = pytest.MonkeyPatch()
     # Given to this instance on this machine, beside its metadata server (netns.isolate drops the rest).
-    patch.setattr(instance, "HOST_PORTS", (instance.METADATA_PORT, google.server.server_address[1]))
-    plain = instance.metadata_document
-    patch.setattr(instance, "metadata_document", lambda inst: {
+    patch.setattr(store, "HOST_PORTS", (store.METADATA_PORT, google.server.server_address[1]))
+    plain = store.metadata_document
+    patch.setattr(store, "metadata_document", lambda inst: {
         **plain(inst), "instance": {**plain(inst)["instance"],
                                     "serviceAccounts": service_accounts(google.secrets.token)}})
     attrs = {"cloudsql-instance": CONNECTION, "mlflow-db-password-secret": f"projects/{PROJECT}/secrets/{SECRET_ID}"}

@@ -26,7 +26,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from playground.local import instance
+from playground.local import instance, store
 from support import instance_ssh as ssh
 from support import need_local, remove_instance, service_accounts, stop_process
 
@@ -123,8 +123,8 @@ def gcs(request, image_profile, tmp_path_factory):
     # The instance's service account, as GCE serves it: Airflow's GCS handler asks Google's auth library
     # for credentials, which reads them from the metadata server (the emulator accepts any token).
     patch = pytest.MonkeyPatch()
-    plain = instance.metadata_document
-    patch.setattr(instance, "metadata_document", lambda inst: {
+    plain = store.metadata_document
+    patch.setattr(store, "metadata_document", lambda inst: {
         **plain(inst), "instance": {**plain(inst)["instance"], "serviceAccounts": service_accounts("ya29.gcs")}})
     try:
         inst, _ = instance.launch(NAME, PROJECT, attrs, img, image_profile, report=lambda s: None, wait=False)

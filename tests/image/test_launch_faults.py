@@ -26,7 +26,7 @@ def test_never_healthy_cleans_up_and_keeps_the_console_log(image):
     name = "pgfault-slow"
     if (paths.instances_dir() / name).exists():
         instance.destroy(name)
-    slot = instance._free_slot()
+    slot = instance.free_slot()
     proc = subprocess.run([CLI, "launch", "--project", "playground-fault", "--name", name, "--timeout", "3"],
                           capture_output=True, text=True, timeout=120)
     err = " ".join(proc.stderr.split())

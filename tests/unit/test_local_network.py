@@ -26,7 +26,7 @@ a, b = int(sys.argv[1]), int(sys.argv[2])
 # The private namespace's own loopback holds the addresses (no dummy links on every kernel).
 for slot in (a, b):
     subprocess.run(["ip", "addr", "add", "10.213.%d.1/30" % slot, "dev", "lo"], check=True)
-out = {"slot": instance._free_slot()}
+out = {"slot": instance.free_slot()}
 try:
     netns.create(a)
     out["error"] = None

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from playground.local import instance
+from playground.local import boot, instance
 from support import eventually
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the reaper removes namespaces and mounts: root only")
@@ -31,7 +31,7 @@ def booted(tmp_path, monkeypatch):
     procs = {"nspawn": stand_in(str(inst.dir)), "metadata": stand_in(str(inst.dir / "metadata.json"))}
     inst.pids = {key: p.pid for key, p in procs.items()}
     inst.save()
-    instance._start_reaper(inst)
+    boot.start_reaper(inst)
     yield inst, procs
     for p in procs.values():
         p.kill()
@@ -69,8 +69,8 @@ def test_a_start_returns_once_the_runtime_itself_runs_not_the_wrapper_that_execs
     marker = "29.4242"  # sleep's own argument: its command line is all a marker can be found in
     proc = subprocess.Popen(["env", "sh", "-c", "sleep 0.3; exec sleep " + marker])
     try:
-        instance._wait_exec(proc, marker, "sleep")
-        assert instance._execs(proc.pid, "sleep") and instance.alive(proc.pid, marker)
+        boot.wait_exec(proc, marker, "sleep")
+        assert boot.execs(proc.pid, "sleep") and instance.alive(proc.pid, marker)
     finally:
         proc.kill()
         proc.wait()

@@ -3,7 +3,7 @@ autostop, or `poweroff` in a shell), removes what surrounds it as `playground st
 server, the SSH forward, the network namespace, the overlay mount. So an instance that stopped itself
 leaves no process behind and is `stopped` in `list`, as a GCE VM that powers off is TERMINATED.
 
-Started by each boot (instance._boot), one per instance; `stop` and `destroy` end it first, so the two never
+Started by each boot (boot.boot), one per instance; `stop` and `destroy` end it first, so the two never
 tear down at once.
 
 Run: python -m playground.local.reaper INSTANCE_DIR/
