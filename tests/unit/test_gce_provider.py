@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from playground.errors import PlaygroundError
-from playground.gce import compute
+from playground.gce import boot_disks, compute
 
 PROJECT = "my-team-project"
 ZONE = "europe-west2-b"
@@ -157,7 +157,7 @@ def attached(google, name="pg-demo"):
 def test_upgrade_swaps_the_boot_disk_of_a_stopped_vm_and_keeps_its_data_disk(google):
     compute.launch(settings(), "pg-demo", {}, lambda s: None)
     newer_image(google)
-    done = compute.upgrade(settings(), "pg-demo", None, lambda s: None)
+    done = boot_disks.upgrade(settings(), "pg-demo", None, lambda s: None)
     assert done["change"] == "playground-seed-20261124 -> playground-seed-20261203 (same versions, a newer build)"
     disks = attached(google)
     assert disks["playground-data"] == "pg-demo-data", "the data disk moved"
@@ -172,7 +172,7 @@ def test_upgrade_swaps_the_boot_disk_of_a_stopped_vm_and_keeps_its_data_disk(goo
     assert sequence == ["disks.insert", "instances.stop", "instances.detachDisk", "instances.attachDisk",
                         "instances.start"]
     assert done["old_disk"] == "pg-demo"
-    compute.delete_disk(settings(), done["old_disk"], lambda s: None)
+    boot_disks.delete_disk(settings(), done["old_disk"], lambda s: None)
     assert (PROJECT, ZONE, "pg-demo") not in google.compute.disks
 
 
@@ -186,10 +186,10 @@ def test_a_refused_upgrade_is_one_line_and_changes_nothing(google, labels, image
     newer_image(google, **labels)
     before = attached(google)
     if says == "already runs":
-        assert says in compute.upgrade(settings(), "pg-demo", image, lambda s: None)["change"]
+        assert says in boot_disks.upgrade(settings(), "pg-demo", image, lambda s: None)["change"]
     else:
         with pytest.raises(PlaygroundError, match=says):
-            compute.upgrade(settings(), "pg-demo", image, lambda s: None)
+            boot_disks.upgrade(settings(), "pg-demo", image, lambda s: None)
     assert attached(google) == before
     assert not google.calls("disks.insert") and not google.calls("instances.stop")
 
@@ -197,9 +197,9 @@ def test_a_refused_upgrade_is_one_line_and_changes_nothing(google, labels, image
 def test_an_older_image_named_is_a_downgrade(google):
     compute.launch(settings(), "pg-demo", {}, lambda s: None)
     newer_image(google)
-    compute.upgrade(settings(), "pg-demo", None, lambda s: None)
+    boot_disks.upgrade(settings(), "pg-demo", None, lambda s: None)
     with pytest.raises(PlaygroundError, match="was built before playground-seed-20261203"):
-        compute.upgrade(settings(), "pg-demo", "playground-seed-20261124", lambda s: None)
+        boot_disks.upgrade(settings(), "pg-demo", "playground-seed-20261124", lambda s: None)
 
 
 def test_a_vm_without_a_data_disk_is_refused_before_anything_changes(google):
@@ -208,7 +208,7 @@ def test_a_vm_without_a_data_disk_is_refused_before_anything_changes(google):
     inst["disks"] = [d for d in inst["disks"] if d.get("boot")]  # a VM launched before data disks
     newer_image(google)
     with pytest.raises(PlaygroundError, match="keeps its data on its boot disk"):
-        compute.upgrade(settings(), "pg-demo", None, lambda s: None)
+        boot_disks.upgrade(settings(), "pg-demo", None, lambda s: None)
     assert not google.calls("disks.insert")
 
 
@@ -217,7 +217,7 @@ def test_a_failed_attach_puts_the_old_boot_disk_back(google):
     newer_image(google)
     google.compute.fail_next["instances.attachDisk"] = "permission"
     with pytest.raises(PlaygroundError, match="permission denied"):
-        compute.upgrade(settings(), "pg-demo", None, lambda s: None)
+        boot_disks.upgrade(settings(), "pg-demo", None, lambda s: None)
     assert attached(google)[compute.BOOT_DEVICE] == "pg-demo"
 
 
@@ -231,4 +231,4 @@ def test_the_fake_refuses_what_gce_refuses_about_boot_disks(google):
     with pytest.raises(gex.BadRequest, match="running instance"):
         instances.detach_disk(project=PROJECT, zone=ZONE, instance="pg-demo", device_name=compute.BOOT_DEVICE)
     with pytest.raises(gex.BadRequest, match="already being used"):
-        compute._disks_client().delete(project=PROJECT, zone=ZONE, disk="pg-demo-data")
+        boot_disks._disks_client().delete(project=PROJECT, zone=ZONE, disk="pg-demo-data")

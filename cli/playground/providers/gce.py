@@ -77,10 +77,10 @@ class GceProvider(Provider):
                         ("admin password", f"playground ssh {where} -- sudo playground-agent admin-password")])
 
     def _wait(self, row: dict, report: Report, timeout: float) -> None:
-        from ..gce import compute
+        from ..gce import access as gce_access
 
         try:
-            target = compute.ssh_target(self.s, row)
+            target = gce_access.ssh_target(self.s, row)
             # Each read gets what is left of the wait, at most 20 s: --timeout is the whole wait.
             wait_healthy(row["name"], lambda left: read_over_ssh(target, min(20.0, left)), lambda: True, timeout,
                          report, every=POLL_S)
@@ -90,6 +90,7 @@ class GceProvider(Provider):
                                   f"{self._where(row)}`)") from exc
 
     def launch(self, req: LaunchRequest, report: Report) -> Launched:
+        from ..gce import access as gce_access
         from ..gce import compute
 
         s = dataclasses.replace(self.s, profile=req.profile)
@@ -97,7 +98,7 @@ class GceProvider(Provider):
             return self._launch_with_workers(s, req, report)
         if req.wait:  # the way in (gcloud, the SSH key) is checked before anything billable is made
             try:
-                compute.ssh_target(s, {"name": req.name, "zone": s.zone})
+                gce_access.ssh_target(s, {"name": req.name, "zone": s.zone})
             except PlaygroundError as exc:
                 raise PlaygroundError(f"{exc} (or launch with --no-wait, and check later with "
                                       "`playground status`)") from exc
@@ -113,6 +114,7 @@ class GceProvider(Provider):
         from playground_agent import schema
 
         from ..attributes import CONTEXT
+        from ..gce import access as gce_access
         from ..gce import cluster, compute
 
         if not req.wait:
@@ -124,7 +126,7 @@ class GceProvider(Provider):
                 raise PlaygroundError(f"--set {key}: expected a bucket with --workers on GCE ({why})")
         s.check()
         compute.check_name(req.name)
-        compute.ssh_target(s, {"name": req.name, "zone": s.zone})  # the way in, before anything billable
+        gce_access.ssh_target(s, {"name": req.name, "zone": s.zone})  # the way in, before anything billable
         follow = "airflow-parallelism" not in attrs
         subnet, access_warning = cluster.subnet_range(s)
         attrs.update({"airflow-executor": "CeleryExecutor", "private-subnet": subnet,
@@ -211,10 +213,10 @@ class GceProvider(Provider):
         machine is healthy on the new one (kept, and named, when it is not)."""
         import time
 
-        from ..gce import compute
+        from ..gce import boot_disks
 
         t0 = time.monotonic()
-        done = compute.upgrade(self.s, name, image, report)
+        done = boot_disks.upgrade(self.s, name, image, report)
         if done["old_disk"] is None:
             return Upgraded(launched=None, change=done["change"])
         row = done["row"]
@@ -223,7 +225,7 @@ class GceProvider(Provider):
         except PlaygroundError as exc:
             raise PlaygroundError(f"upgrade {done['change']}: {exc}; the old boot disk {done['old_disk']} is kept "
                                   "(the data disk is as the new image's agent left it)") from exc
-        compute.delete_disk(dataclasses.replace(self.s, zone=row["zone"]), done["old_disk"], report)
+        boot_disks.delete_disk(dataclasses.replace(self.s, zone=row["zone"]), done["old_disk"], report)
         return Upgraded(launched=self._launched(row, True, []), change=done["change"],
                         seconds=round(time.monotonic() - t0, 1))
 
@@ -266,9 +268,9 @@ class GceProvider(Provider):
         compute.set_attributes(self.s, name, attributes, report)
 
     def worker_targets(self, name: str) -> list:
-        from ..gce import compute
+        from ..gce import access as gce_access
 
-        return [compute.ssh_target(self.s, w) for w in self._workers(name) if w["state"] == "running"]
+        return [gce_access.ssh_target(self.s, w) for w in self._workers(name) if w["state"] == "running"]
 
     def list(self) -> list[dict]:
         from ..gce import compute
@@ -288,25 +290,27 @@ class GceProvider(Provider):
 
     def machines(self, name: Optional[str], project: Optional[str]) -> list:
         from .. import settings
+        from ..gce import access as gce_access
         from ..gce import compute, schedule
 
         method = settings.resolve("schedule_method")[0]
         found = []
         for row in compute.playgrounds(self.s, name):
-            machine = compute.machine(self.s, row)
+            machine = gce_access.machine(self.s, row)
             machine.schedule = schedule.next_for(dataclasses.replace(self.s, zone=row["zone"]), row["name"], method)
             found.append(machine)
         return found
 
     def reach(self, name: Optional[str], project: Optional[str]) -> Reach:
         from ..attributes import admin_user
+        from ..gce import access as gce_access
         from ..gce import compute
 
         if name:
             compute.check_name(name)
-        row = compute.running_row(self.s, name)
-        return Reach(target=compute.ssh_target(self.s, row), web=compute.web_ports(row),
-                     admin=admin_user(row["attributes"]), ssh_args=compute.ssh_args(self.s, row),
+        row = gce_access.running_row(self.s, name)
+        return Reach(target=gce_access.ssh_target(self.s, row), web=gce_access.web_ports(row),
+                     admin=admin_user(row["attributes"]), ssh_args=gce_access.ssh_args(self.s, row),
                      ssh_command=f"playground ssh {self._where(row)}")
 
 
@@ -333,12 +337,13 @@ class GceCluster(ClusterOps):
 
     def set_main(self, main: Main, changes: dict[str, str], report: Report) -> None:
         # The attributes, then the agent's apply at once over SSH (it reads the rest at its next boot only).
+        from ..gce import access as gce_access
         from ..gce import compute
 
         s, row = self._s(main), self.rows[main.name]
         compute.set_attributes(s, main.name, changes, report)
         try:
-            code, err = run_remote(compute.ssh_target(s, row), "sudo -n playground-agent apply", 300)
+            code, err = run_remote(gce_access.ssh_target(s, row), "sudo -n playground-agent apply", 300)
         except PlaygroundError as exc:
             raise apply_error(main.name, changes, f"{exc}; it is in the metadata, applied at the next boot or by "
                                                   "`sudo playground-agent apply`") from exc
@@ -354,11 +359,11 @@ class GceCluster(ClusterOps):
         return made
 
     def warm_stop(self, worker: Worker) -> tuple[int, str]:
-        from ..gce import compute
+        from ..gce import access as gce_access
 
         row = self.rows[worker.name]
         s = dataclasses.replace(self.provider.s, zone=row["zone"], zone_chosen=True)
-        return run_remote(compute.ssh_target(s, row), "sudo -n systemctl stop airflow-worker.service", 660)
+        return run_remote(gce_access.ssh_target(s, row), "sudo -n systemctl stop airflow-worker.service", 660)
 
     def remove(self, worker: Worker, report: Report) -> None:
         from ..gce import compute
