@@ -11,7 +11,6 @@ from typing import Any, Dict, List, Optional
 
 from . import (
     autostop,
-    backup,
     bootstrap,
     bucket_sync,
     cluster,
@@ -24,6 +23,7 @@ from . import (
     paths,
     project,
     render,
+    restore,
     retention,
     schema,
     secret_manager,
@@ -311,7 +311,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         if getattr(args, "nightly", False):
             return nightly.main()
-        return backup.main(args.command, getattr(args, "replace", False))
+        return restore.main(args.command, getattr(args, "replace", False))
     if args.command == "autostop":
         if os.geteuid() != 0:
             print("playground-agent: autostop: run as root", file=sys.stderr)

@@ -9,7 +9,7 @@ import json
 import tarfile
 
 import pytest
-from playground_agent import backup
+from playground_agent import backup, restore
 
 HERE = {"airflow": "2.11.2", "postgresql": 15, "mlflow": "3.17.2", "image": {}}
 
@@ -48,11 +48,12 @@ def ended(doc: dict | None = None, files: int = 1) -> list[tuple[str, bytes]]:
 
 @pytest.fixture(autouse=True)
 def this_machine(monkeypatch):
-    monkeypatch.setattr(backup, "_versions", lambda: dict(HERE))
+    for module in (backup, restore):  # what the backup records and what the restore compares it with
+        monkeypatch.setattr(module, "image_versions", lambda: dict(HERE))
 
 
 def test_a_whole_backup_is_staged_with_its_manifest(tmp_path):
-    got = backup._extract(stream(good()), str(tmp_path))
+    got = restore.extract(stream(good()), str(tmp_path))
     assert got["versions"]["airflow"] == "2.11.2"
     assert (tmp_path / "artifacts/1/r/artifacts/a.txt").read_bytes() == b"hello"
     assert (tmp_path / "db/airflow.dump").stat().st_mode & 0o077 == 0
@@ -74,7 +75,7 @@ def test_a_whole_backup_is_staged_with_its_manifest(tmp_path):
 ])
 def test_a_bad_stream_is_one_error_naming_what_is_wrong(tmp_path, members, kinds, said):
     with pytest.raises(backup.BackupError, match=said.replace("(", r"\(")):
-        backup._extract(stream(members, kinds), str(tmp_path))
+        restore.extract(stream(members, kinds), str(tmp_path))
     assert not (tmp_path.parent / "etc").exists()
 
 
@@ -83,7 +84,7 @@ def test_a_cut_stream_and_no_tar_at_all_are_refused(tmp_path):
     # Cut inside a member's header, inside its data, and nothing after the manifest.
     for data in (whole[:2048 + 100], whole[:3072 + 600], whole[:1024], b"not a tar" * 200, b""):
         with pytest.raises(backup.BackupError, match="truncated|not a readable tar|empty"):
-            backup._extract(io.BytesIO(data), str(tmp_path / str(len(data))))
+            restore.extract(io.BytesIO(data), str(tmp_path / str(len(data))))
 
 
 @pytest.mark.parametrize("versions,said", [
@@ -93,16 +94,16 @@ def test_a_cut_stream_and_no_tar_at_all_are_refused(tmp_path):
 ])
 def test_a_newer_backup_is_a_downgrade_refused_before_anything_is_extracted(tmp_path, versions, said):
     with pytest.raises(backup.BackupError, match=said):
-        backup._extract(stream(good(manifest(**versions))), str(tmp_path))
+        restore.extract(stream(good(manifest(**versions))), str(tmp_path))
     assert not (tmp_path / "db").exists()
 
 
 def test_an_older_backup_is_restorable():
-    backup.check_versions(manifest(airflow="2.0.2", postgresql=13))
+    restore.check_versions(manifest(airflow="2.0.2", postgresql=13))
 
 
 def test_an_ended_stream_counts_the_artifacts_its_end_names(tmp_path):
-    got = backup._extract(stream(ended()), str(tmp_path))
+    got = restore.extract(stream(ended()), str(tmp_path))
     assert got["end"] == backup.END and not (tmp_path / backup.END).exists()
 
 
@@ -113,8 +114,8 @@ def test_an_artifact_written_while_the_backup_runs_is_in_it_and_the_restore_acce
     (artifacts / "1/r").mkdir(parents=True)
     (artifacts / "1/r/first.txt").write_text("one")
     monkeypatch.setattr(backup, "STAGING_DIR", str(tmp_path))
-    monkeypatch.setattr(backup, "_config", lambda: {"artifacts_root": str(artifacts)})
-    monkeypatch.setattr(backup, "_databases", lambda cfg: {})
+    monkeypatch.setattr(backup, "machine_config", lambda: {"artifacts_root": str(artifacts)})
+    monkeypatch.setattr(backup, "databases", lambda cfg: {})
     monkeypatch.setattr(backup, "_fernet_key", lambda: "key")
     add_bytes = backup._add_bytes
 
@@ -130,6 +131,6 @@ def test_an_artifact_written_while_the_backup_runs_is_in_it_and_the_restore_acce
     out.seek(0)
     stage = tmp_path / "stage"
     stage.mkdir()
-    got = backup._extract(out, str(stage))
+    got = restore.extract(out, str(stage))
     assert got["artifacts"]["files"] == 1  # what the manifest saw; the end counts the second
     assert sorted(p.name for p in (stage / "artifacts/1/r").iterdir()) == ["first.txt", "second.txt"]
