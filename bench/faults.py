@@ -245,10 +245,11 @@ def failing_metadata_boot(inst, fail_s: float = 30.0, patience: float | None = N
             "retries": journal.count("metadata not readable yet")}
 
 
-def measure(cycles_n: int = 10) -> list[Row]:
+def measure(cycles_n: int = 10, units: tuple[str, ...] = KILLED) -> list[Row]:
+    """units: the services killed (the smoke run kills one: tests/image/test_agent_boot.py kills them all)."""
     rows = []
     with bench_instance(NAME) as (inst, report):
-        for unit in KILLED:
+        for unit in units:
             unit = postgres_cluster(inst) if unit == "POSTGRES_CLUSTER" else unit
             rows.append(Row(f"SIGKILL of {unit} main process to healthy (s)", [kill_back_seconds(inst, unit)],
                             AIM_BACK_S))

@@ -27,7 +27,9 @@ def test_the_network_reaches_only_the_metadata_server_and_forwards_sshd_from_the
     assert "-no-reboot" not in cmd, "a local instance's guest reboot reboots, as on GCE"
     assert f"file={tmp_path / 'data.qcow2'},if=none,id=data0,format=qcow2" in cmd
     # The serial is what the agent finds the data volume by (/dev/disk/by-id/virtio-playground-data).
-    assert "virtio-blk-pci,drive=data0,serial=playground-data" in cmd
+    assert "virtio-blk-pci,drive=data0,serial=playground-data,bootindex=1" in cmd
+    # SeaBIOS boots the first bootable index: the boot disk, never the blank data disk.
+    assert "virtio-blk-pci,drive=boot0,bootindex=0" in cmd
     assert f"unix:{tmp_path / 'qmp.sock'},server=on,wait=off" in cmd
     bios = vm.command(tmp_path / "b.qcow2", tmp_path / "c.log", "kvm", ("127.0.0.1", 2222), ("127.0.0.1", 8080))
     assert "-no-reboot" in bios and not any("pflash" in c for c in bios)

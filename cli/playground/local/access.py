@@ -21,10 +21,12 @@ def ssh_key() -> Path:
                        check=True)
     return key
 
+
 def ssh_args(inst: Instance, timeout: int = 5) -> list[str]:
     return ["ssh", "-i", str(ssh_key()), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", f"UserKnownHostsFile={inst.dir / 'known_hosts'}", "-o", f"ConnectTimeout={timeout}",
             "-o", "LogLevel=ERROR", f"{SSH_USER}@{inst.address}"]
+
 
 def target(inst: Instance):
     """How fabric reaches this instance: directly on its namespace address."""
@@ -32,6 +34,7 @@ def target(inst: Instance):
 
     return Target(name=inst.name, host=inst.address, user=SSH_USER, key_file=str(ssh_key()),
                   known_hosts=str(inst.dir / "known_hosts"))
+
 
 def machine(inst: Instance):
     """What `playground status` needs to know about this instance before SSH."""
@@ -48,6 +51,7 @@ def machine(inst: Instance):
                    target=target(inst) if running else None, start_command=f"playground start --name {inst.name}",
                    schedule={"next_stop": None, "next_start": None, "note": "no schedule for local instances"})
 
+
 def web_ports(inst: Instance) -> dict[str, int]:
     """The web UIs' ports on the machine's 127.0.0.1, from the attributes the agent reads."""
     from ..attributes import web_ports as ports
@@ -55,6 +59,7 @@ def web_ports(inst: Instance) -> dict[str, int]:
     return ports(inst.attributes)
 
 ACCEL_TEXT = {"kvm": "QEMU with KVM", "tcg": "QEMU software emulation (TCG; KVM does not boot guests here)"}
+
 
 def runtime_text(inst: Instance) -> str:
     """What runs the instance, for list, status and launch."""
@@ -64,8 +69,10 @@ def runtime_text(inst: Instance) -> str:
     data = f", data disk {inst.data_disk_gb} GiB" if inst.data_disk_gb else ""
     return f"vm: {ACCEL_TEXT.get(inst.accel, inst.accel)}, {VM_CPUS} vCPUs, {VM_MEMORY_MIB // 1024} GiB{data}"
 
+
 def remote(inst: Instance, command: str, timeout: float = 20) -> subprocess.CompletedProcess:
     return subprocess.run(ssh_args(inst) + [command], capture_output=True, text=True, timeout=timeout)
+
 
 def health(inst: Instance) -> Optional[dict]:
     try:
@@ -78,6 +85,7 @@ def health(inst: Instance) -> Optional[dict]:
         return json.loads(proc.stdout)
     except ValueError:
         return None
+
 
 def wait_healthy(inst: Instance, timeout: float, report: Report) -> dict:
     from ..providers.waiting import wait_healthy as wait

@@ -32,6 +32,7 @@ from .store import (
 def mounted(path: Path) -> bool:
     return os.path.ismount(path)
 
+
 def _mount_overlay(inst: Instance) -> None:
     rootfs = inst.dir / "rootfs"
     if mounted(rootfs):
@@ -47,6 +48,7 @@ def _mount_overlay(inst: Instance) -> None:
     if proc.returncode != 0:
         raise PlaygroundError(f"overlay mount for {inst.name} failed: {proc.stderr.strip()}")
 
+
 def _unmount(path: Path) -> bool:
     """Unmount path if mounted: retried while busy for 10 s, then lazily. True if it was mounted."""
     if not mounted(path):
@@ -58,8 +60,10 @@ def _unmount(path: Path) -> bool:
     subprocess.run(["umount", "-l", str(path)], capture_output=True)
     return True
 
+
 def _umount(inst: Instance) -> bool:
     return _unmount(inst.dir / "rootfs")
+
 
 def metadata_fault() -> list[str]:
     """The metadata server's --fail-for from the environment's fault drill, if one is asked for."""
@@ -73,6 +77,7 @@ def metadata_fault() -> list[str]:
     if not 0 <= seconds <= 3600:
         raise PlaygroundError(f"{METADATA_FAULT_ENV}: expected seconds from 0 to 3600, got {value!r}")
     return ["--fail-for", str(seconds)]
+
 
 def boot(inst: Instance) -> None:
     """Overlay (nspawn), network, metadata server, container or VM: each only if not already there."""
@@ -96,8 +101,10 @@ def boot(inst: Instance) -> None:
         _start_container(inst)
     start_reaper(inst)
 
+
 def _reaper_marker(inst: Instance) -> str:
     return f"playground.local.reaper {inst.dir}/"
+
 
 def let_reaper_finish(inst: Instance, timeout: float = 60) -> None:
     """A container or VM that powered itself off is being torn down by its reaper: wait until that is done,
@@ -106,6 +113,7 @@ def let_reaper_finish(inst: Instance, timeout: float = 60) -> None:
     while (alive(inst.pids.get("reaper"), _reaper_marker(inst)) and not is_running(inst)
            and time.monotonic() < deadline):
         time.sleep(0.2)
+
 
 def start_reaper(inst: Instance) -> None:
     """local/reaper.py: tears down the rest when the container or VM powers itself off."""
@@ -116,6 +124,7 @@ def start_reaper(inst: Instance) -> None:
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     inst.pids["reaper"] = proc.pid
     inst.save()
+
 
 def _start_container(inst: Instance) -> None:
     net = inst.net
@@ -144,6 +153,7 @@ def _start_container(inst: Instance) -> None:
 # the main's webserver reads a task's log wherever it ran.
 SHARED_WITH_MAIN = ("dags", "airflow-logs")
 
+
 def _shared_from_main(inst: Instance) -> list[str]:
     if not inst.main:
         return []
@@ -153,6 +163,7 @@ def _shared_from_main(inst: Instance) -> list[str]:
         (data_folder(inst) / sub).mkdir(exist_ok=True)
         binds.append(f"--bind={main_data / sub}:{DATA_MOUNT}/{sub}")
     return binds
+
 
 def data_folder(inst: Instance) -> Path:
     folder = inst.dir / "data"
@@ -174,8 +185,10 @@ def data_folder(inst: Instance) -> Path:
             raise PlaygroundError(f"mounting the data volume {image} failed: {proc.stderr.strip()}")
     return folder
 
+
 def _umount_data(inst: Instance) -> bool:
     return inst.data_volume == "file" and _unmount(inst.dir / "data")
+
 
 def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
     """The instance's metadata server on this machine's end of its veth, unless it runs already."""
@@ -188,6 +201,7 @@ def _start_metadata(inst: Instance, doc: Path, fault: list[str]) -> None:
         inst.pids["metadata"] = proc.pid
         inst.save()
 
+
 def _start_vm(inst: Instance) -> None:
     """QEMU in the instance's namespace: sshd forwarded from the namespace's address (where `ssh`, `tunnel`
     and `status` reach any instance; socat to QEMU's loopback forward), 169.254.169.254 forwarded to the
@@ -196,7 +210,7 @@ def _start_vm(inst: Instance) -> None:
     from . import vm
 
     net = inst.net
-    boot_disk, efi_vars = vm.prepare(Path(inst.image) / "disk.raw", inst.dir, "uefi")
+    boot_disk, efi_vars = vm.prepare(Path(inst.image) / "disk.raw", inst.dir, inst.firmware)
     data = inst.dir / "data.qcow2" if inst.data_disk_gb else None
     if data is not None and not data.exists():
         vm.blank_disk(data, inst.data_disk_gb)
@@ -224,11 +238,13 @@ def _start_vm(inst: Instance) -> None:
     inst.save()
     wait_exec(proc, str(inst.dir), "qemu-system-x86_64")
 
+
 def execs(pid: int, program: str) -> bool:
     try:
         return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == program
     except OSError:
         return False
+
 
 def wait_exec(proc: subprocess.Popen, marker: str, program: str, timeout: float = 10) -> None:
     """Until the child runs program (nspawn; QEMU, after `ip netns exec` has entered the namespace and
@@ -238,6 +254,7 @@ def wait_exec(proc: subprocess.Popen, marker: str, program: str, timeout: float 
     while (proc.poll() is None and not (alive(proc.pid, marker) and execs(proc.pid, program))
            and time.monotonic() < deadline):
         time.sleep(0.02)
+
 
 def halt(inst: Instance, timeout: float = 90) -> list[str]:
     """Stop the container cleanly (SIGTERM = poweroff inside), then what surrounds it."""
@@ -261,8 +278,10 @@ def halt(inst: Instance, timeout: float = 90) -> list[str]:
     inst.pids = {}
     return done
 
+
 def _ssh_forward_marker(inst: Instance) -> str:
     return f"bind={inst.net['inst_ip']}"
+
 
 def _power_off_vm(inst: Instance, timeout: float) -> bool:
     """ACPI power button, as GCE's stop presses it; QEMU killed only if the guest has not powered off by then."""
@@ -277,6 +296,7 @@ def _power_off_vm(inst: Instance, timeout: float) -> bool:
             time.sleep(0.5)
     kill(pid, str(inst.dir), signal.SIGTERM, 10)
     return True
+
 
 def remove_path(path: Path) -> None:
     if path.is_dir():

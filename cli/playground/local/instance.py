@@ -144,6 +144,7 @@ def launch(name: str, project: str, attributes: dict[str, str], image: Path, pro
         raise
     return inst, rep
 
+
 def _hand_over(main: Instance, worker: Instance) -> None:
     """Before the worker's first boot: the main's passwords and keys into the worker's secrets (root only, on
     its data volume, never in its metadata), and the record of the image's DAG files, so the worker's agent
@@ -162,6 +163,7 @@ def _hand_over(main: Instance, worker: Instance) -> None:
     if record.is_file():
         shutil.copy(record, data_folder(worker) / "image-dags.json")
 
+
 def _keep_logs(inst: Instance) -> Optional[Path]:
     """Keep a failed instance's console log where destroy does not remove it."""
     src = inst.dir / "console.log"
@@ -172,6 +174,7 @@ def _keep_logs(inst: Instance) -> Optional[Path]:
     dest = dest_dir / f"{inst.name}-{time.strftime('%Y%m%d-%H%M%S')}-console.log"
     shutil.copy(src, dest)
     return dest
+
 
 def start(name: str, report: Report, timeout: float = 300, wait: bool = True) -> tuple[Instance, Optional[dict]]:
     require_root("a local instance")
@@ -191,6 +194,7 @@ def start(name: str, report: Report, timeout: float = 300, wait: bool = True) ->
                               f"`playground start --name {name}`") from exc
     return inst, (wait_healthy(inst, timeout, report) if wait else None)
 
+
 def stop(name: str) -> list[str]:
     require_root("a local instance")
     inst = load(name)
@@ -198,6 +202,7 @@ def stop(name: str) -> list[str]:
     inst.state = "stopped"
     inst.save()
     return done
+
 
 def destroy(name: str) -> list[str]:
     require_root("a local instance")
@@ -214,6 +219,7 @@ def destroy(name: str) -> list[str]:
     shutil.rmtree(inst.dir)
     removed.append("folder " + str(inst.dir))
     return removed
+
 
 def upgrade(name: str, image: Path, report: Report, timeout: float = 300) -> tuple[Instance, Optional[dict], str]:
     """Move the instance to another image, keeping its data volume: checked from both manifests first (a

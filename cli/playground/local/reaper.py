@@ -34,8 +34,10 @@ def watch(name: str) -> int:
         return 0
     inst.pids.pop("reaper", None)  # this process: halt must not end it before it has done
     done = instance.halt(inst)
-    inst.state = "stopped"
-    inst.save()
+    # Saved onto the record as it is now: a change made while halt ran (an attribute, a VM's firmware) stays.
+    fresh = instance.load(name)
+    fresh.pids, fresh.state = inst.pids, "stopped"
+    fresh.save()
     print(f"{name} powered off by itself: removed " + ", ".join(done), flush=True)
     return 0
 

@@ -46,6 +46,7 @@ METADATA_FAULT_ENV = "PLAYGROUND_LOCAL_METADATA_FAIL_S"
 
 Report = Callable[[str], None]
 
+
 @dataclass
 class Instance:
     name: str
@@ -60,6 +61,9 @@ class Instance:
     state: str = "creating"
     runtime: str = "nspawn"  # records written before the vm runtime have none
     accel: str = ""  # vm: kvm or tcg, chosen at launch
+    # vm: how the disk boots: "uefi" (OVMF with Secure Boot, as a GCE Shielded VM) or "bios" (SeaBIOS, as GCE
+    # boots an image without the UEFI_COMPATIBLE feature). Read at each boot.
+    firmware: str = "uefi"
     data_disk_gb: int = 0  # vm: the data disk's size, 0 for none
     # Where the team's data lives (the agent's data.py): "folder" (nspawn: data/ bound into the container),
     # "file" (nspawn with --data-disk: data.img, an ext4 of that size loop-mounted at data/, so it can fill),
@@ -91,11 +95,13 @@ class Instance:
         tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
         os.replace(tmp, self.dir / "instance.json")
 
+
 def load(name: str) -> Instance:
     path = paths.instances_dir() / name / "instance.json"
     if not path.is_file():
         raise PlaygroundError(f"no local instance named {name!r} (see `playground list`)")
     return Instance(**json.loads(path.read_text()))
+
 
 def all_instances() -> list[Instance]:
     root = paths.instances_dir()
@@ -104,6 +110,7 @@ def all_instances() -> list[Instance]:
         if (d / "instance.json").is_file():
             found.append(Instance(**json.loads((d / "instance.json").read_text())))
     return found
+
 
 def resolve(name: Optional[str], project: Optional[str]) -> Instance:
     """The instance a command means: by name, else the one for the project, else the only one."""
@@ -116,6 +123,7 @@ def resolve(name: Optional[str], project: Optional[str]) -> Instance:
         raise PlaygroundError(f"no local instance{' for project ' + repr(project) if project else ''}: "
                               "`playground launch --project X`")
     raise PlaygroundError("several instances match: pass --name (" + ", ".join(i.name for i in found) + ")")
+
 
 def alive(pid: Optional[int], marker: str) -> bool:
     """True if pid runs and its command line mentions marker (guards against pid reuse)."""
@@ -133,12 +141,15 @@ def alive(pid: Optional[int], marker: str) -> bool:
         time.sleep(0.05)
     return False
 
+
 def main_pid_key(inst: Instance) -> str:
     return "vm" if inst.runtime == "vm" else "nspawn"
+
 
 def is_running(inst: Instance) -> bool:
     """The container, or the VM (a guest power-off ends QEMU: the VM is stopped then, as on GCE)."""
     return alive(inst.pids.get(main_pid_key(inst)), str(inst.dir))
+
 
 def kill(pid: Optional[int], marker: str, sig: int = signal.SIGTERM, timeout: float = 10) -> bool:
     if not alive(pid, marker):
@@ -151,6 +162,7 @@ def kill(pid: Optional[int], marker: str, sig: int = signal.SIGTERM, timeout: fl
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
     return True
+
 
 def metadata_document(inst: Instance) -> dict:
     return {
@@ -167,6 +179,7 @@ def metadata_document(inst: Instance) -> dict:
         "project": {"projectId": inst.project, "numericProjectId": 0, "attributes": {}},
     }
 
+
 def set_attributes(name: str, attributes: dict[str, str]) -> None:
     """New attribute values in the record and, running or not, in the document its metadata server serves
     (re-read at every request, so the machine sees them at once, as GCE's setMetadata makes it)."""
@@ -179,6 +192,7 @@ def set_attributes(name: str, attributes: dict[str, str]) -> None:
     tmp.write_text(json.dumps(metadata_document(inst), indent=2))
     os.replace(tmp, doc)  # a request never reads half a document
 
+
 @contextlib.contextmanager
 def claiming() -> Iterator[None]:
     """One launch at a time chooses a name and an address slot: two at once (two terminals, two test runs)
@@ -188,12 +202,14 @@ def claiming() -> Iterator[None]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
+
 def free_slot() -> int:
     used = {i.slot for i in all_instances()}
     for slot in range(1, 250):
         if slot not in used and not netns.exists(slot) and not netns.address_in_use(netns.names(slot)["host_ip"]):
             return slot
     raise PlaygroundError("no free address slot for another local instance (249 in use)")
+
 
 def validate_name(name: str, project: str) -> None:
     from ..attributes import check_project
@@ -202,11 +218,13 @@ def validate_name(name: str, project: str) -> None:
     if not NAME_RE.match(name):
         raise PlaygroundError(f"--name: expected 1-31 of a-z 0-9 -, starting with a letter, got {name!r}")
 
+
 def check_runtime(runtime: str, data_disk_gb: int) -> None:
     if runtime not in RUNTIMES:
         raise PlaygroundError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if not 0 <= data_disk_gb <= 1024:
         raise PlaygroundError(f"--data-disk: expected 1-1024 (GiB), got {data_disk_gb}")
+
 
 def workers_of(name: str) -> list[Instance]:
     return [i for i in all_instances() if i.main == name]

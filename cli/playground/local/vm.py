@@ -146,7 +146,9 @@ def command(boot_disk: Path, console: Path, mode: str, ssh_forward: tuple[str, i
     machine = "q35,smm=on" if efi_vars else "q35"
     cmd = ["qemu-system-x86_64", "-machine", machine, "-accel", accel_arg, "-cpu", "host" if mode == "kvm" else "max",
            "-smp", str(cpus), "-m", str(memory_mib), "-nodefaults", "-display", "none",
-           "-drive", f"file={boot_disk},if=virtio,format=qcow2",
+           # bootindex: SeaBIOS would otherwise try the blank data disk first and stop at "no bootable device".
+           "-drive", f"file={boot_disk},if=none,id=boot0,format=qcow2",
+           "-device", "virtio-blk-pci,drive=boot0,bootindex=0",
            "-netdev", net, "-device", "virtio-net-pci,netdev=net0",
            "-serial", f"file:{console}"]
     if not reboot:
@@ -159,7 +161,7 @@ def command(boot_disk: Path, console: Path, mode: str, ssh_forward: tuple[str, i
         # serial: the guest's udev names it /dev/disk/by-id/virtio-playground-data, where the agent's data.py
         # finds its data volume (on GCE, /dev/disk/by-id/google-playground-data from the deviceName).
         cmd += ["-drive", f"file={data_disk},if=none,id=data0,format=qcow2",
-                "-device", "virtio-blk-pci,drive=data0,serial=playground-data"]
+                "-device", "virtio-blk-pci,drive=data0,serial=playground-data,bootindex=1"]
     if qmp is not None:
         cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
     return cmd
