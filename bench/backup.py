@@ -43,13 +43,10 @@ for i in range({runs}):
 
 TRIGGER = r"""
 set -e
-auth="admin:$(sudo -n playground-agent admin-password)"
-api=http://127.0.0.1:8080/api/v1/dags/{dag}
-curl -sf -u "$auth" -X PATCH -H 'Content-Type: application/json' "$api?update_mask=is_paused" \
-  -d '{{"is_paused": false}}' >/dev/null
+api="sudo -n playground-agent airflow-api"
+$api PATCH "dags/{dag}?update_mask=is_paused" '{{"is_paused": false}}' >/dev/null
 for n in $(seq 1 {n}); do
-  curl -sf -u "$auth" -X POST -H 'Content-Type: application/json' "$api/dagRuns" \
-    -d "{{\"dag_run_id\": \"bench-$n\"}}" >/dev/null
+  $api POST "dags/{dag}/dagRuns" "{{\"dag_run_id\": \"bench-$n\"}}" >/dev/null
 done
 """
 

@@ -54,7 +54,7 @@ class Api(AirflowApi):
     """The REST API, and one DAG run of the lineage benchmark's DAG to its end."""
 
     def run_dag(self, run_id: str, tasks: int) -> None:
-        api = f"http://127.0.0.1:8080/api/v1/dags/{DAG_ID}/dagRuns"
+        api = f"dags/{DAG_ID}/dagRuns"
         self.call("POST", api, {"dag_run_id": run_id})
         state = wait(f"DAG run {run_id}", lambda: (lambda s: s if s in ("success", "failed") else None)(
             self.call("GET", f"{api}/{run_id}").get("state")), 60 + tasks * 10, 2)
@@ -93,9 +93,9 @@ def measure(tasks: int = 60, repeat: int = 3) -> list[Row]:
     with bench_instance(NAME) as (inst, _):
         put_dag(inst, DAG_ID, dag_code(tasks, DAG_ID, "max_active_tasks=1, "))
         api = Api(inst)
-        wait("the DAG parsed", lambda: api.call("GET", f"http://127.0.0.1:8080/api/v1/dags/{DAG_ID}").get(
+        wait("the DAG parsed", lambda: api.call("GET", f"dags/{DAG_ID}").get(
             "dag_id"), 240, 2)
-        api.call("PATCH", f"http://127.0.0.1:8080/api/v1/dags/{DAG_ID}?update_mask=is_paused", {"is_paused": False})
+        api.call("PATCH", f"dags/{DAG_ID}?update_mask=is_paused", {"is_paused": False})
         for i in range(repeat):
             for mode in ("on", "off"):
                 set_lineage(inst, mode)

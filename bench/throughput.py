@@ -114,18 +114,21 @@ def finished(row: str):
 
 
 class Api:
-    """The instance's Airflow REST API as the admin, through curl on the instance (it binds 127.0.0.1)."""
+    """The instance's Airflow REST API as the admin, through its agent (`playground-agent airflow-api`: the
+    API's version and auth, the password kept on the machine); paths below the API's root."""
 
     def __init__(self, inst) -> None:
         self.inst = inst
-        self.auth = "admin:" + sh(inst, "sudo -n playground-agent admin-password").strip()
 
-    def call(self, method: str, url: str, body=None) -> dict:
-        cmd = f"curl -s -X {method} -u {shlex.quote(self.auth)} -H 'Content-Type: application/json' {shlex.quote(url)}"
+    def call(self, method: str, path: str, body=None) -> dict:
+        cmd = f"sudo -n playground-agent airflow-api {method} {shlex.quote(path)}"
         if body is not None:
-            cmd += f" -d {shlex.quote(json.dumps(body))}"
-        out = sh(self.inst, cmd)
-        return json.loads(out) if out.strip() else {}
+            cmd += f" {shlex.quote(json.dumps(body))}"
+        from playground.local import instance
+
+        # stdout also of a refused call: a DAG not parsed yet answers 404, and callers poll.
+        out = instance.remote(self.inst, cmd, timeout=120).stdout
+        return json.loads(out) if out.strip().startswith("{") else {}
 
 
 def span_of(label: str, run_id: str, query, tasks: int, every: float) -> float:
@@ -197,7 +200,7 @@ def run_playground(inst, tasks: int, repeat: int, peaks: list | None = None) -> 
     sh(inst, "sudo -n systemctl start playground.target")
     wait("the playground healthy again", lambda: healthy(inst), 180, 3)
     put_dag(inst, DAG_ID, dag_code(tasks, DAG_ID))
-    api, dag = Api(inst), "http://127.0.0.1:8080/api/v1/dags/" + DAG_ID
+    api, dag = Api(inst), "dags/" + DAG_ID
     wait("the playground parsed the DAG", lambda: api.call("GET", dag).get("dag_id"), 240, 2)
     api.call("PATCH", dag + "?update_mask=is_paused", {"is_paused": False})
     spans = []

@@ -49,7 +49,7 @@ def runs(main, tasks: int, repeat: int, label: str) -> tuple[list[float], list[f
     put_dag(main, CHAIN, CHAIN_CODE)
     api = Api(main)
     for dag in (FANOUT, CHAIN):
-        url = "http://127.0.0.1:8080/api/v1/dags/" + dag
+        url = "dags/" + dag
         wait(f"{label}: {dag} parsed", lambda u=url: api.call("GET", u).get("dag_id"), 240, 2)
         api.call("PATCH", url + "?update_mask=is_paused", {"is_paused": False})
     spans, chain = [], []
@@ -57,7 +57,7 @@ def runs(main, tasks: int, repeat: int, label: str) -> tuple[list[float], list[f
         for dag, count, out in ((FANOUT, tasks, spans), (CHAIN, CHAIN_LEN, chain)):
             run_id = f"bench-{label}-{dag}-{i}"
             spool_empty(main)
-            api.call("POST", f"http://127.0.0.1:8080/api/v1/dags/{dag}/dagRuns", {"dag_run_id": run_id})
+            api.call("POST", f"dags/{dag}/dagRuns", {"dag_run_id": run_id})
             span = span_of(label, run_id, lambda r, d=dag: psql(main, PG_SPAN.format(dag=d, run=r)), count, 1)
             out.append(span if dag == FANOUT else span / CHAIN_LEN)
     return spans, chain

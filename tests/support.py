@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -55,6 +57,34 @@ def run_ok(host, cmd: str) -> str:
     out = host.run(cmd)
     assert out.rc == 0, f"{cmd}: {out.stderr}"
     return out.stdout
+
+
+def airflow_api(machine, method: str, path: str, body: dict | None = None, timeout: float = 120) -> dict:
+    """Airflow's REST API on the machine as its admin, through `playground-agent airflow-api` (v1 with basic
+    auth or v2 with a token, by the image's Airflow; the password never leaves the machine nor reaches a
+    command line). machine: a testinfra host or a local instance. The answer's JSON ({} if none); on an
+    HTTP error also "http_status" (e.g. 404 while a DAG is not parsed yet) and the agent's line in "error"."""
+    cmd = f"sudo -n playground-agent airflow-api {method} {shlex.quote(path)}"
+    if body is not None:
+        cmd += " " + shlex.quote(json.dumps(body))
+    if hasattr(machine, "run"):
+        out = machine.run(cmd)
+        rc, stdout, stderr = out.rc, out.stdout, out.stderr
+    else:
+        from playground.local import instance
+
+        proc = instance.remote(machine, cmd, timeout=timeout)
+        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    try:
+        answer = json.loads(stdout) if stdout.strip() else {}
+    except ValueError:
+        answer = {"raw": stdout[-500:]}
+    if not isinstance(answer, dict):
+        answer = {"items": answer}
+    if rc != 0:
+        code = re.search(r"HTTP (\d+)", stderr)
+        answer.update(http_status=int(code.group(1)) if code else 0, error=stderr.strip()[-500:])
+    return answer
 
 
 def remote_json(host, path: str) -> dict:

@@ -234,6 +234,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_status = sub.add_parser("status", help="print the health report, from live checks")
     p_status.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.add_parser("admin-password", help="print the Airflow admin password (root only)")
+    p_api = sub.add_parser("airflow-api", help="call Airflow's REST API as the admin user, whichever Airflow this "
+                                               "is (v1 or v2, its auth); prints the answer's JSON (root)")
+    p_api.add_argument("method", help="GET, POST, PATCH or DELETE")
+    p_api.add_argument("path", help="below the API's root, e.g. dags/lineage_demo/dagRuns")
+    p_api.add_argument("body", nargs="?", default="", help="a JSON object to send")
     sub.add_parser("watch", help="long-poll metadata and re-apply on change")
     sub.add_parser("cluster-secrets", help="print what a worker needs from this main (its passwords and keys, "
                    "as env lines; root; the launcher hands them to a worker before its first boot)")
@@ -278,6 +283,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         print(bootstrap.admin_password())
         return 0
+    if args.command == "airflow-api":
+        if os.geteuid() != 0:
+            print("playground-agent: airflow-api: run as root", file=sys.stderr)
+            return EXIT_REFUSED
+        if args.method.upper() not in ("GET", "POST", "PATCH", "DELETE", "PUT"):
+            print("playground-agent: airflow-api: METHOD: expected GET, POST, PATCH, PUT or DELETE, got %r"
+                  % args.method, file=sys.stderr)
+            return 2
+        from . import airflow_api
+
+        return airflow_api.main(args.method, args.path, args.body)
     if args.command == "cluster-secrets":
         if os.geteuid() != 0:
             print("playground-agent: cluster-secrets: run as root", file=sys.stderr)

@@ -39,6 +39,8 @@ CHANGES: Dict[str, Change] = {
                          "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "how soon an idle scheduler looks again"),
     # [metrics] timer_unit_consistency (2.11): Airflow 2.11 warns in every process until it is set.
     "timer_unit_consistency": Change((2, 11, 0), False, True, "silence 2.11's RemovedInAirflow3Warning"),
+    # The REST API scripts use (airflow_api.py): v1 with basic auth; v2 with a JWT from FAB's /auth/token.
+    "rest_api": Change((3, 0, 0), ("/api/v1", "basic"), ("/api/v2", "jwt"), "the REST API's root and its auth"),
     # Listener plugins (2.3); before, the lineage hooks ride on a cluster policy's task callbacks.
     "lineage_hook": Change((2, 3, 0), "cluster-policy", "listener", "how lineage sees task instances"),
     # The triggerer (deferrable operators) exists from 2.2.

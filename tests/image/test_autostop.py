@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import support
 from playground.local import instance, netns
 from playground_agent.autostop import CHECK_S
 from support import eventually, instance_ssh, remove_instance, stop_process
@@ -57,12 +58,7 @@ def autostop_state() -> dict:
 
 
 def airflow_api(method: str, path: str, body: dict | None = None) -> dict:
-    password = on_machine(["sudo", "-n", "playground-agent", "admin-password"]).strip()
-    config = f'user = "admin:{password}"\nheader = "Content-Type: application/json"\n'
-    if body is not None:
-        config += 'data = "%s"\n' % json.dumps(body).replace('"', '\\"')
-    out = on_machine(["curl", "-s", "-X", method, "-K", "-", f"http://127.0.0.1:8080/api/v1/{path}"], stdin=config)
-    return json.loads(out) if out.strip().startswith("{") else {}
+    return support.airflow_api(instance.load(NAME), method, path, body)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from playground.local import instance
-from support import eventually, instance_ssh, remove_instance
+from support import airflow_api, eventually, instance_ssh, remove_instance
 
 pytestmark = pytest.mark.image
 CLI = str(Path(sys.executable).with_name("playground"))
@@ -140,12 +140,9 @@ def test_restore_onto_a_fresh_instance_gives_every_count_and_working_data(machin
     artifact = instance_ssh(target, ["curl", "-sf", "http://127.0.0.1:5000/api/2.0/mlflow-artifacts/artifacts/"
                                      + uri.removeprefix("mlflow-artifacts:/") + "/notes/hello.txt"])
     assert artifact == "hello 0"
-    password = instance_ssh(target, ["sudo", "-n", "playground-agent", "admin-password"]).strip()
 
     def runs_listed():
-        out = instance_ssh(target, ["curl", "-s", "-u", f"admin:{password}",
-                                    "http://127.0.0.1:8080/api/v1/dags/lineage_demo/dagRuns"])
-        return out.startswith("{") and json.loads(out).get("total_entries") == 2
+        return airflow_api(target, "GET", "dags/lineage_demo/dagRuns").get("total_entries") == 2
 
     assert eventually(runs_listed, 120, every=1), "the target's admin does not see the two DAG runs"
     assert eventually(lambda: (instance.health(target) or {}).get("healthy"), 180, every=2)

@@ -26,6 +26,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import support
 from playground.local import instance, store
 from support import instance_ssh as ssh
 from support import need_local, remove_instance, service_accounts, stop_process
@@ -165,18 +166,10 @@ def wait_for(what: str, check, timeout: float, every: float = 3.0):
     pytest.fail(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
 
-def airflow_api(inst, method: str, path: str, body: dict | None = None, accept: str = "application/json"):
-    """(HTTP status, body) of a call to Airflow's REST API, made on the instance with the admin's password
-    (given to curl on stdin, never in argv)."""
-    password = ssh(inst, ["sudo", "-n", "playground-agent", "admin-password"]).strip()
-    # The status after the body, on a line of its own (curl reads \\n in its config as a newline).
-    config = f'user = "admin:{password}"\nheader = "Accept: {accept}"\nwrite-out = "\\n%{{http_code}}"\n'
-    if body is not None:
-        config += 'header = "Content-Type: application/json"\ndata = "%s"\n' % json.dumps(body).replace('"', '\\"')
-    out = ssh(inst, ["curl", "-s", "-X", method, "-K", "-",
-                     f"http://127.0.0.1:8080/api/v1/{path}"], stdin=config)
-    text, _, code = out.rpartition("\n")
-    return int(code), text
+def airflow_api(inst, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """(HTTP status, answer) of a call to Airflow's REST API as the admin, made on the instance by its agent."""
+    answer = support.airflow_api(inst, method, path, body)
+    return answer.get("http_status", 200), answer
 
 
 def airflow_dag(inst, dag_id: str) -> int:
@@ -227,11 +220,11 @@ def test_task_logs_land_in_the_logs_bucket_and_are_read_back_from_it(gcs):
     inst, emulator = gcs["inst"], gcs["emulator"]
     wait_for("Airflow listing the DAG from the bucket", lambda: airflow_dag(inst, "gcs_logged") == 200, 120)
     assert airflow_api(inst, "PATCH", "dags/gcs_logged", {"is_paused": False})[0] == 200
-    code, text = airflow_api(inst, "POST", "dags/gcs_logged/dagRuns", {"dag_run_id": "logs-1"})
-    assert code == 200, text
+    code, answer = airflow_api(inst, "POST", "dags/gcs_logged/dagRuns", {"dag_run_id": "logs-1"})
+    assert code == 200, answer
 
     def run_state():
-        state = json.loads(airflow_api(inst, "GET", "dags/gcs_logged/dagRuns/logs-1")[1]).get("state")
+        state = airflow_api(inst, "GET", "dags/gcs_logged/dagRuns/logs-1")[1].get("state")
         assert state != "failed", "the DAG run failed"
         return state == "success"
 
@@ -246,9 +239,10 @@ def test_task_logs_land_in_the_logs_bucket_and_are_read_back_from_it(gcs):
         pytest.fail(f"no task log in gs://{LOGS_BUCKET}/logs/ within 60 s:\n{local}")
     assert len(logs) == 1 and "gcs_logged" in logs[0] and "say" in logs[0], logs
     assert b"logged-in-the-bucket" in emulator.read(LOGS_BUCKET, logs[0])
-    code, text = airflow_api(inst, "GET", "dags/gcs_logged/dagRuns/logs-1/taskInstances/say/logs/1",
-                             accept="text/plain")
-    assert code == 200, text
+    code, answer = airflow_api(inst, "GET", "dags/gcs_logged/dagRuns/logs-1/taskInstances/say/logs/1"
+                                            "?full_content=true")
+    text = str(answer.get("content"))
+    assert code == 200, answer
     assert f"gs://{LOGS_BUCKET}/logs/" in text and "logged-in-the-bucket" in text, text[-1500:]
 
 

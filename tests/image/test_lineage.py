@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import eventually, run_ok
+from support import airflow_api, eventually, run_ok
 
 pytestmark = pytest.mark.image
 DAG = "lineage_demo"
@@ -17,10 +17,9 @@ TASKS = {"extract", "enrich", "load", "choose_report", "daily_report", "monthly_
 MLFLOW = "http://127.0.0.1:5000"
 
 
-def curl(host, method: str, url: str, body=None, auth: str = "") -> dict:
+def curl(host, method: str, url: str, body=None) -> dict:
+    """MLflow's REST API on the machine (Airflow's: support.airflow_api, authenticated on the machine)."""
     cmd = f"curl -s -X {method} -H 'Content-Type: application/json' {shlex.quote(url)}"
-    if auth:
-        cmd += f" -u {shlex.quote(auth)}"
     if body is not None:
         cmd += f" -d {shlex.quote(json.dumps(body))}"
     out = run_ok(host, cmd)
@@ -29,25 +28,23 @@ def curl(host, method: str, url: str, body=None, auth: str = "") -> dict:
 
 @pytest.fixture(scope="module")
 def airflow(host):
-    auth = "admin:" + run_ok(host, "playground-agent admin-password").strip()
-    api = "http://127.0.0.1:8080/api/v1"
-    assert eventually(lambda: curl(host, "GET", f"{api}/dags/{DAG}", auth=auth).get("dag_id"), 180), \
+    assert eventually(lambda: airflow_api(host, "GET", f"dags/{DAG}").get("dag_id"), 180), \
         "lineage_demo was never parsed"
-    curl(host, "PATCH", f"{api}/dags/{DAG}?update_mask=is_paused", {"is_paused": False}, auth)
+    airflow_api(host, "PATCH", f"dags/{DAG}?update_mask=is_paused", {"is_paused": False})
 
     def run(run_id: str, conf=None, dag: str = DAG) -> tuple[str, dict]:
         if dag != DAG:
-            assert eventually(lambda: curl(host, "GET", f"{api}/dags/{dag}", auth=auth).get("dag_id"), 180), \
+            assert eventually(lambda: airflow_api(host, "GET", f"dags/{dag}").get("dag_id"), 180), \
                 f"{dag} was never parsed"
-            curl(host, "PATCH", f"{api}/dags/{dag}?update_mask=is_paused", {"is_paused": False}, auth)
-        curl(host, "POST", f"{api}/dags/{dag}/dagRuns", {"dag_run_id": run_id, "conf": conf or {}}, auth)
+            airflow_api(host, "PATCH", f"dags/{dag}?update_mask=is_paused", {"is_paused": False})
+        airflow_api(host, "POST", f"dags/{dag}/dagRuns", {"dag_run_id": run_id, "conf": conf or {}})
         def finished():
-            got = curl(host, "GET", f"{api}/dags/{dag}/dagRuns/{run_id}", auth=auth).get("state")
+            got = airflow_api(host, "GET", f"dags/{dag}/dagRuns/{run_id}").get("state")
             return got if got in ("success", "failed") else None
 
         state = eventually(finished, 300)
         assert state, f"DAG run {run_id} did not finish"
-        tis = curl(host, "GET", f"{api}/dags/{dag}/dagRuns/{run_id}/taskInstances", auth=auth)
+        tis = airflow_api(host, "GET", f"dags/{dag}/dagRuns/{run_id}/taskInstances")
         return state, {t["task_id"]: t["state"] for t in tis["task_instances"]}
     return run
 

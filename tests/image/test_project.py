@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from playground.local import instance
 from playground.main import app
-from support import eventually, instance_ssh, remove_instance
+from support import airflow_api, eventually, instance_ssh, remove_instance
 from test_lineage import curl
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.image
 NAME = "pgtest-project"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "project"
-API = "http://127.0.0.1:8080/api/v1"
 
 
 def deploy(folder: Path):
@@ -60,18 +59,18 @@ def folder(tmp_path_factory):
     return copy
 
 
-def trigger(host, auth: str, dag: str, run_id: str) -> dict:
-    assert eventually(lambda: curl(host, "GET", f"{API}/dags/{dag}", auth=auth).get("dag_id"), 120), \
+def trigger(host, dag: str, run_id: str) -> dict:
+    assert eventually(lambda: airflow_api(host, "GET", f"dags/{dag}").get("dag_id"), 120), \
         f"{dag} was never parsed by the scheduler"
-    curl(host, "PATCH", f"{API}/dags/{dag}?update_mask=is_paused", {"is_paused": False}, auth)
-    curl(host, "POST", f"{API}/dags/{dag}/dagRuns", {"dag_run_id": run_id}, auth)
+    airflow_api(host, "PATCH", f"dags/{dag}?update_mask=is_paused", {"is_paused": False})
+    airflow_api(host, "POST", f"dags/{dag}/dagRuns", {"dag_run_id": run_id})
     states: list[str] = []
 
     def finished():
         # The run's state first, then its tasks': read the other way round, a run that ended between the two
         # requests showed its last task still running.
-        run = curl(host, "GET", f"{API}/dags/{dag}/dagRuns/{run_id}", auth=auth).get("state")
-        got = curl(host, "GET", f"{API}/dags/{dag}/dagRuns/{run_id}/taskInstances", auth=auth)
+        run = airflow_api(host, "GET", f"dags/{dag}/dagRuns/{run_id}").get("state")
+        got = airflow_api(host, "GET", f"dags/{dag}/dagRuns/{run_id}/taskInstances")
         now = {t["task_id"]: t["state"] for t in got.get("task_instances", [])}
         states.extend(s for s in now.values() if s and s not in states)
         return now if run in ("success", "failed") else None
@@ -92,16 +91,15 @@ def test_deploy_applies_the_project_and_its_deferrable_dag_succeeds(host, projec
     assert "change-me" not in output
     assert done["packages"]["requirements"] == ["humanize"] and done["packages"]["installed"]
 
-    auth = "admin:" + instance_ssh(project_instance, ["sudo", "playground-agent", "admin-password"]).strip()
-    ran = trigger(host, auth, "orders_pipeline", "deploy-1")
+    ran = trigger(host, "orders_pipeline", "deploy-1")
     assert ran["tasks"] == {"wait_for_orders": "success", "read_settings": "success"}
     assert "deferred" in ran["seen"], f"the sensor never deferred: {ran['seen']}"
-    xcom = curl(host, "GET", f"{API}/dags/orders_pipeline/dagRuns/deploy-1/taskInstances/read_settings/"
-                             "xcomEntries/return_value", auth=auth)
+    xcom = airflow_api(host, "GET", "dags/orders_pipeline/dagRuns/deploy-1/taskInstances/read_settings/"
+                                    "xcomEntries/return_value")
     got = json.loads(xcom["value"].replace("'", '"').replace("True", "true"))
     assert got == {"host": "shop.example.internal", "port": 8443, "has_password": True, "region": "europe-west2",
                    "orders": "1,234,567"}, "humanize (requirements.txt) imported by the task"
-    pool = curl(host, "GET", f"{API}/pools/shop_api", auth=auth)
+    pool = airflow_api(host, "GET", "pools/shop_api")
     assert pool["slots"] == 2
 
     # Each task is in MLflow, once.
@@ -175,8 +173,7 @@ def test_a_broken_dag_file_is_one_line_and_the_rest_keeps_running(host, project_
         json.loads(instance_ssh(project_instance, ["sudo", "playground-agent", "status", "--json"])))}
     assert rows["dags"]["level"] == "amber" and "not_a_module_anywhere" in rows["dags"]["reason"]
 
-    auth = "admin:" + instance_ssh(project_instance, ["sudo", "playground-agent", "admin-password"]).strip()
-    assert trigger(host, auth, "orders_pipeline", "deploy-2")["tasks"]["read_settings"] == "success"
+    assert trigger(host, "orders_pipeline", "deploy-2")["tasks"]["read_settings"] == "success"
 
     (folder / "dags" / "broken.py").unlink()
     code, done, output = deploy(folder)

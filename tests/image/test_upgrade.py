@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playground.image import local_build
 from playground.local import instance
-from support import eventually, instance_ssh, remove_instance
+from support import airflow_api, eventually, instance_ssh, remove_instance
 from test_backup import PASSWORD, SEED, counts
 
 pytestmark = pytest.mark.image
@@ -127,9 +127,7 @@ def test_every_run_model_artifact_row_and_file_is_there_after_the_upgrade(before
                                       "*run_id=before-1*"]).split()) == before["task_logs"] != []
     password = instance_ssh(inst, ["sudo", "-n", "playground-agent", "admin-password"]).strip()
     assert password == before["password"], "the admin password changed with the image"
-    out = instance_ssh(inst, ["curl", "-s", "-u", f"admin:{password}",
-                              "http://127.0.0.1:8080/api/v1/dags/lineage_demo/dagRuns"])
-    assert json.loads(out)["total_entries"] == 2
+    assert airflow_api(inst, "GET", "dags/lineage_demo/dagRuns")["total_entries"] == 2
 
 
 def test_a_downgrade_and_a_non_image_are_refused_in_one_line_and_change_nothing(before, upgraded, image, tmp_path):

@@ -21,7 +21,7 @@ import subprocess
 import pytest
 from playground.local import instance, netns
 from playground.main import app
-from support import eventually, need_local, remove_instance
+from support import airflow_api, eventually, need_local, remove_instance
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.image
@@ -65,13 +65,7 @@ def psql(main, sql: str) -> str:
 
 
 def api(main, method: str, path: str, body: dict | None = None) -> dict:
-    auth = "admin:" + sh(main, "sudo -n playground-agent admin-password").strip()
-    cmd = (f"curl -s -X {method} -u {shlex.quote(auth)} -H 'Content-Type: application/json' "
-           f"http://127.0.0.1:8080/api/v1/{path}")
-    if body is not None:
-        cmd += " -d " + shlex.quote(json.dumps(body))
-    out = sh(main, cmd)
-    return json.loads(out) if out.strip().startswith("{") else {"raw": out}
+    return airflow_api(main, method, path, body)
 
 
 @pytest.fixture(scope="module")
