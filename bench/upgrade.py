@@ -21,7 +21,7 @@ from common import Row, print_rows
 CLI = str(Path(sys.executable).with_name("playground"))
 NAME = "pgbench-upgrade"
 COUNTS = ("import json; from playground_agent import backup; print(json.dumps({r: backup.counts(r, d) for r, "
-          "(d, o) in backup._databases(backup._config()).items()}))")
+          "(d, o) in backup.databases(backup.machine_config()).items()}))")
 
 
 def counts(inst) -> dict:
