@@ -54,8 +54,8 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def counts(inst) -> dict:
     """The machine's counts as the agent's own backup code reads them."""
-    code = ("import json; from playground_agent import backup; "
-            "print(json.dumps({r: backup.counts(r, d) for r, (d, o) in backup.databases(backup.machine_config()).items()}))")
+    code = ("import json; from playground_agent import backup; print(json.dumps({r: backup.counts(r, d) "
+            "for r, (d, o) in backup.databases(backup.machine_config()).items()}))")
     return json.loads(instance_ssh(inst, ["sudo", "-n", "env", "PYTHONPATH=/opt/playground/agent", "python3", "-c",
                                           shlex.quote(code)]))
 
