@@ -17,6 +17,9 @@ from .errors import PlaygroundError
 
 # Components whose newer version changes what is stored (schema migrations that only go forward).
 FORWARD_ONLY = ("airflow", "mlflow")
+# Airflow 3 migrates a database of Airflow 2.7 or later only: "Make sure that you are on Airflow 2.7 or
+# later" (Airflow's "Upgrading to Airflow 3", installation/upgrading_to_airflow3.rst, 3.0.0 onwards).
+AIRFLOW3_FROM = (2, 7)
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -39,6 +42,10 @@ def check(name: str, current: dict, new: dict) -> list[str]:
             raise PlaygroundError(f"--image: {new.get('name')} has {part} {new_parts[part]}, older than the "
                                   f"{old_parts[part]} {name} runs: a downgrade is refused ({part}'s database "
                                   "migrations only go forward)")
+        if part == "airflow" and after[:1] >= (3,) and before[:2] < AIRFLOW3_FROM:
+            raise PlaygroundError(f"--image: {new.get('name')} has Airflow {new_parts[part]}, and Airflow 3 "
+                                  f"migrates only from 2.7 or later; {name} runs {old_parts[part]}: upgrade it "
+                                  "to an image with the last Airflow 2 (2.11) first, then to this one")
         if after != before:
             changes.append(f"{part} {old_parts[part]} -> {new_parts[part]}")
     pg_before = version_tuple(old_parts.get("postgresql", ""))[:1]

@@ -65,3 +65,21 @@ def test_version_tuples_compare_as_numbers():
     assert upgrade.version_tuple("15.20 (Debian 15.20-0+deb12u1)") == (15, 20)
     assert upgrade.version_tuple("2.9.3") < upgrade.version_tuple("2.11.2")
     assert upgrade.version_tuple("") == ()
+
+
+@pytest.mark.parametrize("before", ["2.0.2", "2.6.3"])
+def test_airflow_3_from_before_2_7_is_refused_naming_the_way_round(before):
+    """Airflow 3 migrates a database of 2.7 or later only (its "Upgrading to Airflow 3")."""
+    with pytest.raises(PlaygroundError) as err:
+        upgrade.check("pg", manifest("old", "2026-12-01T10:00:00Z", airflow=before),
+                      manifest("n", "2026-12-03T10:00:00Z", airflow="3.3.2"))
+    assert str(err.value) == (f"--image: n has Airflow 3.3.2, and Airflow 3 migrates only from 2.7 or later; pg "
+                              f"runs {before}: upgrade it to an image with the last Airflow 2 (2.11) first, then to "
+                              "this one")
+
+
+@pytest.mark.parametrize("before", ["2.7.0", "2.11.2"])
+def test_airflow_3_from_2_7_on_is_an_upgrade(before):
+    new = manifest("n", "2026-12-03T10:00:00Z", airflow="3.3.2")
+    assert upgrade.check("pg", manifest("old", "2026-12-01T10:00:00Z", airflow=before), new) == [
+        f"airflow {before} -> 3.3.2"]
