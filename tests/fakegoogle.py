@@ -407,13 +407,16 @@ class FakeCompute:
     def _disk_link(self, p: dict, name: str) -> str:
         return f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}/disks/{name}"
 
-    def _new_disk(self, p: dict, name: str, size: str, kind: str, image: str = "", users=()) -> dict:
+    def _new_disk(self, p: dict, name: str, size: str, kind: str, image: str = "", users=(),
+                  labels: Optional[dict] = None) -> dict:
         disk = {"kind": "compute#disk", "id": str(8000 + len(self.disks)), "name": name, "sizeGb": str(size),
                 "zone": f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}",
                 "type": kind, "status": "READY", "selfLink": self._disk_link(p, name), "users": list(users),
                 "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())}
         if image:
             disk["sourceImage"] = image
+        if labels:
+            disk["labels"] = dict(labels)
         self.disks[(p["project"], p["zone"], name)] = disk
         return disk
 
@@ -424,7 +427,7 @@ class FakeCompute:
         ilink = (f"https://compute.googleapis.com/compute/v1/projects/{p['project']}/zones/{p['zone']}/"
                  f"instances/{instance}")
         disk = self._new_disk(p, name, init.get("diskSizeGb") or "10", init.get("diskType", ""),
-                              init.get("sourceImage", ""), [ilink])
+                              init.get("sourceImage", ""), [ilink], init.get("labels"))
         out = {k: v for k, v in d.items() if k != "initializeParams"}
         out.update(kind="compute#attachedDisk", source=disk["selfLink"], index=index,
                    deviceName=d.get("deviceName") or f"persistent-disk-{index}", mode=d.get("mode", "READ_WRITE"))
@@ -444,7 +447,8 @@ class FakeCompute:
             image = body.get("sourceImage", "")
             if image and self._image_by_link(image) is None:
                 return 404, google_error(404, "NOT_FOUND", f"The resource '{image}' was not found", "notFound")
-            made = lambda: self._new_disk(p, name, body.get("sizeGb") or "10", body.get("type", ""), image)  # noqa
+            made = lambda: self._new_disk(p, name, body.get("sizeGb") or "10", body.get("type", ""), image,  # noqa
+                                          labels=body.get("labels"))
             return 200, self._op(p, "insert", self._disk_link(p, name), then=made)
         if disk is None:
             return 404, google_error(404, "NOT_FOUND", f"The resource 'projects/{p['project']}/zones/{p['zone']}/"

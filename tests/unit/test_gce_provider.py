@@ -176,6 +176,15 @@ def test_upgrade_swaps_the_boot_disk_of_a_stopped_vm_and_keeps_its_data_disk(goo
     assert (PROJECT, ZONE, "pg-demo") not in google.compute.disks
 
 
+def test_upgrade_labels_the_new_boot_disk_with_the_vms_profile_not_the_settings_default(google):
+    compute.launch(settings(), "pg-demo", {}, lambda s: None)  # profile seed, the VM's label says so
+    newer_image(google)
+    done = boot_disks.upgrade(settings(profile="local"), "pg-demo", None, lambda s: None)
+    assert done["change"].endswith("playground-seed-20261203 (same versions, a newer build)"), "the VM's family"
+    new_boot = attached(google)[compute.BOOT_DEVICE]
+    assert google.compute.disks[(PROJECT, ZONE, new_boot)]["labels"]["playground-profile"] == "seed"
+
+
 @pytest.mark.parametrize("labels, image, says", [
     ({"airflow": "2-11-2", "postgresql": "15"}, None, "a change of major version is refused"),
     ({"airflow": "1-10-15"}, None, "a downgrade is refused"),

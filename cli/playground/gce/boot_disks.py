@@ -75,7 +75,9 @@ def upgrade(s: GceSettings, name: str, image_name: Optional[str], report: Report
         old_disk = disks.get(project=s.project, zone=s.zone, disk=boot.source.rsplit("/", 1)[-1])
         current = _image_of_link(images, old_disk.source_image)
         image_project = s.image_project or s.project
-        family = f"playground-{inst.labels.get('playground-profile', s.profile)}"
+        # The VM's own profile, not the settings' default: its image family and its new disk's label.
+        profile = inst.labels.get("playground-profile", s.profile)
+        family = f"playground-{profile}"
         new = (images.get(project=image_project, image=image_name) if image_name
                else images.get_from_family(project=image_project, family=family))
     except gex.NotFound as exc:
@@ -93,7 +95,7 @@ def upgrade(s: GceSettings, name: str, image_name: Optional[str], report: Report
         report(f"upgrade {what}: making the boot disk {disk_name}")
         op = disks.insert(project=s.project, zone=s.zone, disk_resource=compute_v1.Disk(
             name=disk_name, source_image=new.self_link, size_gb=old_disk.size_gb, type_=old_disk.type_,
-            labels=s.labels()))
+            labels=dict(s.labels(), **{"playground-profile": profile})))
         wait(ops, s, op, report, f"create disk {disk_name}")
         new_link = disks.get(project=s.project, zone=s.zone, disk=disk_name).self_link
         if inst.status != "TERMINATED":
