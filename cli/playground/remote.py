@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from .errors import PlaygroundError
+from .forwarder import Forwarder
 
 
 @dataclass
@@ -195,29 +196,33 @@ class Forward:
 
 
 @contextlib.contextmanager
-def forwards(conn, remote_ports: list[int]) -> Iterator[list[Forward]]:
-    """Local forwards 127.0.0.1:local -> machine's 127.0.0.1:remote, open while inside the block."""
+def open_forwards(conn, remote_ports: list[int]) -> Iterator[tuple[list[Forward], Forwarder]]:
+    """Local forwards 127.0.0.1:local -> machine's 127.0.0.1:remote, open while inside the block, and their
+    Forwarder (forwarder.py: it outlives a dropped connection; `reopen` gives it a new one)."""
     chosen: list[Forward] = []
     for port in remote_ports:
         chosen.append(Forward(port, pick_local_port(port, {f.local_port for f in chosen})))
     conn.open()
-    with contextlib.ExitStack() as stack:
-        for fw in chosen:
-            stack.enter_context(conn.forward_local(fw.local_port, remote_port=fw.remote_port,
-                                                   remote_host="127.0.0.1", local_host="127.0.0.1"))
-        _wait_listening(chosen)
+    fwd = Forwarder([(f.local_port, f.remote_port) for f in chosen], lambda: conn.transport)
+    fwd.start()
+    try:
+        yield chosen, fwd
+    finally:
+        fwd.close()
+        conn.close()
+
+
+@contextlib.contextmanager
+def forwards(conn, remote_ports: list[int]) -> Iterator[list[Forward]]:
+    with open_forwards(conn, remote_ports) as (chosen, _):
         yield chosen
-    conn.close()
 
 
-def _wait_listening(chosen: list[Forward], timeout: float = 5.0) -> None:
-    """fabric binds each local port in a thread: wait until they accept, so printed URLs work."""
-    deadline = time.monotonic() + timeout
-    for fw in chosen:
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", fw.local_port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise PlaygroundError(f"local port {fw.local_port} did not start listening")
-            time.sleep(0.05)
+def reopen(conn, target: Target) -> None:
+    """A new SSH connection in place of a dropped one, with a new IAP gateway on GCE (the old one's gcloud
+    has exited with its connection); raises what connecting raises when the machine does not answer."""
+    with contextlib.suppress(Exception):
+        conn.close()
+    if target.proxy_command:
+        conn.connect_kwargs["sock"] = gateway(target.proxy_command)
+    conn.open()

@@ -20,7 +20,9 @@ def tunnel(
 ) -> None:
     """Forward the web UIs (bound to the machine's 127.0.0.1) to this machine until Ctrl-C.
 
-    A local port already in use is replaced by the next free one, and said so.
+    A local port already in use is replaced by the next free one, and said so. Left open across a stop and
+    start (the nightly stop, autostop) or a reboot, it says the machine went away, refuses connections
+    meanwhile, and forwards again on the same ports once the machine is back.
     """
     import json
     import signal
@@ -39,7 +41,7 @@ def tunnel(
         # and Ctrl-C (or kill -INT) must still close it.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop_event.set())
-        with remote.one_line_errors(target), remote.forwards(conn, wanted) as fws:
+        with remote.one_line_errors(target), remote.open_forwards(conn, wanted) as (fws, forwarder):
             for fw in fws:
                 if fw.local_port != fw.remote_port:
                     console.print(f"local port {fw.remote_port} is in use: using {fw.local_port}",
@@ -55,9 +57,30 @@ def tunnel(
                 console.print(f"Airflow admin user: {machine.admin}  (password: {machine.ssh_command} -- sudo "
                               "playground-agent admin-password)", highlight=False)
                 console.print("forwarding; Ctrl-C to close", highlight=False)
-            while not stop_event.wait(0.5):
-                pass
+            keep_forwarding(forwarder, lambda: remote.reopen(conn, target), stop_event)
     console.print("tunnel closed", highlight=False)
+
+
+def keep_forwarding(forwarder, reopen, stop_event, retry_s: float = 5.0) -> None:
+    """Until stop_event: watch the machine; when it goes away, say so once, try a new connection every
+    retry_s, and say when it is back (the forwarder's listeners stay on their ports throughout)."""
+    away = False
+    while not stop_event.wait(0.5):
+        if forwarder.alive():
+            continue
+        if not away:
+            away = True
+            console.print("the machine went away (stopped, rebooting?): connections are refused until it is "
+                          "back; waiting for it (Ctrl-C to close)", highlight=False)
+        try:
+            reopen()
+        except Exception:  # noqa: BLE001 - paramiko, sockets, the gateway: not back yet
+            stop_event.wait(retry_s)
+            continue
+        forwarder.forget_probe()
+        if forwarder.alive():
+            away = False
+            console.print("the machine is back: forwarding again", highlight=False)
 
 
 def ssh(
