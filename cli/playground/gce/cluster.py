@@ -90,14 +90,9 @@ def subnet_range(s: GceSettings) -> tuple[str, str]:
 
 
 def _http(verb: str, api: str, path: str, body: Optional[dict] = None) -> tuple[int, dict]:
-    from .google import root, session
+    from .google import rest
 
-    resp = session().request(verb, f"{root(api)}/{path}", json=body, timeout=30)
-    try:
-        doc = resp.json()
-    except ValueError:
-        doc = {}
-    return resp.status_code, doc
+    return rest(verb, api, path, body)
 
 
 def _message(doc: dict) -> str:
