@@ -179,3 +179,19 @@ def test_a_machine_that_went_away_is_refused_at_once_then_forwarded_again(ssh, c
             assert get(fws[0].url) == "ok", "the same local port forwards again"
     finally:
         web.close()
+
+
+def test_a_destroyed_machine_ends_the_wait(ssh):
+    """Away, and the provider no longer lists it: keep_forwarding says so (the tunnel exits with that line)."""
+    web = Web(1)
+    try:
+        with remote.open_forwards(connection(ssh), [web.port]) as (_, forwarder):
+            ssh.close()  # the machine and its SSH server are gone
+            forwarder.forget_probe()
+
+            def reopen():
+                raise OSError("connection refused")
+
+            assert connect.keep_forwarding(forwarder, reopen, threading.Event(), retry_s=0.1, gone=lambda: True)
+    finally:
+        web.close()

@@ -1,10 +1,12 @@
 """The ways onto a machine: `tunnel` to its web UIs, `ssh` to its shell."""
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import typer
 
+from ..errors import PlaygroundError
 from ..ui import console
 from .common import REACH_PROVIDER, SOME_NAME, SOME_PROJECT, ZONE, one_line, provider_for
 
@@ -31,7 +33,8 @@ def tunnel(
     from .. import remote
 
     with one_line():
-        machine = provider_for(provider, project, zone).reach(name, project)
+        chosen = provider_for(provider, project, zone)
+        machine = chosen.reach(name, project)
         labels = {v: k for k, v in machine.web.items()}
         wanted = port or list(machine.web.values())
         target = machine.target
@@ -57,13 +60,17 @@ def tunnel(
                 console.print(f"Airflow admin user: {machine.admin}  (password: {machine.ssh_command} -- sudo "
                               "playground-agent admin-password)", highlight=False)
                 console.print("forwarding; Ctrl-C to close", highlight=False)
-            keep_forwarding(forwarder, lambda: remote.reopen(conn, target), stop_event)
+            gone = keep_forwarding(forwarder, lambda: remote.reopen(conn, target), stop_event,
+                                   gone=lambda: target.name not in [r["name"] for r in chosen.list()])
+            if gone:
+                raise PlaygroundError(f"{target.name} no longer exists (destroyed): tunnel closed")
     console.print("tunnel closed", highlight=False)
 
 
-def keep_forwarding(forwarder, reopen, stop_event, retry_s: float = 5.0) -> None:
+def keep_forwarding(forwarder, reopen, stop_event, retry_s: float = 5.0, gone=lambda: False) -> bool:
     """Until stop_event: watch the machine; when it goes away, say so once, try a new connection every
-    retry_s, and say when it is back (the forwarder's listeners stay on their ports throughout)."""
+    retry_s, and say when it is back (the forwarder's listeners stay on their ports throughout). True when
+    gone() says the machine no longer exists (a listing that fails says nothing)."""
     away = False
     while not stop_event.wait(0.5):
         if forwarder.alive():
@@ -75,12 +82,16 @@ def keep_forwarding(forwarder, reopen, stop_event, retry_s: float = 5.0) -> None
         try:
             reopen()
         except Exception:  # noqa: BLE001 - paramiko, sockets, the gateway: not back yet
+            with contextlib.suppress(Exception):
+                if gone():
+                    return True
             stop_event.wait(retry_s)
             continue
         forwarder.forget_probe()
         if forwarder.alive():
             away = False
             console.print("the machine is back: forwarding again", highlight=False)
+    return False
 
 
 def ssh(
