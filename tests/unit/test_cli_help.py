@@ -2,6 +2,8 @@
 once crashed `backup --help`), group the commands by task in working order, and summarise each in a line."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from playground.main import app
@@ -31,6 +33,10 @@ def test_every_help_renders(path):
     res = CliRunner().invoke(app, [*path, "--help"], prog_name="playground", catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "Usage: playground " + " ".join(path) in " ".join(res.output.split())
+    # An option says what its value is (NAME, KEY=VALUE), not Python's type; --help's own flag is click's.
+    noise = [line for line in res.output.splitlines() if re.search(r"<(str|int|bool|float|list\[\w+\]|Path)>", line)
+             and "--" in line and "--help" not in line]
+    assert noise == []
 
 
 def test_the_top_help_groups_commands_by_task_with_one_line_summaries():

@@ -100,7 +100,8 @@ def launch(
     provider: Optional[str] = PROVIDER,
     profile: Optional[str] = typer.Option(None, help="Image profile to launch from (local: local or seed-local; gce: "
                                           "gce_profile in the settings, else seed)."),
-    set_: list[str] = typer.Option([], "--set", help="Metadata attribute KEY=VALUE, checked before anything is "
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                   help="Metadata attribute KEY=VALUE, checked before anything is "
                                    "made; repeat. Known: " + attributes.known() + "."),
     build: bool = typer.Option(True, help="local: build the image first if there is none."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the machine is healthy (gce: over "
@@ -114,13 +115,15 @@ def launch(
     runtime: Optional[str] = typer.Option(None, help="local: nspawn (a container on this kernel; the default) or "
                                           "vm (the image's disk in QEMU, as GCE boots it: KVM where it boots "
                                           "guests, else software emulation, slow)."),
-    data_disk: int = typer.Option(0, "--data-disk", help="The data volume's size (databases, artifacts, task "
+    data_disk: int = typer.Option(0, "--data-disk", metavar="GB",
+                                  help="The data volume's size (databases, artifacts, task "
                                   "logs; kept by `upgrade`). gce: GB of its persistent disk (else "
                                   + settings.default_text("data_disk_gb") + "). local: GiB of a volume of that "
                                   "size (nspawn: an ext4 file, loop-mounted; without it a folder of the "
                                   "instance's own; --runtime vm: a data disk, without "
                                   "which the data stays on the boot disk)."),
-    dags: Optional[Path] = typer.Option(None, "--dags", help="A project folder to deploy once the machine is "
+    dags: Optional[Path] = typer.Option(None, "--dags", metavar="FOLDER",
+                                        help="A project folder to deploy once the machine is "
                                         "healthy (as `playground deploy DIR`)."),
     autostop: Optional[str] = typer.Option(None, "--autostop", metavar="MINUTES|off",
                                            help="Power the machine off after this many idle minutes (no task "

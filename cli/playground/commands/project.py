@@ -111,9 +111,9 @@ def deploy_onto(chosen, name: Optional[str], project: Optional[str], proj, as_js
 def backup(
     name: str = NAME,
     # Typer reads help as rich markup: the bracket is escaped, else --help fails on "[/PREFIX]".
-    to: str = typer.Option(..., "--to", help="The folder the backup file goes to (made 0600: it holds the "
-                           "machine's Fernet key), or gs://BUCKET\\[/PREFIX] (an existing bucket; never "
-                           "overwritten)."),
+    to: str = typer.Option(..., "--to", metavar="FOLDER|gs://BUCKET[/PREFIX]",
+                           help="The folder the backup file goes to (made 0600: it holds the machine's Fernet "
+                           "key), or gs://BUCKET\\[/PREFIX] (an existing bucket; never overwritten)."),
     as_json: bool = typer.Option(False, "--json", help="Print the file and its manifest as JSON for scripts."),
     provider: Optional[str] = PROVIDER,
     project: Optional[str] = GCE_PROJECT,
@@ -146,8 +146,8 @@ def backup(
 
 def restore(
     name: str = typer.Option(..., help="Instance name: the machine the backup goes onto (a fresh one)."),
-    from_: str = typer.Option(..., "--from", help="A backup file made by `playground backup`, here or at "
-                              "gs://BUCKET/PATH/NAME.tar."),
+    from_: str = typer.Option(..., "--from", metavar="FILE|gs://BUCKET/OBJECT",
+                              help="A backup file made by `playground backup`, here or at gs://BUCKET/PATH/NAME.tar."),
     replace: bool = typer.Option(False, "--replace", help="Drop the machine's own DAG runs, MLflow runs and "
                                  "warehouse tables (refused without it)."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts found and expected as JSON."),
