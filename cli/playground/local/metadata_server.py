@@ -78,6 +78,14 @@ def make_handler(load: Callable[[], Any], failing_until: float = 0.0) -> type[Ba
             self.end_headers()
             self.wfile.write(data)
 
+        def _lookup(self, path: str) -> tuple[bool, Any]:
+            """(True, the node at path), or (False, None) once a 404 is sent."""
+            try:
+                return True, lookup(load(), path)
+            except (KeyError, ValueError):
+                self._send(404, "not found\n", "text/html")
+                return False, None
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urlsplit(self.path)
             if time.monotonic() < failing_until:
@@ -96,10 +104,8 @@ def make_handler(load: Callable[[], Any], failing_until: float = 0.0) -> type[Ba
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             recursive = query.get("recursive", "").lower() == "true"
             path = url.path[len(PREFIX):]
-            try:
-                node = lookup(load(), path)
-            except (KeyError, ValueError):
-                self._send(404, "not found\n", "text/html")
+            found, node = self._lookup(path)
+            if not found:
                 return
             tag = etag_of(node)
             if query.get("wait_for_change", "").lower() == "true":
@@ -108,10 +114,8 @@ def make_handler(load: Callable[[], Any], failing_until: float = 0.0) -> type[Ba
                 deadline = time.monotonic() + timeout
                 while tag == last and time.monotonic() < deadline:
                     time.sleep(0.2)
-                    try:
-                        node = lookup(load(), path)
-                    except (KeyError, ValueError):
-                        self._send(404, "not found\n", "text/html")
+                    found, node = self._lookup(path)
+                    if not found:
                         return
                     tag = etag_of(node)
             if isinstance(node, dict):
