@@ -5,7 +5,7 @@ parallel requests queue behind each other (measured 1.04 s against 0.02 s for on
 with the connection. Here each listener has the kernel's usual backlog and blocks in accept(); each accepted
 connection gets its own direct-tcpip channel and a thread that pumps both ways. The listeners belong to the
 Forwarder, not to the SSH connection: when the machine goes away (a stop, autostop, a reboot) new
-connections are refused at once instead of hanging, and once `reconnect` has opened a new connection they
+connections are refused at once instead of hanging, and once remote.reopen has made a new connection they
 are forwarded again on the same local ports.
 """
 from __future__ import annotations
