@@ -18,11 +18,11 @@ import base64
 import os
 import secrets
 import string
-from typing import Callable, Optional
+from typing import Callable
 
 from ..errors import PlaygroundError
 from .compute import GceSettings, explain, wait
-from .google import reachable
+from .google import reachable, rest
 
 Report = Callable[[str], None]
 PORTS = ("6379", "5432")  # Redis, PostgreSQL; MLflow's port is the playground's mlflow-port
@@ -89,12 +89,6 @@ def subnet_range(s: GceSettings) -> tuple[str, str]:
     return got.ip_cidr_range, warning
 
 
-def _http(verb: str, api: str, path: str, body: Optional[dict] = None) -> tuple[int, dict]:
-    from .google import rest
-
-    return rest(verb, api, path, body)
-
-
 def _message(doc: dict) -> str:
     return str((doc.get("error") or {}).get("message", "")).strip()[:200]
 
@@ -106,7 +100,7 @@ def account_email(s: GceSettings) -> str:
     (https://cloud.google.com/compute/docs/access/service-accounts#default_service_account)."""
     if s.service_account != "default":
         return s.service_account
-    code, doc = _http("GET", "cloudresourcemanager", f"v3/projects/{s.project}")
+    code, doc = rest("GET", "cloudresourcemanager", f"v3/projects/{s.project}")
     if code != 200 or not str(doc.get("name", "")).startswith("projects/"):
         raise PlaygroundError(f"project {s.project}: its number is needed for the default service account and "
                               f"could not be read ({code}: {_message(doc)}); set service_account instead")
@@ -131,7 +125,7 @@ def make_secret(s: GceSettings, main: str, account: str, report: Report) -> str:
 
     sid, name = secret_id(main), secret_name(s.project, main)
     report(f"making the cluster secret {sid} in Secret Manager")
-    code, doc = _http("POST", "secretmanager", f"v1/projects/{s.project}/secrets?secretId={sid}",
+    code, doc = rest("POST", "secretmanager", f"v1/projects/{s.project}/secrets?secretId={sid}",
                       {"replication": {"automatic": {}}, "labels": dict(s.labels(), **{"playground-main": main})})
     if code == 409:
         raise PlaygroundError(f"the secret {name} exists already (a playground {main} not fully destroyed?): "
@@ -146,12 +140,12 @@ def make_secret(s: GceSettings, main: str, account: str, report: Report) -> str:
         # Not the agent's own header ("written from instance metadata; edits are overwritten"): here it is not true.
         said = f"# the keys of playground {main} and its workers, made by `playground launch --workers`"
         data = base64.b64encode(env_text(new_keys(), header=said).encode()).decode()
-        code, doc = _http("POST", "secretmanager", f"v1/{name}:addVersion", {"payload": {"data": data}})
+        code, doc = rest("POST", "secretmanager", f"v1/{name}:addVersion", {"payload": {"data": data}})
         if code != 200:
             raise PlaygroundError(f"Secret Manager: adding the keys to {name} failed ({code}): {_message(doc)}")
         report(f"letting {account} read {sid}")
         policy = {"bindings": [{"role": ACCESSOR, "members": [f"serviceAccount:{account}"]}]}
-        code, doc = _http("POST", "secretmanager", f"v1/{name}:setIamPolicy", {"policy": policy})
+        code, doc = rest("POST", "secretmanager", f"v1/{name}:setIamPolicy", {"policy": policy})
         if code != 200:
             raise PlaygroundError(f"Secret Manager: granting {account} {ACCESSOR} on {name} failed ({code}): "
                                   f"{_message(doc)}")
@@ -165,7 +159,7 @@ def make_secret(s: GceSettings, main: str, account: str, report: Report) -> str:
 def delete_secret(s: GceSettings, main: str, report: Report) -> bool:
     """Remove the cluster secret; False when there was none."""
     name = secret_name(s.project, main)
-    code, doc = _http("DELETE", "secretmanager", f"v1/{name}")
+    code, doc = rest("DELETE", "secretmanager", f"v1/{name}")
     if code == 404:
         return False
     if code != 200:
